@@ -1,0 +1,1 @@
+"""The HTTP layer: FastAPI routers that translate HTTP to interactions and back."""

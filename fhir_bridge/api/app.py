@@ -1,0 +1,80 @@
+"""``create_app``: the ASGI application, ready to run alone or to mount inside another service."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from fhir_bridge.api import fhir
+from fhir_bridge.api.rendering import error_response
+from fhir_bridge.errors import FhirError
+from fhir_bridge.interactions.cursors import CursorSigner
+from fhir_bridge.interactions.server import FhirServer, Limits
+from fhir_bridge.settings import Settings
+from fhir_bridge.store.database import create_engines, prepare_schema, read_info
+from fhir_bridge.store.store import Store
+
+log = logging.getLogger("fhir_bridge")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the database schema is created or upgraded here, before the first request.
+
+    The schema is prepared eagerly (not in a lifespan handler) because a host application that
+    mounts this one does not run the lifespan of mounted apps.
+    """
+    settings = settings or Settings()
+    engines = create_engines(settings.database_url)
+    prepare_schema(engines)
+    store = Store(engines, enforce_references=settings.enforce_referential_integrity)
+    server = FhirServer(
+        store,
+        CursorSigner(read_info(engines, "cursor_secret")),
+        Limits(default_count=settings.default_count, max_count=settings.max_count),
+    )
+    app = FastAPI(
+        title="fhir-bridge",
+        summary="Imaging-to-FHIR bridge: a FHIR R4 server on a versioned store",
+        version=_version(),
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.fhir_server = server
+    app.state.engines = engines
+    app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
+    _install_error_handlers(app)
+    return app
+
+
+def _version() -> str:
+    try:
+        return version("fhir-bridge")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def _fhir_error(_request: Request, error: FhirError):  # type: ignore[no-untyped-def]
+        return error_response(error)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, error: HTTPException):  # type: ignore[no-untyped-def]
+        code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "processing")
+        return error_response(FhirError(error.status_code, str(error.detail), code=code, headers=dict(error.headers or {})))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError):  # type: ignore[no-untyped-def]
+        where = [".".join(str(p) for p in e["loc"]) for e in error.errors()]
+        return error_response(FhirError(400, f"invalid request: {error.errors()}", code="invalid", expression=where))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception):  # type: ignore[no-untyped-def]
+        # Only the type and the code location: messages (e.g. a database error) can carry request data.
+        log.error("unexpected %s at\n%s", type(error).__name__, "".join(traceback.format_tb(error.__traceback__)))
+        return error_response(FhirError(500, f"internal error ({type(error).__name__})", code="exception"))

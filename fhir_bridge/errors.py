@@ -1,0 +1,41 @@
+"""The one error type of fhir-bridge: it carries an HTTP status and becomes an OperationOutcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FhirError(Exception):
+    """A request that cannot be carried out; ``expression`` names the offending element or parameter."""
+
+    def __init__(
+        self,
+        status: int,
+        diagnostics: str,
+        *,
+        code: str = "processing",
+        expression: str | list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(diagnostics)
+        self.status = status
+        self.diagnostics = diagnostics
+        self.code = code
+        self.expression = [expression] if isinstance(expression, str) else list(expression or [])
+        self.headers = headers or {}
+
+    def outcome(self) -> dict[str, Any]:
+        return operation_outcome(self.diagnostics, code=self.code, expression=self.expression)
+
+
+def operation_outcome(
+    diagnostics: str,
+    *,
+    severity: str = "error",
+    code: str = "processing",
+    expression: list[str] | None = None,
+) -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = expression
+    return {"resourceType": "OperationOutcome", "issue": [issue]}

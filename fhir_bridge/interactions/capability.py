@@ -1,0 +1,81 @@
+"""The CapabilityStatement, generated from what the server implements.
+
+Resource types and search parameters come from the spec registry; a search parameter is listed
+only where the search compiler supports its type and the index holds it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import orjson
+
+from fhir_bridge.search.query import SUPPORTED_MODIFIERS
+from fhir_bridge.spec.registry import FHIR_VERSION, resource_types, search_parameters
+
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type")
+SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+
+
+def _software_version() -> str:
+    try:
+        return version("fhir-bridge")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _search_params(resource_type: str) -> list[dict[str, Any]]:
+    listed = []
+    for code, parameter in sorted(search_parameters(resource_type).items()):
+        if parameter.type in SUPPORTED_MODIFIERS and (parameter.indexed or code in ("_id", "_lastUpdated")):
+            listed.append({"name": code, "definition": parameter.url, "type": parameter.type})
+    return listed
+
+
+def _resource(resource_type: str) -> dict[str, Any]:
+    return {
+        "type": resource_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "referencePolicy": ["literal", "enforced", "local"],
+        "searchParam": _search_params(resource_type),
+    }
+
+
+@cache
+def _capability_json(base: str, date: str) -> bytes:
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "fhir-bridge",
+        "kind": "instance",
+        "software": {"name": "fhir-bridge", "version": _software_version()},
+        "implementation": {"description": "fhir-bridge: imaging-to-FHIR bridge", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [_resource(t) for t in sorted(resource_types())],
+                "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+                "searchParam": _search_params("Resource"),
+            }
+        ],
+    }
+    return orjson.dumps(statement)
+
+
+def capability_statement(base: str, date: str) -> bytes:
+    """The CapabilityStatement as JSON bytes (built once per base URL)."""
+    return _capability_json(base, date)

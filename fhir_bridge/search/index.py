@@ -1,0 +1,183 @@
+"""Turn a resource into index entries, one typed table per search parameter type.
+
+Which elements are indexed, and as which type, comes from the spec's SearchParameter
+definitions (``spec.registry``); this module only knows how each FHIR data type becomes a
+token, string, date, number, quantity, reference or uri entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, date_range, normalize_string, number_range
+from fhir_bridge.spec.fhirpath import Item
+from fhir_bridge.spec.registry import search_parameters
+
+MAX_INDEXED_STRING = 255
+
+Entry = dict[str, Any]
+IndexEntries = dict[str, list[Entry]]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):  # HumanName, Address, ...: every textual part is searchable
+        for key, part in value.items():
+            if key not in ("use", "period", "extension", "id", "type"):
+                yield from _strings(part)
+    elif isinstance(value, list):
+        for part in value:
+            yield from _strings(part)
+
+
+def _string_entries(item: Item) -> Iterator[Entry]:
+    for text in _strings(item.value):
+        yield {"value": normalize_string(text)[:MAX_INDEXED_STRING], "exact": text[:MAX_INDEXED_STRING]}
+
+
+def _coding_entry(coding: dict[str, Any], text: str | None = None) -> Entry:
+    display = text or coding.get("display")
+    return {
+        "system": coding.get("system"),
+        "code": coding.get("code"),
+        "text": normalize_string(display)[:MAX_INDEXED_STRING] if display else None,
+    }
+
+
+def _token_entries(item: Item) -> Iterator[Entry]:
+    value = item.value
+    if isinstance(value, bool):
+        yield {"system": None, "code": "true" if value else "false", "text": None}
+    elif isinstance(value, str | int | float):
+        yield {"system": None, "code": str(value), "text": None}
+    elif isinstance(value, dict):
+        if "coding" in value or ("text" in value and "value" not in value and "code" not in value):
+            for coding in value.get("coding", []):
+                yield _coding_entry(coding, value.get("text"))
+            if not value.get("coding") and value.get("text"):
+                yield {"system": None, "code": None, "text": normalize_string(value["text"])[:MAX_INDEXED_STRING]}
+        elif "value" in value and "code" not in value:  # Identifier, ContactPoint
+            type_text = (value.get("type") or {}).get("text") if isinstance(value.get("type"), dict) else None
+            yield {"system": value.get("system"), "code": str(value["value"]), "text": type_text}
+        elif "code" in value or "system" in value:  # Coding
+            yield _coding_entry(value)
+
+
+def _date_entries(item: Item) -> Iterator[Entry]:
+    value = item.value
+    if isinstance(value, str):
+        found = date_range(value)
+        if found:
+            yield {"low": found[0], "high": found[1]}
+    elif isinstance(value, dict):
+        if "start" in value or "end" in value:  # Period: open ends are unbounded
+            start = date_range(value["start"]) if "start" in value else None
+            end = date_range(value["end"]) if "end" in value else None
+            if start or end:
+                yield {"low": start[0] if start else MIN_INSTANT, "high": end[1] if end else MAX_INSTANT}
+        for event in value.get("event", []):  # Timing
+            yield from _date_entries(Item(event))
+        bounds = (value.get("repeat") or {}).get("boundsPeriod")
+        if bounds:
+            yield from _date_entries(Item(bounds))
+
+
+def _number_entries(item: Item) -> Iterator[Entry]:
+    found = number_range(item.value) if not isinstance(item.value, dict | list | bool) else None
+    if found:
+        yield {"value": found[0], "low": found[1], "high": found[2]}
+
+
+def _quantity_entries(item: Item) -> Iterator[Entry]:
+    value = item.value
+    if not isinstance(value, dict):
+        return
+    if "low" in value or "high" in value:  # Range
+        low = number_range(value.get("low", {}).get("value")) if "low" in value else None
+        high = number_range(value.get("high", {}).get("value")) if "high" in value else None
+        unit = value.get("low") or value.get("high") or {}
+        yield {
+            "system": unit.get("system"),
+            "code": unit.get("code") or unit.get("unit"),
+            "value": None,
+            "low": low[1] if low else None,
+            "high": high[2] if high else None,
+        }
+        return
+    found = number_range(value.get("value")) if "value" in value else None
+    if found:
+        yield {
+            "system": value.get("system"),
+            "code": value.get("code") or value.get("unit") or value.get("currency"),
+            "value": found[0],
+            "low": found[1],
+            "high": found[2],
+        }
+
+
+def parse_reference(text: str) -> tuple[str | None, str | None]:
+    """(type, id) of a relative or absolute literal reference; (None, None) for others."""
+    path = text.split("?")[0]
+    if path.startswith(("#", "urn:")):
+        return None, None
+    parts = path.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2], parts[-1]
+    return None, None
+
+
+def _reference_entries(item: Item) -> Iterator[Entry]:
+    value = item.value
+    text = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
+    identifier = value.get("identifier") if isinstance(value, dict) else None
+    if text is None and not identifier:
+        return
+    target_type, target_id = parse_reference(text) if text else (None, None)
+    if isinstance(value, dict) and target_type is None:
+        target_type = value.get("type")
+    yield {
+        "target_type": target_type,
+        "target_id": target_id,
+        "url": text if text and (target_id is None or "://" in text) else None,
+        "identifier_system": identifier.get("system") if identifier else None,
+        "identifier_value": identifier.get("value") if identifier else None,
+    }
+
+
+def _uri_entries(item: Item) -> Iterator[Entry]:
+    if isinstance(item.value, str):
+        yield {"uri": item.value}
+
+
+EXTRACTORS = {
+    "string": _string_entries,
+    "token": _token_entries,
+    "date": _date_entries,
+    "number": _number_entries,
+    "quantity": _quantity_entries,
+    "reference": _reference_entries,
+    "uri": _uri_entries,
+}
+
+
+def index_entries(resource: dict[str, Any]) -> IndexEntries:
+    """Index entries of ``resource`` by table (search parameter type), each naming its parameter."""
+    result: IndexEntries = {kind: [] for kind in EXTRACTORS}
+    root = [Item(resource)]
+    for parameter in search_parameters(resource["resourceType"]).values():
+        if not parameter.indexed:
+            continue
+        extract = EXTRACTORS[parameter.type]
+        seen: set[tuple] = set()
+        for item in parameter.evaluate(root):
+            for entry in extract(item):
+                key = tuple(entry.values())
+                if key not in seen:
+                    seen.add(key)
+                    entry["param"] = parameter.code
+                    result[parameter.type].append(entry)
+    return result

@@ -1,0 +1,52 @@
+"""Regenerate the FHIR definitions shipped in ``fhir_bridge/spec/data``.
+
+The data comes from the HL7 FHIR R4 4.0.1 definition package ``hl7.fhir.r4.examples``
+(npm registry, licence CC0-1.0). Run ``python -m fhir_bridge.spec.generate PACKAGE.tgz``
+after ``npm pack hl7.fhir.r4.examples@4.0.1``; the output is committed so that the
+server never needs the network.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / "data"
+SEARCH_PARAMETER_FIELDS = ("code", "type", "base", "expression", "target", "modifier", "comparator", "url")
+
+
+def _read_json_members(archive: tarfile.TarFile, prefix: str) -> list[dict]:
+    members = [m for m in archive.getmembers() if Path(m.name).name.startswith(prefix) and m.name.endswith(".json")]
+    return [json.load(archive.extractfile(m)) for m in sorted(members, key=lambda m: m.name)]
+
+
+def generate(package: Path) -> None:
+    with tarfile.open(package) as archive:
+        bundle = next(d for d in _read_json_members(archive, "Bundle-searchParams"))
+        definitions = _read_json_members(archive, "StructureDefinition-")
+        compartments = _read_json_members(archive, "CompartmentDefinition-")
+    search_parameters = [
+        {field: entry["resource"][field] for field in SEARCH_PARAMETER_FIELDS if field in entry["resource"]}
+        for entry in bundle["entry"]
+    ]
+    resource_types = sorted(
+        d["type"]
+        for d in definitions
+        if d.get("kind") == "resource" and d.get("derivation") == "specialization" and not d.get("abstract")
+    )
+    patient_compartment = next(c for c in compartments if c.get("code") == "Patient")
+    compartment = {r["code"]: r.get("param", []) for r in patient_compartment["resource"]}
+    DATA_DIR.mkdir(exist_ok=True)
+    _write(DATA_DIR / "search-parameters.json", search_parameters)
+    _write(DATA_DIR / "resource-types.json", resource_types)
+    _write(DATA_DIR / "patient-compartment.json", compartment)
+
+
+def _write(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    generate(Path(sys.argv[1]))

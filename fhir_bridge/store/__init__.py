@@ -1,0 +1,1 @@
+"""The versioned resource store: tables, the commit order, the single write path, history."""

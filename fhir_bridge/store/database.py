@@ -1,0 +1,103 @@
+"""Engines for SQLite (embedded default) and PostgreSQL (scale-out), and schema set-up on start.
+
+Dialect differences live here and nowhere else:
+- SQLite runs in WAL mode; a write transaction starts with ``BEGIN IMMEDIATE`` so that writers
+  queue for the database lock instead of failing half-way with "database is locked".
+- PostgreSQL orders writers on the commit clock's row lock (``SELECT ... FOR UPDATE``), and
+  schema creation takes an advisory lock so that many workers can start at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, insert, select, text
+from sqlalchemy.engine import make_url
+
+from fhir_bridge.store.tables import CLOCK, INFO, SCHEMA_VERSION, SQLModel
+
+SQLITE_BUSY_TIMEOUT_S = 60
+_MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
+
+
+@dataclass(frozen=True)
+class Engines:
+    """``reader`` for reads; ``writer`` for write transactions (the same engine on PostgreSQL)."""
+
+    reader: Engine
+    writer: Engine
+
+    @property
+    def dialect(self) -> str:
+        return self.writer.dialect.name
+
+    def dispose(self) -> None:
+        self.reader.dispose()
+        if self.writer is not self.reader:
+            self.writer.dispose()
+
+
+def _sqlite_engine(url: str, begin: str) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+        pool_size=8,
+        max_overflow=8,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+def create_engines(database_url: str) -> Engines:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return Engines(reader=_sqlite_engine(database_url, "BEGIN"), writer=_sqlite_engine(database_url, "BEGIN IMMEDIATE"))
+    engine = create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return Engines(reader=engine, writer=engine)
+
+
+def prepare_schema(engines: Engines) -> None:
+    """Create or upgrade the schema, idempotently and safely when several workers start together."""
+    with engines.writer.begin() as connection:
+        if engines.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        SQLModel.metadata.create_all(connection)
+        known = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
+        if "schema_version" not in known:
+            connection.execute(
+                insert(INFO),
+                [
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": "cursor_secret", "value": secrets.token_hex(32)},
+                ],
+            )
+        elif int(known["schema_version"]) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database has schema version {known['schema_version']}, newer than this "
+                f"fhir-bridge ({SCHEMA_VERSION}): upgrade fhir-bridge"
+            )
+        if connection.execute(select(CLOCK.c.id)).first() is None:
+            connection.execute(insert(CLOCK).values(id=1, seq=0, last_updated=0))
+
+
+def read_info(engines: Engines, key: str) -> str:
+    with engines.reader.connect() as connection:
+        return connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one()

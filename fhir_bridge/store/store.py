@@ -1,0 +1,314 @@
+"""The store: reads, history, and the single write path every push path ends in.
+
+Writes happen in a ``WriteSession``. Opening one takes the commit clock's lock, so write
+transactions commit one after another and each version's ``seq`` is handed out in commit order:
+a harvester that has seen ``seq`` N has seen every write numbered below N, including one that
+started early and committed late. The expensive work of a request (parsing, validation) is
+done before the session opens, so the lock is held only for the database statements.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, tuple_, update
+
+from fhir_bridge.errors import FhirError
+from fhir_bridge.search.index import index_entries
+from fhir_bridge.search.query import SearchQuery, compile_search
+from fhir_bridge.store.database import Engines
+from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, VERSION
+
+_VERSION_COLUMNS = (VERSION.c.res_type, VERSION.c.res_id, VERSION.c.version, VERSION.c.seq, VERSION.c.last_updated, VERSION.c.deleted, VERSION.c.content, VERSION.c.method)
+_RESOURCE_COLUMNS = (RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.seq, RESOURCE.c.last_updated, RESOURCE.c.deleted, RESOURCE.c.content, RESOURCE.c.pk)
+
+
+def format_instant(micros: int) -> str:
+    """FHIR ``instant`` text for microseconds since the epoch (UTC, millisecond precision kept)."""
+    moment = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version of one resource as stored."""
+
+    res_type: str
+    res_id: str
+    version: int
+    seq: int
+    last_updated: int
+    deleted: bool
+    content: str | None
+    method: str = ""
+    pk: int | None = None
+
+    @property
+    def resource(self) -> dict[str, Any] | None:
+        return orjson.loads(self.content) if self.content is not None else None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def last_modified(self) -> str:
+        return format_instant(self.last_updated)
+
+    @property
+    def http_date(self) -> str:
+        moment = datetime.fromtimestamp(self.last_updated / 1_000_000, tz=UTC)
+        return moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+    @property
+    def reference(self) -> str:
+        return f"{self.res_type}/{self.res_id}"
+
+
+def _version(row: Sequence[Any]) -> StoredVersion:
+    return StoredVersion(*row)
+
+
+def _current(row: Sequence[Any]) -> StoredVersion:
+    res_type, res_id, version, seq, last_updated, deleted, content, pk = row
+    return StoredVersion(res_type, res_id, version, seq, last_updated, deleted, content, "", pk)
+
+
+class WriteSession:
+    """One atomic write transaction; see the module docstring for its ordering guarantee."""
+
+    def __init__(self, connection: Connection, enforce_references: bool) -> None:
+        self.connection = connection
+        self.enforce_references = enforce_references
+        clock = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1).with_for_update()).one()
+        self._seq: int = clock.seq
+        # lastUpdated never goes backwards in commit order, whatever the wall clock does.
+        self.now: int = max(time.time_ns() // 1000, clock.last_updated + 1)
+        self._pending: dict[str, list[dict[str, Any]]] = {name: [] for name in INDEX_TABLES}
+        self._versions: list[dict[str, Any]] = []
+        self._written: dict[tuple[str, str], StoredVersion] = {}
+        self._deleted: set[tuple[str, str]] = set()
+        self._references: dict[tuple[str, str], str] = {}  # target -> the resource that points at it
+
+    # reading inside the transaction -------------------------------------------------------
+    def current(self, res_type: str, res_id: str) -> StoredVersion | None:
+        if (res_type, res_id) in self._written:
+            return self._written[(res_type, res_id)]
+        row = self.connection.execute(
+            select(*_RESOURCE_COLUMNS).where(RESOURCE.c.res_type == res_type, RESOURCE.c.res_id == res_id)
+        ).first()
+        return _current(row) if row else None
+
+    def find(self, query: SearchQuery, limit: int = 2) -> list[StoredVersion]:
+        """Current resources matching ``query`` as this transaction sees them (for conditional writes)."""
+        self._flush()
+        statement = compile_search(query).limit(limit)
+        return [_current(row) for row in self.connection.execute(statement).all()]
+
+    # writing -----------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def put(self, resource: dict[str, Any], method: str) -> StoredVersion:
+        """Store ``resource`` (with ``id`` set) as the next version of its resource."""
+        res_type, res_id = resource["resourceType"], resource["id"]
+        previous = self.current(res_type, res_id)
+        version = previous.version + 1 if previous else 1
+        seq = self._next_seq()
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = format_instant(self.now)
+        resource["meta"] = meta
+        content = orjson.dumps(resource).decode()
+        values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": False, "content": content}
+        pk = self._upsert_current(res_type, res_id, previous, values)
+        for kind, entries in index_entries(resource).items():
+            for entry in entries:
+                entry["res_pk"] = pk
+                entry["res_type"] = res_type
+                self._pending[kind].append(entry)
+                if kind == "reference" and entry["target_id"] and entry["url"] is None and entry["target_type"]:
+                    self._references.setdefault((entry["target_type"], entry["target_id"]), f"{res_type}/{res_id}")
+        self._versions.append({"res_type": res_type, "res_id": res_id, "method": method, **values})
+        stored = StoredVersion(res_type, res_id, version, seq, self.now, False, content, method, pk)
+        self._written[(res_type, res_id)] = stored
+        self._deleted.discard((res_type, res_id))
+        return stored
+
+    def delete(self, current: StoredVersion) -> StoredVersion:
+        """Record a deletion of ``current`` as a new version; index entries go with it."""
+        version, seq = current.version + 1, self._next_seq()
+        values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": True, "content": None}
+        pk = self._upsert_current(current.res_type, current.res_id, current, values)
+        self._versions.append({"res_type": current.res_type, "res_id": current.res_id, "method": "DELETE", **values})
+        stored = StoredVersion(current.res_type, current.res_id, version, seq, self.now, True, None, "DELETE", pk)
+        self._written[(current.res_type, current.res_id)] = stored
+        self._deleted.add((current.res_type, current.res_id))
+        return stored
+
+    def _upsert_current(self, res_type: str, res_id: str, previous: StoredVersion | None, values: dict[str, Any]) -> int:
+        if previous is None:
+            return self.connection.execute(
+                insert(RESOURCE).values(res_type=res_type, res_id=res_id, **values).returning(RESOURCE.c.pk)
+            ).scalar_one()
+        self._flush()
+        self.connection.execute(update(RESOURCE).where(RESOURCE.c.pk == previous.pk).values(**values))
+        for table in INDEX_TABLES.values():
+            self.connection.execute(delete(table).where(table.c.res_pk == previous.pk))
+        return previous.pk  # type: ignore[return-value]
+
+    def _flush(self) -> None:
+        for kind, rows in self._pending.items():
+            if rows:
+                self.connection.execute(insert(INDEX_TABLES[kind]), rows)
+                rows.clear()
+        if self._versions:
+            self.connection.execute(insert(VERSION), self._versions)
+            self._versions.clear()
+
+    def _check_references(self) -> None:
+        """Refuse dangling local references (as HAPI FHIR's JPA server does by default)."""
+        targets = [t for t in self._references if t not in self._written or t in self._deleted]
+        if targets:
+            found = {
+                tuple(row)
+                for chunk in range(0, len(targets), 500)
+                for row in self.connection.execute(
+                    select(RESOURCE.c.res_type, RESOURCE.c.res_id).where(
+                        tuple_(RESOURCE.c.res_type, RESOURCE.c.res_id).in_(targets[chunk : chunk + 500]),
+                        RESOURCE.c.deleted.is_(False),
+                    )
+                )
+            }
+            for target in targets:
+                if target not in found:
+                    source = self._references[target]
+                    raise FhirError(
+                        422 if target not in self._deleted else 409,
+                        f"{source} refers to {target[0]}/{target[1]}, which does not exist",
+                        code="not-found",
+                        expression=source,
+                    )
+        for res_type, res_id in self._deleted:
+            referrer = self.connection.execute(
+                select(RESOURCE.c.res_type, RESOURCE.c.res_id)
+                .join(INDEX_TABLES["reference"], INDEX_TABLES["reference"].c.res_pk == RESOURCE.c.pk)
+                .where(
+                    INDEX_TABLES["reference"].c.target_type == res_type,
+                    INDEX_TABLES["reference"].c.target_id == res_id,
+                    INDEX_TABLES["reference"].c.url.is_(None),
+                    RESOURCE.c.deleted.is_(False),
+                    or_(RESOURCE.c.res_type != res_type, RESOURCE.c.res_id != res_id),
+                )
+                .limit(1)
+            ).first()
+            if referrer:
+                raise FhirError(
+                    409,
+                    f"cannot delete {res_type}/{res_id}: {referrer[0]}/{referrer[1]} refers to it",
+                    code="conflict",
+                )
+
+    def finish(self) -> None:
+        self._flush()
+        if self.enforce_references:
+            self._check_references()
+        self.connection.execute(update(CLOCK).where(CLOCK.c.id == 1).values(seq=self._seq, last_updated=self.now))
+
+
+class Store:
+    """Reads and writes FHIR resources; the only module that talks to the database."""
+
+    def __init__(self, engines: Engines, enforce_references: bool = True) -> None:
+        self.engines = engines
+        self.enforce_references = enforce_references
+
+    @contextmanager
+    def write(self) -> Iterator[WriteSession]:
+        """An atomic write transaction: everything in it commits together or not at all."""
+        with self.engines.writer.begin() as connection:
+            session = WriteSession(connection, self.enforce_references)
+            yield session
+            session.finish()
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self.engines.reader.connect() as connection:
+            yield connection
+
+    def read(self, res_type: str, res_id: str) -> StoredVersion | None:
+        with self._reading() as connection:
+            row = connection.execute(
+                select(*_RESOURCE_COLUMNS).where(RESOURCE.c.res_type == res_type, RESOURCE.c.res_id == res_id)
+            ).first()
+        return _current(row) if row else None
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredVersion | None:
+        with self._reading() as connection:
+            row = connection.execute(
+                select(*_VERSION_COLUMNS).where(
+                    VERSION.c.res_type == res_type, VERSION.c.res_id == res_id, VERSION.c.version == version
+                )
+            ).first()
+        return _version(row) if row else None
+
+    def history(
+        self,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        *,
+        since: int | None = None,
+        at: tuple[int, int] | None = None,
+        before_seq: int | None = None,
+        count: int = 20,
+    ) -> list[StoredVersion]:
+        """Versions newest first, below ``before_seq`` (the paging position).
+
+``at`` (an instant range) keeps the versions that were current at some point within it.
+"""
+        conditions = []
+        if res_type:
+            conditions.append(VERSION.c.res_type == res_type)
+        if res_id:
+            conditions.append(VERSION.c.res_id == res_id)
+        if since is not None:
+            conditions.append(VERSION.c.last_updated >= since)
+        if before_seq is not None:
+            conditions.append(VERSION.c.seq < before_seq)
+        if at is not None:
+            scope = [c for c in (VERSION.c.res_type == res_type if res_type else None, VERSION.c.res_id == res_id if res_id else None) if c is not None]
+            current_at_start = (
+                select(func.max(VERSION.c.seq))
+                .where(VERSION.c.last_updated <= at[0], *scope)
+                .group_by(VERSION.c.res_type, VERSION.c.res_id)
+            )
+            conditions.append(or_(VERSION.c.seq.in_(current_at_start), VERSION.c.last_updated.between(*at)))
+        statement = select(*_VERSION_COLUMNS).where(and_(*conditions)).order_by(VERSION.c.seq.desc()).limit(count)
+        with self._reading() as connection:
+            return [_version(row) for row in connection.execute(statement).all()]
+
+    def count_history(self, res_type: str | None = None, res_id: str | None = None, since: int | None = None) -> int:
+        conditions = []
+        if res_type:
+            conditions.append(VERSION.c.res_type == res_type)
+        if res_id:
+            conditions.append(VERSION.c.res_id == res_id)
+        if since is not None:
+            conditions.append(VERSION.c.last_updated >= since)
+        with self._reading() as connection:
+            return connection.execute(select(func.count()).select_from(VERSION).where(and_(*conditions))).scalar_one()
+
+    def search(self, query: SearchQuery) -> list[StoredVersion]:
+        with self._reading() as connection:
+            return [_current(row) for row in connection.execute(compile_search(query)).all()]
+
+    def count(self, query: SearchQuery) -> int:
+        with self._reading() as connection:
+            return connection.execute(compile_search(query, counting=True)).scalar_one()
