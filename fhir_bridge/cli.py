@@ -30,7 +30,11 @@ def serve(arguments: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     logging.getLogger("fhir_bridge").info(
-        "FHIR base URL http://%s:%s%s (database: %s)", settings.host, settings.port, settings.fhir_path, settings.database_url.split("@")[-1]
+        "FHIR base URL http://%s:%s%s (database: %s)",
+        settings.host,
+        settings.port,
+        settings.fhir_path,
+        settings.database_url.split("@")[-1],
     )
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
     return 0

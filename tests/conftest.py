@@ -35,7 +35,7 @@ def _postgres_available() -> str | None:
             connection.execute(text("SELECT 1"))
         engine.dispose()
         return None
-    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as error:
         return f"{type(error).__name__}: {error}"
 
 

@@ -66,7 +66,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, error: HTTPException):  # type: ignore[no-untyped-def]
         code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "processing")
-        return error_response(FhirError(error.status_code, str(error.detail), code=code, headers=dict(error.headers or {})))
+        return error_response(
+            FhirError(error.status_code, str(error.detail), code=code, headers=dict(error.headers or {}))
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError):  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -39,7 +38,10 @@ PATCH_BODY = {
     }
 }
 FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {"description": "An OperationOutcome saying what is wrong and where", "content": {"application/fhir+json": {}}},
+    "4XX": {
+        "description": "An OperationOutcome saying what is wrong and where",
+        "content": {"application/fhir+json": {}},
+    },
 }
 STARTED = datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -65,7 +67,9 @@ async def _body(request: Request) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise FhirError(413, f"the request body is larger than the {limit} bytes this server accepts", code="too-long")
+            raise FhirError(
+                413, f"the request body is larger than the {limit} bytes this server accepts", code="too-long"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -78,7 +82,11 @@ async def _json_body(request: Request) -> Any:
 async def _patch_body(request: Request) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in PATCH_TYPES:
-        raise FhirError(415, f"PATCH takes application/json-patch+json, not {content_type or 'no Content-Type'!r}", code="not-supported")
+        raise FhirError(
+            415,
+            f"PATCH takes application/json-patch+json, not {content_type or 'no Content-Type'!r}",
+            code="not-supported",
+        )
     return parse_json(await _body(request))
 
 
@@ -148,7 +156,9 @@ def search_type(resource_type: str, request: Request, view: Presentation = Depen
 
 
 @router.post("/{resource_type}/_search", summary="search (form-encoded parameters)", responses=FHIR_RESPONSES)
-async def search_type_post(resource_type: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
+async def search_type_post(
+    resource_type: str, request: Request, view: Presentation = Depends(presentation)
+) -> Response:
     parameters = _parameters(request) + await _form_parameters(request)
     bundle = await run_in_threadpool(_server(request).search, resource_type, parameters, _base(request), view.strict)
     return render(bundle, 200, view)
@@ -159,21 +169,39 @@ def history_type(resource_type: str, request: Request, view: Presentation = Depe
     return render(_server(request).history(resource_type, None, _parameters(request), _base(request)), 200, view)
 
 
-@router.post("/{resource_type}", summary="create (conditional with If-None-Exist)", status_code=201, openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
-def create(resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)) -> Response:
+@router.post(
+    "/{resource_type}",
+    summary="create (conditional with If-None-Exist)",
+    status_code=201,
+    openapi_extra=JSON_BODY,
+    responses=FHIR_RESPONSES,
+)
+def create(
+    resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
+) -> Response:
     outcome = _server(request).create(resource_type, body, request.headers.get("if-none-exist"))
     return render_write(outcome, view, _base(request))
 
 
 @router.put("/{resource_type}", summary="conditional update", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
-def conditional_update(resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)) -> Response:
-    outcome = _server(request).conditional_update(resource_type, request.url.query, body, request.headers.get("if-match"))
+def conditional_update(
+    resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
+) -> Response:
+    outcome = _server(request).conditional_update(
+        resource_type, request.url.query, body, request.headers.get("if-match")
+    )
     return render_write(outcome, view, _base(request))
 
 
-@router.patch("/{resource_type}", summary="conditional patch (JSON Patch)", openapi_extra=PATCH_BODY, responses=FHIR_RESPONSES)
-def conditional_patch(resource_type: str, request: Request, body: Any = Depends(_patch_body), view: Presentation = Depends(presentation)) -> Response:
-    outcome = _server(request).conditional_patch(resource_type, request.url.query, body, request.headers.get("if-match"))
+@router.patch(
+    "/{resource_type}", summary="conditional patch (JSON Patch)", openapi_extra=PATCH_BODY, responses=FHIR_RESPONSES
+)
+def conditional_patch(
+    resource_type: str, request: Request, body: Any = Depends(_patch_body), view: Presentation = Depends(presentation)
+) -> Response:
+    outcome = _server(request).conditional_patch(
+        resource_type, request.url.query, body, request.headers.get("if-match")
+    )
     return render_write(outcome, view, _base(request))
 
 
@@ -183,7 +211,9 @@ def conditional_delete(resource_type: str, request: Request, view: Presentation 
 
 
 @router.get("/{resource_type}/{resource_id}", summary="read", responses=FHIR_RESPONSES)
-def read(resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
+def read(
+    resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
+) -> Response:
     stored = _server(request).read(resource_type, resource_id)
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):
@@ -191,31 +221,56 @@ def read(resource_type: str, resource_id: str, request: Request, view: Presentat
     return render(stored.content.encode(), 200, view, headers)  # type: ignore[union-attr]
 
 
-@router.put("/{resource_type}/{resource_id}", summary="update (or create with this id)", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
-def update(resource_type: str, resource_id: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)) -> Response:
+@router.put(
+    "/{resource_type}/{resource_id}",
+    summary="update (or create with this id)",
+    openapi_extra=JSON_BODY,
+    responses=FHIR_RESPONSES,
+)
+def update(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    body: Any = Depends(_json_body),
+    view: Presentation = Depends(presentation),
+) -> Response:
     outcome = _server(request).update(resource_type, resource_id, body, request.headers.get("if-match"))
     return render_write(outcome, view, _base(request))
 
 
-@router.patch("/{resource_type}/{resource_id}", summary="patch (JSON Patch)", openapi_extra=PATCH_BODY, responses=FHIR_RESPONSES)
-def patch(resource_type: str, resource_id: str, request: Request, body: Any = Depends(_patch_body), view: Presentation = Depends(presentation)) -> Response:
+@router.patch(
+    "/{resource_type}/{resource_id}", summary="patch (JSON Patch)", openapi_extra=PATCH_BODY, responses=FHIR_RESPONSES
+)
+def patch(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    body: Any = Depends(_patch_body),
+    view: Presentation = Depends(presentation),
+) -> Response:
     outcome = _server(request).patch(resource_type, resource_id, body, request.headers.get("if-match"))
     return render_write(outcome, view, _base(request))
 
 
 @router.delete("/{resource_type}/{resource_id}", summary="delete", responses=FHIR_RESPONSES)
-def delete(resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
+def delete(
+    resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
+) -> Response:
     outcome = _server(request).delete(resource_type, resource_id, request.headers.get("if-match"))
     return render_write(outcome, view, _base(request))
 
 
 @router.get("/{resource_type}/{resource_id}/_history", summary="history of a resource", responses=FHIR_RESPONSES)
-def history_instance(resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
+def history_instance(
+    resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
+) -> Response:
     return render(_server(request).history(resource_type, resource_id, _parameters(request), _base(request)), 200, view)
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="vread", responses=FHIR_RESPONSES)
-def vread(resource_type: str, resource_id: str, version_id: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
+def vread(
+    resource_type: str, resource_id: str, version_id: str, request: Request, view: Presentation = Depends(presentation)
+) -> Response:
     stored = _server(request).vread(resource_type, resource_id, version_id)
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):

@@ -14,7 +14,12 @@ from fhir_bridge.store.store import StoredVersion
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
-FORMAT_ALIASES = {"json": FHIR_JSON, "application/json": "application/json", "application/fhir+json": FHIR_JSON, "application/json+fhir": FHIR_JSON}
+FORMAT_ALIASES = {
+    "json": FHIR_JSON,
+    "application/json": "application/json",
+    "application/fhir+json": FHIR_JSON,
+    "application/json+fhir": FHIR_JSON,
+}
 PATCH_TYPES = {"application/json-patch+json"}
 
 
@@ -38,7 +43,12 @@ def presentation(request: Request) -> Presentation:
     if wanted is not None:
         media_type = FORMAT_ALIASES.get(wanted.strip().lower())
         if media_type is None:
-            raise FhirError(406, f"_format {wanted!r} is not supported: this server speaks JSON (application/fhir+json)", code="not-supported", expression="_format")
+            raise FhirError(
+                406,
+                f"_format {wanted!r} is not supported: this server speaks JSON (application/fhir+json)",
+                code="not-supported",
+                expression="_format",
+            )
     else:
         media_type = _negotiate(request.headers.get("accept", ""))
     prefer = {}
@@ -64,16 +74,22 @@ def _negotiate(accept: str) -> str:
             return FHIR_JSON
         if media_type == "application/json":
             return "application/json"
-    raise FhirError(406, f"cannot answer in {accept!r}: this server speaks JSON (application/fhir+json)", code="not-supported")
+    raise FhirError(
+        406, f"cannot answer in {accept!r}: this server speaks JSON (application/fhir+json)", code="not-supported"
+    )
 
 
 def require_json_body(request: Request) -> None:
     content_type = request.headers.get("content-type")
     if content_type and _media_type(content_type) not in JSON_TYPES:
-        raise FhirError(415, f"Content-Type {content_type!r} is not supported: send application/fhir+json", code="not-supported")
+        raise FhirError(
+            415, f"Content-Type {content_type!r} is not supported: send application/fhir+json", code="not-supported"
+        )
 
 
-def render(body: Any, status: int = 200, view: Presentation | None = None, headers: dict[str, str] | None = None) -> Response:
+def render(
+    body: Any, status: int = 200, view: Presentation | None = None, headers: dict[str, str] | None = None
+) -> Response:
     """Serialise ``body`` (dicts may hold pre-serialised ``orjson.Fragment`` resources)."""
     media_type = view.media_type if view else FHIR_JSON
     if isinstance(body, bytes):
@@ -105,7 +121,9 @@ def render_write(outcome: Outcome, view: Presentation, base: str) -> Response:
     if view.prefer_return == "minimal":
         return Response(status_code=outcome.status, headers=headers)
     if view.prefer_return == "operationoutcome" or stored is None or stored.content is None:
-        return render(operation_outcome(message, severity="information", code="informational"), outcome.status, view, headers)
+        return render(
+            operation_outcome(message, severity="information", code="informational"), outcome.status, view, headers
+        )
     return render(stored.content.encode(), outcome.status, view, headers)
 
 

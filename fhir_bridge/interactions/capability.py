@@ -15,7 +15,17 @@ import orjson
 from fhir_bridge.search.query import SUPPORTED_MODIFIERS
 from fhir_bridge.spec.registry import FHIR_VERSION, resource_types, search_parameters
 
-TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type")
+TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 
 

@@ -38,7 +38,12 @@ class CursorSigner:
             token = b""
         payload, signature = token[:-_SIGNATURE_BYTES], token[-_SIGNATURE_BYTES:]
         if len(token) <= _SIGNATURE_BYTES or not hmac.compare_digest(signature, self._sign(payload)):
-            raise FhirError(400, "the paging cursor is not valid (modified, or from another server)", code="invalid", expression=parameter)
+            raise FhirError(
+                400,
+                "the paging cursor is not valid (modified, or from another server)",
+                code="invalid",
+                expression=parameter,
+            )
         position = orjson.loads(payload)
         if not isinstance(position, dict):
             raise FhirError(400, "the paging cursor is not valid", code="invalid", expression=parameter)

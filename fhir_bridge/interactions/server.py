@@ -52,7 +52,7 @@ def parse_if_match(header: str | None) -> int | None:
     try:
         return int(text.strip('"'))
     except ValueError:
-        raise FhirError(400, f"If-Match {header!r} is not a version ETag like W/\"3\"", code="invalid") from None
+        raise FhirError(400, f'If-Match {header!r} is not a version ETag like W/"3"', code="invalid") from None
 
 
 def _without_version_meta(resource: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +95,9 @@ class FhirServer:
         if stored is None:
             raise FhirError(404, f"{resource_type}/{resource_id} is not known", code="not-found")
         if stored.deleted:
-            raise FhirError(410, f"{resource_type}/{resource_id} was deleted", code="deleted", headers={"ETag": stored.etag})
+            raise FhirError(
+                410, f"{resource_type}/{resource_id} was deleted", code="deleted", headers={"ETag": stored.etag}
+            )
         return stored
 
     def vread(self, resource_type: str, resource_id: str, version: str) -> StoredVersion:
@@ -117,17 +119,28 @@ class FhirServer:
         with self.store.write() as session:
             return self.create_in(session, resource, query)
 
-    def update(self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None = None) -> Outcome:
+    def update(
+        self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None = None
+    ) -> Outcome:
         validate_resource(resource, resource_type)
         check_id(resource_id)
         if resource.get("id") is None:
-            raise FhirError(400, "an update needs the resource's id in the body", code="required", expression=f"{resource_type}.id")
+            raise FhirError(
+                400, "an update needs the resource's id in the body", code="required", expression=f"{resource_type}.id"
+            )
         if resource["id"] != resource_id:
-            raise FhirError(400, f"the body's id {resource['id']!r} does not match the URL's {resource_id!r}", code="invalid", expression=f"{resource_type}.id")
+            raise FhirError(
+                400,
+                f"the body's id {resource['id']!r} does not match the URL's {resource_id!r}",
+                code="invalid",
+                expression=f"{resource_type}.id",
+            )
         with self.store.write() as session:
             return self.update_in(session, resource, parse_if_match(if_match))
 
-    def conditional_update(self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None) -> Outcome:
+    def conditional_update(
+        self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None
+    ) -> Outcome:
         validate_resource(resource, resource_type)
         query = self.criteria(resource_type, query_string, "a conditional update")
         with self.store.write() as session:
@@ -140,7 +153,9 @@ class FhirServer:
             current = session.current(resource_type, resource_id)
             return self.patch_in(session, current, f"{resource_type}/{resource_id}", patch, parse_if_match(if_match))
 
-    def conditional_patch(self, resource_type: str, query_string: str, patch: Any, if_match: str | None = None) -> Outcome:
+    def conditional_patch(
+        self, resource_type: str, query_string: str, patch: Any, if_match: str | None = None
+    ) -> Outcome:
         query = self.criteria(resource_type, query_string, "a conditional patch")
         with self.store.write() as session:
             current = self.single_match(session, query, "a conditional patch")
@@ -169,37 +184,58 @@ class FhirServer:
             raise FhirError(412, f"{what} matched more than one resource", code="multiple-matches")
         return matches[0] if matches else None
 
-    def create_in(self, session: WriteSession, resource: dict[str, Any], if_none_exist: SearchQuery | None = None, new_id: str | None = None) -> Outcome:
+    def create_in(
+        self,
+        session: WriteSession,
+        resource: dict[str, Any],
+        if_none_exist: SearchQuery | None = None,
+        new_id: str | None = None,
+    ) -> Outcome:
         if if_none_exist is not None:
             existing = self.single_match(session, if_none_exist, "If-None-Exist")
             if existing is not None:
-                return Outcome(200, existing, message="a resource matching If-None-Exist exists already: nothing was created")
+                return Outcome(
+                    200, existing, message="a resource matching If-None-Exist exists already: nothing was created"
+                )
         resource["id"] = new_id or str(uuid.uuid4())
         return Outcome(201, session.put(resource, "POST"))
 
     def update_in(self, session: WriteSession, resource: dict[str, Any], if_match: int | None) -> Outcome:
         current = session.current(resource["resourceType"], resource["id"])
         _check_version(current, if_match, f"{resource['resourceType']}/{resource['id']}")
-        if current is not None and not current.deleted:
-            if _without_version_meta(current.resource or {}) == _without_version_meta(resource):
-                return Outcome(200, current, message="the resource is unchanged: no new version was created")
+        unchanged = current is not None and not current.deleted
+        if unchanged and _without_version_meta(current.resource or {}) == _without_version_meta(resource):
+            return Outcome(200, current, message="the resource is unchanged: no new version was created")
         created = current is None or current.deleted
         return Outcome(201 if created else 200, session.put(resource, "PUT"))
 
-    def conditional_update_in(self, session: WriteSession, query: SearchQuery, resource: dict[str, Any], if_match: int | None) -> Outcome:
+    def conditional_update_in(
+        self, session: WriteSession, query: SearchQuery, resource: dict[str, Any], if_match: int | None
+    ) -> Outcome:
         current = self.single_match(session, query, "a conditional update")
         if current is None:
             existing = session.current(resource["resourceType"], resource["id"]) if resource.get("id") else None
             if existing is not None and not existing.deleted:
-                raise FhirError(400, f"{existing.reference} exists but does not match the conditional update's criteria", code="invalid")
+                raise FhirError(
+                    400,
+                    f"{existing.reference} exists but does not match the conditional update's criteria",
+                    code="invalid",
+                )
             resource.setdefault("id", str(uuid.uuid4()))
             return self.update_in(session, resource, None)
         if resource.get("id") not in (None, current.res_id):
-            raise FhirError(400, f"the body's id {resource['id']!r} differs from the matching {current.reference}", code="invalid", expression=f"{resource['resourceType']}.id")
+            raise FhirError(
+                400,
+                f"the body's id {resource['id']!r} differs from the matching {current.reference}",
+                code="invalid",
+                expression=f"{resource['resourceType']}.id",
+            )
         resource["id"] = current.res_id
         return self.update_in(session, resource, if_match)
 
-    def patch_in(self, session: WriteSession, current: StoredVersion | None, reference: str, patch: Any, if_match: int | None) -> Outcome:
+    def patch_in(
+        self, session: WriteSession, current: StoredVersion | None, reference: str, patch: Any, if_match: int | None
+    ) -> Outcome:
         if current is None:
             raise FhirError(404, f"{reference} is not known", code="not-found")
         if current.deleted:
@@ -210,7 +246,9 @@ class FhirServer:
         try:
             patched = jsonpatch.apply_patch(current.resource, patch)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, ValueError) as error:
-            raise FhirError(422, f"the JSON Patch cannot be applied to {reference}: {error}", code="processing") from None
+            raise FhirError(
+                422, f"the JSON Patch cannot be applied to {reference}: {error}", code="processing"
+            ) from None
         if patched.get("resourceType") != current.res_type or patched.get("id") != current.res_id:
             raise FhirError(422, "a patch may not change resourceType or id", code="processing")
         validate_resource(patched, current.res_type)
@@ -226,11 +264,19 @@ class FhirServer:
         return Outcome(200, session.delete(current), message=f"{resource_type}/{resource_id} was deleted")
 
     # search and history ----------------------------------------------------------------------
-    def search(self, resource_type: str | None, parameters: list[tuple[str, str]], base: str, strict: bool = False) -> dict[str, Any]:
+    def search(
+        self, resource_type: str | None, parameters: list[tuple[str, str]], base: str, strict: bool = False
+    ) -> dict[str, Any]:
         if resource_type:
             check_resource_type(resource_type)
         plain = [(k, v) for k, v in parameters if k != "_cursor"]
-        query = parse_search(resource_type, plain, strict=strict, default_count=self.limits.default_count, max_count=self.limits.max_count)
+        query = parse_search(
+            resource_type,
+            plain,
+            strict=strict,
+            default_count=self.limits.default_count,
+            max_count=self.limits.max_count,
+        )
         cursor = next((v for k, v in parameters if k == "_cursor"), None)
         if cursor:
             query.after_pk = int(self.signer.decode(cursor).get("pk", 0))
@@ -243,7 +289,9 @@ class FhirServer:
             bundle["total"] = self.store.count(query)
         links = [{"relation": "self", "url": _url(path, parameters)}]
         if has_next:
-            links.append({"relation": "next", "url": _url(path, plain + [("_cursor", self.signer.encode({"pk": rows[-1].pk}))])})
+            links.append(
+                {"relation": "next", "url": _url(path, [*plain, ("_cursor", self.signer.encode({"pk": rows[-1].pk}))])}
+            )
         bundle["link"] = links
         entries = [_entry(base, row, {"mode": "match"}) for row in rows]
         if query.warnings:
@@ -282,7 +330,12 @@ class FhirServer:
         plain = [(k, v) for k, v in parameters if k != "_cursor"]
         links = [{"relation": "self", "url": _url(path, parameters)}]
         if has_next and rows:
-            links.append({"relation": "next", "url": _url(path, plain + [("_cursor", self.signer.encode({"seq": rows[-1].seq}))])})
+            links.append(
+                {
+                    "relation": "next",
+                    "url": _url(path, [*plain, ("_cursor", self.signer.encode({"seq": rows[-1].seq}))]),
+                }
+            )
         return {
             "resourceType": "Bundle",
             "id": str(uuid.uuid4()),
@@ -295,7 +348,9 @@ class FhirServer:
 def _instant(text: str, parameter: str) -> tuple[int, int]:
     found = date_range(text)
     if found is None:
-        raise FhirError(400, f"{parameter} must be a FHIR instant or date, not {text!r}", code="invalid", expression=parameter)
+        raise FhirError(
+            400, f"{parameter} must be a FHIR instant or date, not {text!r}", code="invalid", expression=parameter
+        )
     return found
 
 

@@ -52,30 +52,50 @@ class Entry:
 
 def _parse_entries(bundle: Any) -> tuple[str, list[Entry]]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise FhirError(400, "the body posted to the base URL must be a Bundle", code="invalid", expression="resourceType")
+        raise FhirError(
+            400, "the body posted to the base URL must be a Bundle", code="invalid", expression="resourceType"
+        )
     kind = bundle.get("type")
     if kind not in ("batch", "transaction"):
-        raise FhirError(400, f"Bundle.type must be batch or transaction, not {kind!r}", code="invalid", expression="Bundle.type")
+        raise FhirError(
+            400, f"Bundle.type must be batch or transaction, not {kind!r}", code="invalid", expression="Bundle.type"
+        )
     entries = []
     for index, raw in enumerate(bundle.get("entry") or []):
         where = f"Bundle.entry[{index}]"
         request = raw.get("request") if isinstance(raw, dict) else None
-        if not isinstance(request, dict) or not isinstance(request.get("url"), str) or request.get("method") not in ORDER:
-            raise FhirError(400, f"{where}.request needs a method (GET, HEAD, POST, PUT, PATCH, DELETE) and a url", code="required", expression=f"{where}.request")
+        if (
+            not isinstance(request, dict)
+            or not isinstance(request.get("url"), str)
+            or request.get("method") not in ORDER
+        ):
+            raise FhirError(
+                400,
+                f"{where}.request needs a method (GET, HEAD, POST, PUT, PATCH, DELETE) and a url",
+                code="required",
+                expression=f"{where}.request",
+            )
         split = urlsplit(request["url"])
         path = split.path
         if split.scheme:  # an absolute url on this server: keep the part from the resource type on
             segments = split.path.split("/")
             start = next((i for i, s in enumerate(segments) if s in resource_types()), len(segments))
             path = "/".join(segments[start:])
-        entries.append(Entry(index, request["method"], path, split.query, raw.get("fullUrl"), raw.get("resource"), request))
+        entries.append(
+            Entry(index, request["method"], path, split.query, raw.get("fullUrl"), raw.get("resource"), request)
+        )
     return kind, entries
 
 
 def _resource_type_of(entry: Entry) -> str:
     parts = entry.parts
     if not parts:
-        raise FhirError(400, f"{entry.where}.request.url names no resource type", code="invalid", expression=f"{entry.where}.request.url")
+        raise FhirError(
+            400,
+            f"{entry.where}.request.url names no resource type",
+            code="invalid",
+            expression=f"{entry.where}.request.url",
+        )
     check_resource_type(parts[0], f"{entry.where}.request.url")
     return parts[0]
 
@@ -84,11 +104,21 @@ def _json_patch(entry: Entry) -> Any:
     """A PATCH entry carries its JSON Patch as a Binary resource (FHIR R4 http.html#patch)."""
     resource = entry.resource
     if not isinstance(resource, dict) or resource.get("resourceType") != "Binary" or "data" not in resource:
-        raise FhirError(400, f"{entry.where}.resource of a PATCH must be a Binary holding a JSON Patch", code="invalid", expression=f"{entry.where}.resource")
+        raise FhirError(
+            400,
+            f"{entry.where}.resource of a PATCH must be a Binary holding a JSON Patch",
+            code="invalid",
+            expression=f"{entry.where}.resource",
+        )
     try:
         return orjson.loads(base64.b64decode(resource["data"]))
     except (ValueError, orjson.JSONDecodeError):
-        raise FhirError(400, f"{entry.where}.resource.data is not a base64 JSON Patch", code="invalid", expression=f"{entry.where}.resource.data") from None
+        raise FhirError(
+            400,
+            f"{entry.where}.resource.data is not a base64 JSON Patch",
+            code="invalid",
+            expression=f"{entry.where}.resource.data",
+        ) from None
 
 
 class BundleProcessor:
@@ -128,7 +158,14 @@ class BundleProcessor:
                         outcomes[entry.index] = self._write(session, entry, targets)
         except FhirError as error:
             if not error.diagnostics.startswith("Bundle.entry"):
-                failing = next((e for e in sorted(entries, key=lambda e: ORDER[e.method]) if e.index not in outcomes and e.method != "GET"), None)
+                failing = next(
+                    (
+                        e
+                        for e in sorted(entries, key=lambda e: ORDER[e.method])
+                        if e.index not in outcomes and e.method != "GET"
+                    ),
+                    None,
+                )
                 if failing is not None:
                     error.diagnostics = f"{failing.where}: {error.diagnostics}"
                     error.args = (error.diagnostics,)
@@ -146,11 +183,20 @@ class BundleProcessor:
         resource_type = _resource_type_of(entry) if entry.method != "GET" else None
         if entry.method in ("POST", "PUT"):
             if entry.resource is None:
-                raise FhirError(400, f"{entry.where} ({entry.method}) has no resource", code="required", expression=f"{entry.where}.resource")
+                raise FhirError(
+                    400,
+                    f"{entry.where} ({entry.method}) has no resource",
+                    code="required",
+                    expression=f"{entry.where}.resource",
+                )
             validate_resource(entry.resource, resource_type, where=f"{entry.where}.resource.")
-            if entry.method == "PUT" and len(entry.parts) == 2:
-                if entry.resource.get("id") != entry.parts[1]:
-                    raise FhirError(400, f"{entry.where}: the resource id does not match request.url {entry.request['url']!r}", code="invalid", expression=f"{entry.where}.resource.id")
+            if entry.method == "PUT" and len(entry.parts) == 2 and entry.resource.get("id") != entry.parts[1]:
+                raise FhirError(
+                    400,
+                    f"{entry.where}: the resource id does not match request.url {entry.request['url']!r}",
+                    code="invalid",
+                    expression=f"{entry.where}.resource.id",
+                )
 
     def _assign_ids(self, session: WriteSession, entries: list[Entry], base: str) -> dict[str, str]:
         """fullUrl -> "Type/id" for every entry that creates or updates, before anything is written."""
@@ -191,8 +237,15 @@ class BundleProcessor:
                 return Outcome(204, message="no resource matched: nothing was deleted")
             return self.server.delete_in(session, match.res_type, match.res_id, None)
         if len(entry.parts) != 2:
-            raise FhirError(400, f"{entry.where}: DELETE needs Type/id or Type?criteria", code="invalid", expression=f"{entry.where}.request.url")
-        return self.server.delete_in(session, resource_type, entry.parts[1], parse_if_match(entry.request.get("ifMatch")))
+            raise FhirError(
+                400,
+                f"{entry.where}: DELETE needs Type/id or Type?criteria",
+                code="invalid",
+                expression=f"{entry.where}.request.url",
+            )
+        return self.server.delete_in(
+            session, resource_type, entry.parts[1], parse_if_match(entry.request.get("ifMatch"))
+        )
 
     def _write(self, session: WriteSession, entry: Entry, targets: dict[str, str]) -> Outcome:
         if entry.method == "POST":
@@ -209,7 +262,12 @@ class BundleProcessor:
             reference = current.reference if current else entry.request["url"]
         else:
             if len(entry.parts) != 2:
-                raise FhirError(400, f"{entry.where}: PATCH needs Type/id or Type?criteria", code="invalid", expression=f"{entry.where}.request.url")
+                raise FhirError(
+                    400,
+                    f"{entry.where}: PATCH needs Type/id or Type?criteria",
+                    code="invalid",
+                    expression=f"{entry.where}.request.url",
+                )
             current = session.current(resource_type, entry.parts[1])
             reference = f"{resource_type}/{entry.parts[1]}"
         return self.server.patch_in(session, current, reference, patch, parse_if_match(entry.request.get("ifMatch")))
@@ -241,13 +299,21 @@ class BundleProcessor:
             if parts[-1] == "_history":
                 resource_type = parts[0] if len(parts) > 1 else None
                 resource_id = parts[1] if len(parts) > 2 else None
-                return {"resource": self.server.history(resource_type, resource_id, parameters, base), "response": {"status": "200 OK"}}
+                return {
+                    "resource": self.server.history(resource_type, resource_id, parameters, base),
+                    "response": {"status": "200 OK"},
+                }
             if len(parts) == 2:
                 stored = self.server.read(parts[0], parts[1])
             elif len(parts) == 4 and parts[2] == "_history":
                 stored = self.server.vread(parts[0], parts[1], parts[3])
             else:
-                raise FhirError(400, f"{entry.where}: cannot read {entry.request['url']!r}", code="not-supported", expression=f"{entry.where}.request.url")
+                raise FhirError(
+                    400,
+                    f"{entry.where}: cannot read {entry.request['url']!r}",
+                    code="not-supported",
+                    expression=f"{entry.where}.request.url",
+                )
         except FhirError as error:
             return {"response": {"status": str(error.status), "outcome": error.outcome()}}
         return {
@@ -262,11 +328,18 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
         if entry.method in ("PUT", "DELETE", "PATCH") and len(entry.parts) == 2 and not entry.query:
             key = "/".join(entry.parts)
             if key in seen:
-                raise FhirError(400, f"Bundle.entry[{seen[key]}] and Bundle.entry[{entry.index}] both change {key}", code="invalid", expression=f"Bundle.entry[{entry.index}]")
+                raise FhirError(
+                    400,
+                    f"Bundle.entry[{seen[key]}] and Bundle.entry[{entry.index}] both change {key}",
+                    code="invalid",
+                    expression=f"Bundle.entry[{entry.index}]",
+                )
             seen[key] = entry.index
 
 
-def _rewrite_references(node: Any, targets: dict[str, str], session: WriteSession, server: FhirServer, where: str) -> None:
+def _rewrite_references(
+    node: Any, targets: dict[str, str], session: WriteSession, server: FhirServer, where: str
+) -> None:
     """Replace fullUrls and conditional references by the ``Type/id`` they resolve to."""
     if isinstance(node, list):
         for item in node:
@@ -285,14 +358,24 @@ def _resolve(reference: str, targets: dict[str, str], session: WriteSession, ser
     if reference in targets:
         return targets[reference]
     if reference.startswith(("urn:uuid:", "urn:oid:")):
-        raise FhirError(400, f"{where}: the reference {reference!r} matches no fullUrl in the Bundle", code="not-found", expression=f"{where}.resource")
+        raise FhirError(
+            400,
+            f"{where}: the reference {reference!r} matches no fullUrl in the Bundle",
+            code="not-found",
+            expression=f"{where}.resource",
+        )
     path, _, query_string = reference.partition("?")
     if query_string and path in resource_types():
         query: SearchQuery = server.criteria(path, query_string, f"{where}: the conditional reference {reference!r}")
         matches = session.find(query, limit=2)
         if len(matches) != 1:
             found = "no resource" if not matches else "more than one resource"
-            raise FhirError(412 if matches else 404, f"{where}: the conditional reference {reference!r} matches {found}", code="not-found" if not matches else "multiple-matches", expression=f"{where}.resource")
+            raise FhirError(
+                412 if matches else 404,
+                f"{where}: the conditional reference {reference!r} matches {found}",
+                code="not-found" if not matches else "multiple-matches",
+                expression=f"{where}.resource",
+            )
         return matches[0].reference
     return reference
 

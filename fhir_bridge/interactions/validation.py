@@ -37,7 +37,12 @@ def check_resource_type(name: str, expression: str = "resourceType") -> None:
 
 def check_id(resource_id: str, expression: str = "id") -> None:
     if not isinstance(resource_id, str) or not ID_PATTERN.match(resource_id):
-        raise FhirError(400, f"{resource_id!r} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})", code="invalid", expression=expression)
+        raise FhirError(
+            400,
+            f"{resource_id!r} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})",
+            code="invalid",
+            expression=expression,
+        )
 
 
 @cache
@@ -61,7 +66,12 @@ def validate_resource(data: Any, expected_type: str | None = None, where: str = 
         raise FhirError(400, f"{where or 'the body'} is not a JSON object", code="structure", expression=where or None)
     resource_type = data.get("resourceType")
     if not isinstance(resource_type, str):
-        raise FhirError(400, f"{where or 'the resource'} has no resourceType", code="required", expression=f"{where}resourceType".lstrip("."))
+        raise FhirError(
+            400,
+            f"{where or 'the resource'} has no resourceType",
+            code="required",
+            expression=f"{where}resourceType".lstrip("."),
+        )
     check_resource_type(resource_type, f"{where}resourceType")
     if expected_type and resource_type != expected_type:
         raise FhirError(
@@ -70,15 +80,18 @@ def validate_resource(data: Any, expected_type: str | None = None, where: str = 
             code="invalid",
             expression=f"{where}resourceType",
         )
+    root = where.rstrip(".") or resource_type
     if "id" in data:
-        check_id(data["id"], f"{resource_type}.id")
+        check_id(data["id"], f"{root}.id")
     model = _model(resource_type)
     if model is not None:
         try:
             model.model_validate(data)
         except ValidationError as error:
             problems = error.errors()
-            expressions = [_fhirpath(resource_type, tuple(p["loc"])) for p in problems[:20]]
+            expressions = [_fhirpath(root, tuple(p["loc"])) for p in problems[:20]]
             details = "; ".join(f"{path}: {p['msg']}" for path, p in zip(expressions, problems[:20], strict=True))
-            raise FhirError(400, f"invalid {resource_type}: {details}", code="structure", expression=expressions) from None
+            raise FhirError(
+                400, f"invalid {resource_type}: {details}", code="structure", expression=expressions
+            ) from None
     return data

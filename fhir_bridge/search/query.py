@@ -23,7 +23,20 @@ from fhir_bridge.store.tables import INDEX_TABLES, RESOURCE
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 # Parameters that shape the result rather than select resources.
 RESULT_PARAMETERS = frozenset(
-    {"_count", "_total", "_format", "_pretty", "_summary", "_elements", "_sort", "_include", "_revinclude", "_page", "_contained", "_containedType"}
+    {
+        "_count",
+        "_total",
+        "_format",
+        "_pretty",
+        "_summary",
+        "_elements",
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_page",
+        "_contained",
+        "_containedType",
+    }
 )
 SUPPORTED_MODIFIERS = {
     "string": {"exact", "contains", "missing"},
@@ -90,7 +103,9 @@ def parse_search(
             continue
         if name == "_total":
             if raw not in ("none", "estimate", "accurate"):
-                raise FhirError(400, f"_total must be none, estimate or accurate, not {raw!r}", code="invalid", expression="_total")
+                raise FhirError(
+                    400, f"_total must be none, estimate or accurate, not {raw!r}", code="invalid", expression="_total"
+                )
             query.total = raw
             continue
         if name in RESULT_PARAMETERS:
@@ -100,10 +115,14 @@ def parse_search(
         problem = None
         if parameter is None:
             problem = f"unknown search parameter {code!r} for {resource_type or 'a system search'}"
-        elif parameter.type not in SUPPORTED_MODIFIERS or (parameter.evaluate is None and code not in ("_id", "_lastUpdated")):
+        elif parameter.type not in SUPPORTED_MODIFIERS or (
+            parameter.evaluate is None and code not in ("_id", "_lastUpdated")
+        ):
             problem = f"search parameter {code!r} ({parameter.type}) is not supported"
-        elif modifier and modifier not in SUPPORTED_MODIFIERS[parameter.type] and not (
-            parameter.type == "reference" and modifier[:1].isupper()
+        elif (
+            modifier
+            and modifier not in SUPPORTED_MODIFIERS[parameter.type]
+            and not (parameter.type == "reference" and modifier[:1].isupper())
         ):
             problem = f"modifier :{modifier} is not supported for {code!r}"
         if problem:
@@ -119,7 +138,9 @@ def _parse_count(raw: str, max_count: int) -> int:
     try:
         count = int(raw)
     except ValueError:
-        raise FhirError(400, f"_count must be a whole number, not {raw!r}", code="invalid", expression="_count") from None
+        raise FhirError(
+            400, f"_count must be a whole number, not {raw!r}", code="invalid", expression="_count"
+        ) from None
     if count < 0:
         raise FhirError(400, "_count must not be negative", code="invalid", expression="_count")
     return min(count, max_count)
@@ -275,7 +296,9 @@ def _row_condition(criterion: Criterion) -> ColumnElement[bool]:
         prefix, text = _prefix(value)
         found = date_range(text)
         if found is None:
-            raise FhirError(400, f"{text!r} is not a FHIR date for '_lastUpdated'", code="invalid", expression="_lastUpdated")
+            raise FhirError(
+                400, f"{text!r} is not a FHIR date for '_lastUpdated'", code="invalid", expression="_lastUpdated"
+            )
         column = RESOURCE.c.last_updated
         conditions.append(_compare_ranges(prefix, column, column, *found))
     return or_(*conditions)
@@ -324,4 +347,3 @@ def compile_search(query: SearchQuery, *, counting: bool = False) -> Select[Any]
     )
     statement = select(*columns).where(*conditions).order_by(RESOURCE.c.pk)
     return statement.limit(query.count + 1)  # one more tells whether a next page exists
-

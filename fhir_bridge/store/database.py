@@ -69,7 +69,9 @@ def create_engines(database_url: str) -> Engines:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return Engines(reader=_sqlite_engine(database_url, "BEGIN"), writer=_sqlite_engine(database_url, "BEGIN IMMEDIATE"))
+        return Engines(
+            reader=_sqlite_engine(database_url, "BEGIN"), writer=_sqlite_engine(database_url, "BEGIN IMMEDIATE")
+        )
     engine = create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     return Engines(reader=engine, writer=engine)
 

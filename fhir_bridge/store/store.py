@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, tuple_, update
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.index import index_entries
@@ -25,8 +25,26 @@ from fhir_bridge.search.query import SearchQuery, compile_search
 from fhir_bridge.store.database import Engines
 from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, VERSION
 
-_VERSION_COLUMNS = (VERSION.c.res_type, VERSION.c.res_id, VERSION.c.version, VERSION.c.seq, VERSION.c.last_updated, VERSION.c.deleted, VERSION.c.content, VERSION.c.method)
-_RESOURCE_COLUMNS = (RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.seq, RESOURCE.c.last_updated, RESOURCE.c.deleted, RESOURCE.c.content, RESOURCE.c.pk)
+_VERSION_COLUMNS = (
+    VERSION.c.res_type,
+    VERSION.c.res_id,
+    VERSION.c.version,
+    VERSION.c.seq,
+    VERSION.c.last_updated,
+    VERSION.c.deleted,
+    VERSION.c.content,
+    VERSION.c.method,
+)
+_RESOURCE_COLUMNS = (
+    RESOURCE.c.res_type,
+    RESOURCE.c.res_id,
+    RESOURCE.c.version,
+    RESOURCE.c.seq,
+    RESOURCE.c.last_updated,
+    RESOURCE.c.deleted,
+    RESOURCE.c.content,
+    RESOURCE.c.pk,
+)
 
 
 def format_instant(micros: int) -> str:
@@ -86,7 +104,9 @@ class WriteSession:
     def __init__(self, connection: Connection, enforce_references: bool) -> None:
         self.connection = connection
         self.enforce_references = enforce_references
-        clock = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1).with_for_update()).one()
+        clock = connection.execute(
+            select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1).with_for_update()
+        ).one()
         self._seq: int = clock.seq
         # lastUpdated never goes backwards in commit order, whatever the wall clock does.
         self.now: int = max(time.time_ns() // 1000, clock.last_updated + 1)
@@ -153,7 +173,9 @@ class WriteSession:
         self._deleted.add((current.res_type, current.res_id))
         return stored
 
-    def _upsert_current(self, res_type: str, res_id: str, previous: StoredVersion | None, values: dict[str, Any]) -> int:
+    def _upsert_current(
+        self, res_type: str, res_id: str, previous: StoredVersion | None, values: dict[str, Any]
+    ) -> int:
         if previous is None:
             return self.connection.execute(
                 insert(RESOURCE).values(res_type=res_type, res_id=res_id, **values).returning(RESOURCE.c.pk)
@@ -271,8 +293,8 @@ class Store:
     ) -> list[StoredVersion]:
         """Versions newest first, below ``before_seq`` (the paging position).
 
-``at`` (an instant range) keeps the versions that were current at some point within it.
-"""
+        ``at`` (an instant range) keeps the versions that were current at some point within it.
+        """
         conditions = []
         if res_type:
             conditions.append(VERSION.c.res_type == res_type)
@@ -283,14 +305,21 @@ class Store:
         if before_seq is not None:
             conditions.append(VERSION.c.seq < before_seq)
         if at is not None:
-            scope = [c for c in (VERSION.c.res_type == res_type if res_type else None, VERSION.c.res_id == res_id if res_id else None) if c is not None]
+            scope = [
+                c
+                for c in (
+                    VERSION.c.res_type == res_type if res_type else None,
+                    VERSION.c.res_id == res_id if res_id else None,
+                )
+                if c is not None
+            ]
             current_at_start = (
                 select(func.max(VERSION.c.seq))
                 .where(VERSION.c.last_updated <= at[0], *scope)
                 .group_by(VERSION.c.res_type, VERSION.c.res_id)
             )
             conditions.append(or_(VERSION.c.seq.in_(current_at_start), VERSION.c.last_updated.between(*at)))
-        statement = select(*_VERSION_COLUMNS).where(and_(*conditions)).order_by(VERSION.c.seq.desc()).limit(count)
+        statement = select(*_VERSION_COLUMNS).where(*conditions).order_by(VERSION.c.seq.desc()).limit(count)
         with self._reading() as connection:
             return [_version(row) for row in connection.execute(statement).all()]
 
@@ -303,7 +332,7 @@ class Store:
         if since is not None:
             conditions.append(VERSION.c.last_updated >= since)
         with self._reading() as connection:
-            return connection.execute(select(func.count()).select_from(VERSION).where(and_(*conditions))).scalar_one()
+            return connection.execute(select(func.count()).select_from(VERSION).where(*conditions)).scalar_one()
 
     def search(self, query: SearchQuery) -> list[StoredVersion]:
         with self._reading() as connection:

@@ -39,7 +39,10 @@ class Resource(SQLModel, table=True):
         UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
         Index("ix_resource_type_seq", "res_type", "seq"),
     )
-    pk: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    pk: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
     res_type: str = Field(sa_column=Column(String(64), nullable=False))
     res_id: str = Field(sa_column=Column(String(64), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
@@ -73,7 +76,9 @@ def _row_id() -> Column:
 
 
 def _resource_key() -> Column:
-    return Column(BigInteger().with_variant(Integer, "sqlite"), ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False)
+    return Column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False
+    )
 
 
 class TokenIndex(SQLModel, table=True):

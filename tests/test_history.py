@@ -1,0 +1,84 @@
+"""Instance, type and system _history with _since, _at, _count and paging."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def make_versions(client) -> str:
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "male"}).json()
+    url = f"/fhir/Patient/{created['id']}"
+    client.put(url, json=dict(created, gender="female"))
+    client.delete(url)
+    return created["id"]
+
+
+def test_instance_history_lists_every_version_newest_first(client):
+    patient_id = make_versions(client)
+    bundle = client.get(f"/fhir/Patient/{patient_id}/_history").json()
+    assert bundle["type"] == "history"
+    entries = bundle["entry"]
+    assert [e["response"]["etag"] for e in entries] == ['W/"3"', 'W/"2"', 'W/"1"']
+    assert [e["request"]["method"] for e in entries] == ["DELETE", "PUT", "POST"]
+    assert [e["response"]["status"] for e in entries] == ["204 No Content", "200 OK", "201 Created"]
+    assert "resource" not in entries[0]
+    assert entries[1]["resource"]["gender"] == "female"
+    assert entries[2]["fullUrl"] == f"http://testserver/fhir/Patient/{patient_id}"
+
+
+def test_history_of_unknown_resource_is_404(client):
+    assert client.get("/fhir/Patient/nobody/_history").status_code == 404
+
+
+def test_type_and_system_history_cover_all_writes(client):
+    make_versions(client)
+    client.post("/fhir/Practitioner", json={"resourceType": "Practitioner"})
+    assert len(client.get("/fhir/Patient/_history").json()["entry"]) == 3
+    system = client.get("/fhir/_history").json()["entry"]
+    assert [e["request"]["method"] for e in system] == ["POST", "DELETE", "PUT", "POST"]
+    assert system[0]["resource"]["resourceType"] == "Practitioner"
+
+
+def test_history_since_keeps_later_versions_only(client):
+    client.post("/fhir/Patient", json={"resourceType": "Patient"})
+    time.sleep(0.01)
+    since = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    time.sleep(0.01)
+    later = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()
+    entries = client.get("/fhir/Patient/_history", params={"_since": since}).json()["entry"]
+    assert [e["resource"]["id"] for e in entries] == [later["id"]]
+    assert client.get("/fhir/_history", params={"_since": "yesterday"}).status_code == 400
+
+
+def test_history_at_gives_versions_current_then(client):
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "male"}).json()
+    time.sleep(0.01)
+    at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    time.sleep(0.01)
+    client.put(f"/fhir/Patient/{created['id']}", json=dict(created, gender="female"))
+    entries = client.get(f"/fhir/Patient/{created['id']}/_history", params={"_at": at}).json()["entry"]
+    assert [e["resource"]["gender"] for e in entries] == ["male"]
+
+
+def test_history_pages_with_count_visit_every_version_once(client):
+    ids = [client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"] for _ in range(7)]
+    seen, url, pages = [], "/fhir/Patient/_history?_count=3", 0
+    while url:
+        bundle = client.get(url).json()
+        pages += 1
+        seen += [e["resource"]["id"] for e in bundle["entry"]]
+        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+    assert pages == 3
+    assert seen == list(reversed(ids))
+
+
+def test_tampered_history_cursor_is_400(client):
+    for _ in range(3):
+        client.post("/fhir/Patient", json={"resourceType": "Patient"})
+    bundle = client.get("/fhir/_history?_count=1").json()
+    next_url = next(link["url"] for link in bundle["link"] if link["relation"] == "next")
+    tampered = next_url[:-3] + ("AAA" if not next_url.endswith("AAA") else "BBB")
+    response = client.get(tampered)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["_cursor"]
