@@ -125,3 +125,10 @@ def test_twenty_concurrent_conditional_creates_make_exactly_one_resource(live_se
     assert len({r.json()["id"] for r in responses}) == 1
     found = httpx.get(f"{live_server}/Patient", params={"identifier": f"{SYSTEM}|racer", "_total": "accurate"}).json()
     assert found["total"] == 1
+
+
+def test_if_none_exist_may_repeat_the_type(client):
+    criteria = {"If-None-Exist": f"Patient?identifier={SYSTEM}|p8"}
+    first = client.post("/fhir/Patient", json=patient("p8"), headers=criteria)
+    second = client.post("/fhir/Patient", json=patient("p8"), headers=criteria)
+    assert (first.status_code, second.status_code) == (201, 200)

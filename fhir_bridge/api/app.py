@@ -47,6 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.fhir_server = server
     app.state.engines = engines
     app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
+    if settings.fhir_path:
+        for endpoint, methods in fhir.BASE_ROUTES:
+            app.add_api_route(settings.fhir_path, endpoint, methods=methods, include_in_schema=False)
     _install_error_handlers(app)
     return app
 

@@ -54,7 +54,9 @@ def _base(request: Request) -> str:
     configured = request.app.state.settings.public_base_url
     if configured:
         return configured.rstrip("/")
-    return str(request.base_url).rstrip("/") + request.app.state.settings.fhir_path
+    # root_path is where this app is mounted (a host app's Mount, or a proxy's --root-path)
+    root = request.scope.get("root_path", "").rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root}{request.app.state.settings.fhir_path}"
 
 
 async def _body(request: Request) -> bytes:
@@ -105,8 +107,10 @@ def _parameters(request: Request) -> list[tuple[str, str]]:
 
 def _not_modified(request: Request, headers: dict[str, str], last_updated: int) -> bool:
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:
-        return headers["ETag"] in [tag.strip() for tag in if_none_match.split(",")] or if_none_match.strip() == "*"
+    if if_none_match is not None:  # weak comparison (RFC 9110): "3", W/"3" and a bare 3 all match version 3
+        version = headers["ETag"][3:-1]
+        tags = [tag.strip().removeprefix("W/").strip('"') for tag in if_none_match.split(",")]
+        return version in tags or "*" in tags
     if_modified_since = request.headers.get("if-modified-since")
     if if_modified_since:
         try:
@@ -125,15 +129,13 @@ def metadata(request: Request, view: Presentation = Depends(presentation)) -> Re
     return render(capability_statement(_base(request), STARTED), 200, view)
 
 
-@router.post("", summary="batch or transaction Bundle", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
-@router.post("/", include_in_schema=False)
+@router.post("/", summary="batch or transaction Bundle", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
 def bundle(request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)) -> Response:
     processor = BundleProcessor(_server(request))
     return render(processor.process(body, _base(request), view.prefer_return == "representation"), 200, view)
 
 
-@router.get("", summary="search all types", responses=FHIR_RESPONSES)
-@router.get("/", include_in_schema=False)
+@router.get("/", summary="search all types", responses=FHIR_RESPONSES)
 def search_system(request: Request, view: Presentation = Depends(presentation)) -> Response:
     return render(_server(request).search(None, _parameters(request), _base(request), view.strict), 200, view)
 
@@ -179,6 +181,13 @@ def history_type(resource_type: str, request: Request, view: Presentation = Depe
 def create(
     resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
 ) -> Response:
+    if _parameters(request):
+        raise FhirError(
+            400,
+            "a create takes no URL parameters; send the criteria of a conditional create in If-None-Exist",
+            code="not-supported",
+            expression=[name for name, _ in _parameters(request)],
+        )
     outcome = _server(request).create(resource_type, body, request.headers.get("if-none-exist"))
     return render_write(outcome, view, _base(request))
 
@@ -276,3 +285,7 @@ def vread(
     if _not_modified(request, headers, stored.last_updated):
         return Response(status_code=304, headers=headers)
     return render(stored.content.encode(), 200, view, headers)  # type: ignore[union-attr]
+
+
+# The base URL itself (``/fhir`` as well as ``/fhir/``) answers bundles and system search.
+BASE_ROUTES = ((bundle, ["POST"]), (search_system, ["GET"]))

@@ -81,7 +81,12 @@ class FhirServer:
 
     # criteria -----------------------------------------------------------------------------
     def criteria(self, resource_type: str, query_string: str, what: str) -> SearchQuery:
-        """The search of a conditional interaction; unknown parameters are errors here."""
+        """The search of a conditional interaction; unknown parameters are errors here.
+
+        ``Type?a=b`` is taken as ``a=b`` (HAPI FHIR accepts both forms of If-None-Exist).
+        """
+        if query_string.startswith(f"{resource_type}?"):
+            query_string = query_string[len(resource_type) + 1 :]
         parameters = parse_qsl(query_string, keep_blank_values=True)
         if not parameters:
             raise FhirError(400, f"{what} needs search criteria", code="invalid")
@@ -287,10 +292,13 @@ class FhirServer:
         bundle: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset"}
         if query.total in ("accurate", "estimate") or query.count == 0:
             bundle["total"] = self.store.count(query)
-        links = [{"relation": "self", "url": _url(path, parameters)}]
+        links = [{"relation": "self", "url": _url(path, query.used + ([("_cursor", cursor)] if cursor else []))}]
         if has_next:
             links.append(
-                {"relation": "next", "url": _url(path, [*plain, ("_cursor", self.signer.encode({"pk": rows[-1].pk}))])}
+                {
+                    "relation": "next",
+                    "url": _url(path, [*query.used, ("_cursor", self.signer.encode({"pk": rows[-1].pk}))]),
+                }
             )
         bundle["link"] = links
         entries = [_entry(base, row, {"mode": "match"}) for row in rows]

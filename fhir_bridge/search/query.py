@@ -21,23 +21,8 @@ from fhir_bridge.spec.registry import SearchParameter, search_parameters
 from fhir_bridge.store.tables import INDEX_TABLES, RESOURCE
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-# Parameters that shape the result rather than select resources.
-RESULT_PARAMETERS = frozenset(
-    {
-        "_count",
-        "_total",
-        "_format",
-        "_pretty",
-        "_summary",
-        "_elements",
-        "_sort",
-        "_include",
-        "_revinclude",
-        "_page",
-        "_contained",
-        "_containedType",
-    }
-)
+# Presentation parameters that the HTTP layer handles.
+PRESENTATION_PARAMETERS = frozenset({"_format", "_pretty"})
 SUPPORTED_MODIFIERS = {
     "string": {"exact", "contains", "missing"},
     "token": {"not", "text", "missing"},
@@ -66,6 +51,7 @@ class SearchQuery:
     after_pk: int = 0
     total: str = "none"
     warnings: list[str] = field(default_factory=list)
+    used: list[tuple[str, str]] = field(default_factory=list)  # what the search applied (its self link)
 
 
 def _split_values(raw: str) -> tuple[str, ...]:
@@ -98,8 +84,11 @@ def parse_search(
     query = SearchQuery(resource_type=resource_type, count=default_count)
     known = search_parameters(resource_type or "Resource")
     for name, raw in parameters:
+        if name in PRESENTATION_PARAMETERS:
+            continue
         if name == "_count":
             query.count = _parse_count(raw, max_count)
+            query.used.append((name, raw))
             continue
         if name == "_total":
             if raw not in ("none", "estimate", "accurate"):
@@ -107,13 +96,14 @@ def parse_search(
                     400, f"_total must be none, estimate or accurate, not {raw!r}", code="invalid", expression="_total"
                 )
             query.total = raw
-            continue
-        if name in RESULT_PARAMETERS:
+            query.used.append((name, raw))
             continue
         code, _, modifier = name.partition(":")
         parameter = known.get(code)
         problem = None
-        if parameter is None:
+        if parameter is None and code.startswith("_") and code not in known:
+            problem = f"{code} is not supported"
+        elif parameter is None:
             problem = f"unknown search parameter {code!r} for {resource_type or 'a system search'}"
         elif parameter.type not in SUPPORTED_MODIFIERS or (
             parameter.evaluate is None and code not in ("_id", "_lastUpdated")
@@ -131,6 +121,7 @@ def parse_search(
             query.warnings.append(problem + "; ignored")
             continue
         query.criteria.append(Criterion(parameter, modifier or None, _split_values(raw)))
+        query.used.append((name, raw))
     return query
 
 

@@ -1,0 +1,98 @@
+"""The store's guarantees: commit order, atomicity, schema set-up, index extraction from the spec."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from fhir_bridge import Settings, create_app
+from fhir_bridge.errors import FhirError
+from fhir_bridge.store.database import create_engines, prepare_schema
+from fhir_bridge.store.store import Store
+from fhir_bridge.store.tables import INDEX_TABLES, INFO, RESOURCE, VERSION
+
+
+def test_every_version_gets_a_sequence_number_in_commit_order(client):
+    for _ in range(3):
+        created = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()
+        client.put(f"/fhir/Patient/{created['id']}", json=dict(created, active=True))
+    store: Store = client.app.state.store
+    versions = store.history(count=100)
+    seqs = [v.seq for v in versions]
+    assert seqs == sorted(seqs, reverse=True)
+    assert len(set(seqs)) == 6
+    times = [v.last_updated for v in versions]
+    assert times == sorted(times, reverse=True)  # lastUpdated never goes back in commit order
+
+
+def test_a_failed_write_session_leaves_no_trace(app):
+    store: Store = app.state.store
+    with pytest.raises(FhirError), store.write() as session:
+        session.put({"resourceType": "Patient", "id": "half", "gender": "male"}, "PUT")
+        session.put(
+            {
+                "resourceType": "ImagingStudy",
+                "id": "s",
+                "status": "available",
+                "subject": {"reference": "Patient/absent"},
+            },
+            "PUT",
+        )
+    with store.engines.reader.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(RESOURCE)).scalar_one() == 0
+        assert connection.execute(select(func.count()).select_from(VERSION)).scalar_one() == 0
+        for table in INDEX_TABLES.values():
+            assert connection.execute(select(func.count()).select_from(table)).scalar_one() == 0
+    with store.write() as session:
+        assert session.put({"resourceType": "Patient", "id": "whole"}, "PUT").seq == 1  # the clock did not move
+
+
+def test_index_rows_follow_the_current_version_only(app):
+    store: Store = app.state.store
+    with store.write() as session:
+        session.put({"resourceType": "Patient", "id": "p", "gender": "male", "name": [{"family": "Old"}]}, "PUT")
+    with store.write() as session:
+        session.put({"resourceType": "Patient", "id": "p", "gender": "female"}, "PUT")
+    with store.engines.reader.connect() as connection:
+        strings = connection.execute(select(INDEX_TABLES["string"].c.value)).scalars().all()
+        tokens = (
+            connection.execute(select(INDEX_TABLES["token"].c.code).where(INDEX_TABLES["token"].c.param == "gender"))
+            .scalars()
+            .all()
+        )
+    assert "old" not in strings
+    assert tokens == ["female"]
+
+
+def test_schema_set_up_is_idempotent_and_keeps_data(database_url):
+    first = create_app(Settings(database_url=database_url))
+    from fastapi.testclient import TestClient
+
+    with TestClient(first) as http:
+        created = http.post("/fhir/Patient", json={"resourceType": "Patient"}).json()
+    first.state.engines.dispose()
+    second = create_app(Settings(database_url=database_url))
+    with TestClient(second) as http:
+        assert http.get(f"/fhir/Patient/{created['id']}").status_code == 200
+    second.state.engines.dispose()
+
+
+def test_a_newer_schema_is_refused(database_url):
+    engines = create_engines(database_url)
+    prepare_schema(engines)
+    with engines.writer.begin() as connection:
+        connection.execute(INFO.update().where(INFO.c.key == "schema_version").values(value="999"))
+    with pytest.raises(RuntimeError, match="newer"):
+        prepare_schema(engines)
+    engines.dispose()
+
+
+def test_each_test_gets_its_own_database(database_url, tmp_path):
+    engines = create_engines(database_url)
+    prepare_schema(engines)
+    with engines.reader.connect() as connection:
+        if engines.dialect == "postgresql":
+            assert connection.exec_driver_sql("SELECT current_schema()").scalar_one().startswith("t_")
+        else:
+            assert (tmp_path / "store.db").exists()
+    engines.dispose()
