@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,12 +42,13 @@ def serve(arguments: argparse.Namespace) -> int:
 
 
 def openapi_document() -> dict:
-    """The OpenAPI document of the app (built on a throw-away in-memory store)."""
+    """The OpenAPI document of the app (built on a throw-away store)."""
     from fhir_bridge.api.app import create_app
 
-    app = create_app(Settings(database_url="sqlite://"))
-    document = app.openapi()
-    app.state.engines.dispose()
+    with tempfile.TemporaryDirectory() as scratch:
+        app = create_app(Settings(database_url=f"sqlite:///{scratch}/openapi.db"))
+        document = app.openapi()
+        app.state.engines.dispose()
     return document
 
 

@@ -67,8 +67,9 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
 def create_engines(database_url: str) -> Engines:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not url.database or url.database == ":memory:":
+            raise ValueError("in-memory SQLite is not supported (every connection would see its own): name a file")
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return Engines(
             reader=_sqlite_engine(database_url, "BEGIN"), writer=_sqlite_engine(database_url, "BEGIN IMMEDIATE")
         )

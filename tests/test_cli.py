@@ -1,0 +1,77 @@
+"""The command line: `fhir-bridge serve` and `python -m fhir_bridge serve` start a working server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, process: subprocess.Popen) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited: {process.stdout.read() if process.stdout else ''}")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not answer within 30 s")
+
+
+@pytest.mark.parametrize("command", [["fhir-bridge"], [sys.executable, "-m", "fhir_bridge"]])
+def test_serve_starts_the_api_on_the_given_database(command, database_url, tmp_path: Path):
+    port = _free_port()
+    executable = [str(Path(sys.executable).parent / "fhir-bridge")] if command == ["fhir-bridge"] else command
+    arguments = [*executable, "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", database_url]
+    process = subprocess.Popen(arguments, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        metadata = _wait_for(f"http://127.0.0.1:{port}/fhir/metadata", process)
+        assert metadata.status_code == 200
+        assert metadata.json()["fhirVersion"] == "4.0.1"
+        created = httpx.post(f"http://127.0.0.1:{port}/fhir/Patient", json={"resourceType": "Patient"})
+        assert created.status_code == 201
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_serve_reads_settings_from_the_environment(tmp_path: Path):
+    port = _free_port()
+    environment = dict(
+        os.environ, FHIR_BRIDGE_PORT=str(port), FHIR_BRIDGE_DATABASE_URL=f"sqlite:///{tmp_path / 'env.db'}"
+    )
+    executable = str(Path(sys.executable).parent / "fhir-bridge")
+    process = subprocess.Popen([executable, "serve"], cwd=tmp_path, env=environment, stdout=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(f"http://127.0.0.1:{port}/fhir/metadata", process).status_code == 200
+        assert (tmp_path / "env.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_default_database_is_a_sqlite_file_in_the_working_directory(tmp_path: Path):
+    port = _free_port()
+    executable = str(Path(sys.executable).parent / "fhir-bridge")
+    process = subprocess.Popen(
+        [executable, "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert _wait_for(f"http://127.0.0.1:{port}/fhir/metadata", process).status_code == 200
+        assert (tmp_path / "fhir-bridge.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
