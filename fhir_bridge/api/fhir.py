@@ -181,12 +181,12 @@ def history_type(resource_type: str, request: Request, view: Presentation = Depe
 def create(
     resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
 ) -> Response:
-    if _parameters(request):
+    if unexpected := _parameters(request):
         raise FhirError(
             400,
             "a create takes no URL parameters; send the criteria of a conditional create in If-None-Exist",
             code="not-supported",
-            expression=[name for name, _ in _parameters(request)],
+            expression=[name for name, _ in unexpected],
         )
     outcome = _server(request).create(resource_type, body, request.headers.get("if-none-exist"))
     return render_write(outcome, view, _base(request))

@@ -20,7 +20,7 @@ import orjson
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.cursors import CursorSigner
 from fhir_bridge.interactions.validation import check_id, check_resource_type, validate_resource
-from fhir_bridge.search.query import SearchQuery, parse_search
+from fhir_bridge.search.query import SearchQuery, parse_count, parse_search
 from fhir_bridge.search.values import date_range
 from fhir_bridge.store.store import Store, StoredVersion, WriteSession
 
@@ -327,7 +327,7 @@ class FhirServer:
         values = dict(parameters)
         count = self.limits.default_count
         if "_count" in values:
-            count = parse_search(None, [("_count", values["_count"])], max_count=self.limits.max_count).count
+            count = parse_count(values["_count"], self.limits.max_count)
         since = _instant(values["_since"], "_since")[0] if "_since" in values else None
         at = _instant(values["_at"], "_at") if "_at" in values else None
         before = int(self.signer.decode(values["_cursor"]).get("seq", 0)) if "_cursor" in values else None

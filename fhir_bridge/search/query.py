@@ -87,7 +87,7 @@ def parse_search(
         if name in PRESENTATION_PARAMETERS:
             continue
         if name == "_count":
-            query.count = _parse_count(raw, max_count)
+            query.count = parse_count(raw, max_count)
             query.used.append((name, raw))
             continue
         if name == "_total":
@@ -125,7 +125,7 @@ def parse_search(
     return query
 
 
-def _parse_count(raw: str, max_count: int) -> int:
+def parse_count(raw: str, max_count: int) -> int:
     try:
         count = int(raw)
     except ValueError:
