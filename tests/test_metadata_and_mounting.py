@@ -32,8 +32,12 @@ def test_capability_statement_lists_types_interactions_and_search_parameters(cli
 def test_capability_statement_leaves_out_unsupported_parameter_types(client):
     listed = {r["type"]: r for r in client.get("/fhir/metadata").json()["rest"][0]["resource"]}
     observation = {p["name"]: p["type"] for p in listed["Observation"]["searchParam"]}
-    assert "code-value-quantity" not in observation  # composite: not implemented yet
+    assert observation["code-value-quantity"] == "composite"
     assert observation["value-quantity"] == "quantity"
+    sequence = {p["name"] for p in listed["MolecularSequence"]["searchParam"]}
+    assert "chromosome-variant-coordinate" not in sequence  # three components: not indexed
+    patient = {p["name"] for p in listed["Patient"]["searchParam"]}
+    assert "_text" not in patient  # special parameters: not supported
 
 
 def test_app_mounts_inside_a_host_application(database_url):

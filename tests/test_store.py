@@ -47,21 +47,26 @@ def test_a_failed_write_session_leaves_no_trace(app):
         assert session.put({"resourceType": "Patient", "id": "whole"}, "PUT").seq == 1  # the clock did not move
 
 
-def test_index_rows_follow_the_current_version_only(app):
+def test_index_rows_are_valid_from_their_version_until_the_next(app):
     store: Store = app.state.store
     with store.write() as session:
-        session.put({"resourceType": "Patient", "id": "p", "gender": "male", "name": [{"family": "Old"}]}, "PUT")
-    with store.write() as session:
-        session.put({"resourceType": "Patient", "id": "p", "gender": "female"}, "PUT")
-    with store.engines.reader.connect() as connection:
-        strings = connection.execute(select(INDEX_TABLES["string"].c.value)).scalars().all()
-        tokens = (
-            connection.execute(select(INDEX_TABLES["token"].c.code).where(INDEX_TABLES["token"].c.param == "gender"))
-            .scalars()
-            .all()
+        first = session.put(
+            {"resourceType": "Patient", "id": "p", "gender": "male", "name": [{"family": "Old"}]}, "PUT"
         )
-    assert "old" not in strings
-    assert tokens == ["female"]
+    with store.write() as session:
+        second = session.put({"resourceType": "Patient", "id": "p", "gender": "female"}, "PUT")
+    token, string = INDEX_TABLES["token"], INDEX_TABLES["string"]
+    with store.engines.reader.connect() as connection:
+        genders = connection.execute(
+            select(token.c.code, token.c.seq_from, token.c.seq_to)
+            .where(token.c.param == "gender")
+            .order_by(token.c.seq_from)
+        ).all()
+        current_strings = connection.execute(select(string.c.value).where(string.c.seq_to.is_(None))).scalars().all()
+        superseded = connection.execute(select(VERSION.c.superseded).order_by(VERSION.c.seq)).scalars().all()
+    assert [tuple(g) for g in genders] == [("male", first.seq, second.seq), ("female", second.seq, None)]
+    assert "old" not in current_strings
+    assert superseded == [second.seq, None]
 
 
 def test_schema_set_up_is_idempotent_and_keeps_data(database_url):

@@ -276,6 +276,24 @@ def history_instance(
     return render(_server(request).history(resource_type, resource_id, _parameters(request), _base(request)), 200, view)
 
 
+@router.get(
+    "/{compartment_type}/{compartment_id}/{resource_type}", summary="compartment search", responses=FHIR_RESPONSES
+)
+def search_compartment(
+    compartment_type: str,
+    compartment_id: str,
+    resource_type: str,
+    request: Request,
+    view: Presentation = Depends(presentation),
+) -> Response:
+    """``Patient/[id]/ImagingStudy``, or ``Patient/[id]/*`` for every type in the compartment."""
+    wanted = None if resource_type == "*" else resource_type
+    bundle = _server(request).search(
+        wanted, _parameters(request), _base(request), view.strict, compartment=(compartment_type, compartment_id)
+    )
+    return render(bundle, 200, view)
+
+
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="vread", responses=FHIR_RESPONSES)
 def vread(
     resource_type: str, resource_id: str, version_id: str, request: Request, view: Presentation = Depends(presentation)

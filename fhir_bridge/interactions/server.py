@@ -19,8 +19,9 @@ import orjson
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.cursors import CursorSigner
+from fhir_bridge.interactions.searchset import run_search
 from fhir_bridge.interactions.validation import check_id, check_resource_type, validate_resource
-from fhir_bridge.search.query import SearchQuery, parse_count, parse_search
+from fhir_bridge.search.query import Compartment, SearchQuery, parse_count, parse_search
 from fhir_bridge.search.values import date_range
 from fhir_bridge.store.store import Store, StoredVersion, WriteSession
 
@@ -270,46 +271,38 @@ class FhirServer:
 
     # search and history ----------------------------------------------------------------------
     def search(
-        self, resource_type: str | None, parameters: list[tuple[str, str]], base: str, strict: bool = False
+        self,
+        resource_type: str | None,
+        parameters: list[tuple[str, str]],
+        base: str,
+        strict: bool = False,
+        compartment: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
+        """A searchset Bundle; ``compartment`` = (owner type, owner id) for ``Patient/[id]/Type``."""
         if resource_type:
             check_resource_type(resource_type)
-        plain = [(k, v) for k, v in parameters if k != "_cursor"]
-        query = parse_search(
+        owner = None
+        path = None
+        if compartment:
+            owner = Compartment(*compartment)
+            if owner.owner_type != "Patient":
+                raise FhirError(
+                    400, f"the {owner.owner_type} compartment is not supported (only Patient)", code="not-supported"
+                )
+            check_id(owner.owner_id)
+            path = f"{base}/{owner.owner_type}/{owner.owner_id}/{resource_type or '*'}"
+        return run_search(
+            self.store,
+            self.signer,
             resource_type,
-            plain,
+            parameters,
+            base,
             strict=strict,
             default_count=self.limits.default_count,
             max_count=self.limits.max_count,
+            compartment=owner,
+            path=path,
         )
-        cursor = next((v for k, v in parameters if k == "_cursor"), None)
-        if cursor:
-            query.after_pk = int(self.signer.decode(cursor).get("pk", 0))
-        rows = self.store.search(query) if query.count else []
-        has_next = len(rows) > query.count
-        rows = rows[: query.count]
-        path = f"{base}/{resource_type}" if resource_type else base
-        bundle: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset"}
-        if query.total in ("accurate", "estimate") or query.count == 0:
-            bundle["total"] = self.store.count(query)
-        links = [{"relation": "self", "url": _url(path, query.used + ([("_cursor", cursor)] if cursor else []))}]
-        if has_next:
-            links.append(
-                {
-                    "relation": "next",
-                    "url": _url(path, [*query.used, ("_cursor", self.signer.encode({"pk": rows[-1].pk}))]),
-                }
-            )
-        bundle["link"] = links
-        entries = [_entry(base, row, {"mode": "match"}) for row in rows]
-        if query.warnings:
-            outcome = {
-                "resourceType": "OperationOutcome",
-                "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": w} for w in query.warnings],
-            }
-            entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-        bundle["entry"] = entries
-        return bundle
 
     def history(
         self,
@@ -365,13 +358,6 @@ def _instant(text: str, parameter: str) -> tuple[int, int]:
 def _url(path: str, parameters: Iterable[tuple[str, str]]) -> str:
     query = urlencode(list(parameters))
     return f"{path}?{query}" if query else path
-
-
-def _entry(base: str, row: StoredVersion, search: dict[str, str] | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"fullUrl": f"{base}/{row.reference}", "resource": orjson.Fragment(row.content)}
-    if search:
-        entry["search"] = search
-    return entry
 
 
 def _history_entry(base: str, row: StoredVersion) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, date_range, normalize_string, number_range
 from fhir_bridge.spec.fhirpath import Item
-from fhir_bridge.spec.registry import search_parameters
+from fhir_bridge.spec.registry import SearchParameter, search_parameters
 
 MAX_INDEXED_STRING = 255
 
@@ -59,8 +59,11 @@ def _token_entries(item: Item) -> Iterator[Entry]:
             if not value.get("coding") and value.get("text"):
                 yield {"system": None, "code": None, "text": normalize_string(value["text"])[:MAX_INDEXED_STRING]}
         elif "value" in value and "code" not in value:  # Identifier, ContactPoint
-            type_text = (value.get("type") or {}).get("text") if isinstance(value.get("type"), dict) else None
-            yield {"system": value.get("system"), "code": str(value["value"]), "text": type_text}
+            kind = value.get("type") if isinstance(value.get("type"), dict) else {}
+            text = normalize_string(kind["text"])[:MAX_INDEXED_STRING] if kind.get("text") else None
+            entry = {"system": value.get("system"), "code": str(value["value"]), "text": text}
+            for coding in kind.get("coding") or [{}]:  # one row per Identifier.type coding, for :of-type
+                yield entry | {"type_system": coding.get("system"), "type_code": coding.get("code")}
         elif "code" in value or "system" in value:  # Coding
             yield _coding_entry(value)
 
@@ -153,6 +156,29 @@ def _uri_entries(item: Item) -> Iterator[Entry]:
         yield {"uri": item.value}
 
 
+def _composite_entries(item: Item, parameter: SearchParameter) -> Iterator[Entry]:
+    """Pairs of (token, second component) found within one element, e.g. one Observation.component."""
+    (_, first), (second_type, second) = parameter.components
+    tokens = [e for found in first([item]) for e in _token_entries(found)]
+    seconds = [e for found in second([item]) for e in EXTRACTORS[second_type](found)]
+    for token in tokens:
+        for other in seconds:
+            entry = {"c1_system": token["system"], "c1_code": token["code"]}
+            if second_type == "token":
+                entry |= {"c2_system": other["system"], "c2_code": other["code"]}
+            elif second_type == "string":
+                entry |= {"c2_text": other["value"]}
+            elif second_type == "reference":
+                entry |= {"c2_code": other["target_type"], "c2_text": other["target_id"] or other["url"]}
+            elif second_type == "quantity":
+                low = other["value"] if other["value"] is not None else other["low"]
+                high = other["value"] if other["value"] is not None else other["high"]
+                entry |= {"c2_system": other["system"], "c2_code": other["code"], "c2_low": low, "c2_high": high}
+            else:  # date
+                entry |= {"c2_low": float(other["low"]), "c2_high": float(other["high"])}
+            yield entry
+
+
 EXTRACTORS = {
     "string": _string_entries,
     "token": _token_entries,
@@ -162,22 +188,32 @@ EXTRACTORS = {
     "reference": _reference_entries,
     "uri": _uri_entries,
 }
+# Every row of a table carries every column (one executemany per table).
+COLUMN_DEFAULTS: dict[str, Entry] = {
+    "token": {"text": None, "type_system": None, "type_code": None},
+    "composite": {"c2_system": None, "c2_code": None, "c2_text": None, "c2_low": None, "c2_high": None},
+}
 
 
 def index_entries(resource: dict[str, Any]) -> IndexEntries:
     """Index entries of ``resource`` by table (search parameter type), each naming its parameter."""
-    result: IndexEntries = {kind: [] for kind in EXTRACTORS}
+    result: IndexEntries = {kind: [] for kind in [*EXTRACTORS, "composite"]}
     root = [Item(resource)]
     for parameter in search_parameters(resource["resourceType"]).values():
         if not parameter.indexed:
             continue
-        extract = EXTRACTORS[parameter.type]
+        defaults = COLUMN_DEFAULTS.get(parameter.type, {})
         seen: set[tuple] = set()
-        for item in parameter.evaluate(root):
-            for entry in extract(item):
-                key = tuple(entry.values())
+        for item in parameter.evaluate(root):  # type: ignore[misc]
+            if parameter.type == "composite":
+                entries = _composite_entries(item, parameter)
+            else:
+                entries = EXTRACTORS[parameter.type](item)
+            for entry in entries:
+                row = defaults | entry
+                key = tuple(row.values())
                 if key not in seen:
                     seen.add(key)
-                    entry["param"] = parameter.code
-                    result[parameter.type].append(entry)
+                    row["param"] = parameter.code
+                    result[parameter.type].append(row)
     return result

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
-SEARCH_PARAMETER_FIELDS = ("code", "type", "base", "expression", "target", "modifier", "comparator", "url")
+SEARCH_PARAMETER_FIELDS = ("code", "type", "base", "expression", "target", "modifier", "comparator", "url", "component")
 
 
 def _read_json_members(archive: tarfile.TarFile, prefix: str) -> list[dict]:
@@ -31,17 +31,35 @@ def generate(package: Path) -> None:
         {field: entry["resource"][field] for field in SEARCH_PARAMETER_FIELDS if field in entry["resource"]}
         for entry in bundle["entry"]
     ]
-    resource_types = sorted(
-        d["type"]
+    definitions = [
+        d
         for d in definitions
         if d.get("kind") == "resource" and d.get("derivation") == "specialization" and not d.get("abstract")
-    )
+    ]
+    resource_types = sorted(d["type"] for d in definitions)
+    elements = {d["type"]: _top_level_elements(d) for d in definitions if d["type"] in resource_types}
     patient_compartment = next(c for c in compartments if c.get("code") == "Patient")
     compartment = {r["code"]: r.get("param", []) for r in patient_compartment["resource"]}
     DATA_DIR.mkdir(exist_ok=True)
     _write(DATA_DIR / "search-parameters.json", search_parameters)
     _write(DATA_DIR / "resource-types.json", resource_types)
     _write(DATA_DIR / "patient-compartment.json", compartment)
+    _write(DATA_DIR / "elements.json", elements)
+
+
+def _top_level_elements(definition: dict) -> dict[str, list[str]]:
+    """The summary and the mandatory top-level elements of a resource (``_summary``, ``_elements``)."""
+    summary, mandatory = [], []
+    for element in definition["snapshot"]["element"]:
+        path = element["path"].split(".")
+        if len(path) != 2:
+            continue
+        name = path[1]
+        if element.get("isSummary"):
+            summary.append(name)
+        if element.get("min", 0) > 0:
+            mandatory.append(name)
+    return {"summary": summary, "mandatory": mandatory}
 
 
 def _write(path: Path, data: object) -> None:

@@ -14,10 +14,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from fhir_bridge.spec.fhirpath import Evaluator, compile_expression, split_union
+from fhir_bridge.spec.fhirpath import Evaluator, FhirPathError, compile_expression, split_union
 
 FHIR_VERSION = "4.0.1"
-INDEXED_TYPES = frozenset({"token", "string", "date", "reference", "uri", "number", "quantity"})
+INDEXED_TYPES = frozenset({"token", "string", "date", "reference", "uri", "number", "quantity", "composite"})
+# The second component types a composite index row can hold (its first is always a token).
+COMPOSITE_SECOND_TYPES = frozenset({"token", "string", "reference", "quantity", "date"})
 # Parameters answered from columns of the resource row rather than from index tables.
 ROW_PARAMETERS = frozenset({"_id", "_lastUpdated"})
 
@@ -35,9 +37,13 @@ class SearchParameter:
     modifiers: tuple[str, ...] = ()
     comparators: tuple[str, ...] = ()
     evaluate: Evaluator | None = field(default=None, compare=False, repr=False)
+    # composite parameters: (type, expression relative to the composite's element) per component
+    components: tuple[tuple[str, Evaluator], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def indexed(self) -> bool:
+        if self.type == "composite" and not self.components:
+            return False
         return self.evaluate is not None and self.type in INDEXED_TYPES and self.code not in ROW_PARAMETERS
 
 
@@ -47,7 +53,8 @@ def _load(name: str) -> Any:
 
 @cache
 def _definitions() -> list[dict[str, Any]]:
-    return _load("search-parameters.json")
+    """The spec's SearchParameters, then fhir-bridge's few additions (local-search-parameters.json)."""
+    return _load("search-parameters.json") + _load("local-search-parameters.json")
 
 
 @cache
@@ -83,7 +90,7 @@ def search_parameters(resource_type: str) -> dict[str, SearchParameter]:
         base = resource_type if resource_type in bases else bases[0]
         parts = _parts_for(expression, base) if expression else []
         own_expression = " | ".join(parts)
-        evaluate = compile_expression(own_expression, types) if parts else None
+        evaluate = _compile(own_expression, types) if parts else None
         result[definition["code"]] = SearchParameter(
             code=definition["code"],
             type=definition["type"],
@@ -94,11 +101,48 @@ def search_parameters(resource_type: str) -> dict[str, SearchParameter]:
             modifiers=tuple(definition.get("modifier", ())),
             comparators=tuple(definition.get("comparator", ())),
             evaluate=evaluate,
+            components=_components(definition, types),
         )
     return result
+
+
+def _compile(expression: str, types: frozenset[str]) -> Evaluator | None:
+    """The compiled expression, or None where it uses FHIRPath beyond the supported subset."""
+    try:
+        return compile_expression(expression, types)
+    except FhirPathError:
+        return None
+
+
+def _components(definition: dict[str, Any], types: frozenset[str]) -> tuple[tuple[str, Evaluator], ...]:
+    """A composite's components, when they fit the composite index (token, then one other)."""
+    components = definition.get("component", [])
+    if definition["type"] != "composite" or len(components) != 2:
+        return ()
+    compiled = []
+    for component in components:
+        target = _definitions_by_url().get(component["definition"])
+        evaluate = _compile(component["expression"], types)
+        if target is None or evaluate is None:
+            return ()
+        compiled.append((target["type"], evaluate))
+    if compiled[0][0] != "token" or compiled[1][0] not in COMPOSITE_SECOND_TYPES:
+        return ()
+    return tuple(compiled)
+
+
+@cache
+def _definitions_by_url() -> dict[str, dict[str, Any]]:
+    return {d["url"]: d for d in _definitions()}
 
 
 @cache
 def patient_compartment() -> dict[str, list[str]]:
     """For each resource type, the search parameters that link it to a Patient compartment."""
     return _load("patient-compartment.json")
+
+
+@cache
+def element_groups(resource_type: str) -> dict[str, list[str]]:
+    """Top-level ``summary`` and ``mandatory`` element names (``x[x]`` for choice elements)."""
+    return _load("elements.json").get(resource_type, {"summary": [], "mandatory": []})

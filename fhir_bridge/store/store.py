@@ -17,24 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, func, insert, or_, select, tuple_, update
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.index import index_entries
-from fhir_bridge.search.query import SearchQuery, compile_search
+from fhir_bridge.search.query import Include, SearchQuery
+from fhir_bridge.search.sql import VERSION_COLUMNS, compile_search, include_statement
 from fhir_bridge.store.database import Engines
-from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, VERSION
+from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
 
-_VERSION_COLUMNS = (
-    VERSION.c.res_type,
-    VERSION.c.res_id,
-    VERSION.c.version,
-    VERSION.c.seq,
-    VERSION.c.last_updated,
-    VERSION.c.deleted,
-    VERSION.c.content,
-    VERSION.c.method,
-)
 _RESOURCE_COLUMNS = (
     RESOURCE.c.res_type,
     RESOURCE.c.res_id,
@@ -128,8 +119,9 @@ class WriteSession:
     def find(self, query: SearchQuery, limit: int = 2) -> list[StoredVersion]:
         """Current resources matching ``query`` as this transaction sees them (for conditional writes)."""
         self._flush()
+        query.at_seq = self._seq
         statement = compile_search(query).limit(limit)
-        return [_current(row) for row in self.connection.execute(statement).all()]
+        return [_version(row) for row in self.connection.execute(statement).all()]
 
     # writing -----------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -152,11 +144,12 @@ class WriteSession:
         for kind, entries in index_entries(resource).items():
             for entry in entries:
                 entry["res_pk"] = pk
+                entry["seq_from"] = seq
                 entry["res_type"] = res_type
                 self._pending[kind].append(entry)
                 if kind == "reference" and entry["target_id"] and entry["url"] is None and entry["target_type"]:
                     self._references.setdefault((entry["target_type"], entry["target_id"]), f"{res_type}/{res_id}")
-        self._versions.append({"res_type": res_type, "res_id": res_id, "method": method, **values})
+        self._versions.append({"res_type": res_type, "res_id": res_id, "res_pk": pk, "method": method, **values})
         stored = StoredVersion(res_type, res_id, version, seq, self.now, False, content, method, pk)
         self._written[(res_type, res_id)] = stored
         self._deleted.discard((res_type, res_id))
@@ -167,7 +160,9 @@ class WriteSession:
         version, seq = current.version + 1, self._next_seq()
         values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": True, "content": None}
         pk = self._upsert_current(current.res_type, current.res_id, current, values)
-        self._versions.append({"res_type": current.res_type, "res_id": current.res_id, "method": "DELETE", **values})
+        self._versions.append(
+            {"res_type": current.res_type, "res_id": current.res_id, "res_pk": pk, "method": "DELETE", **values}
+        )
         stored = StoredVersion(current.res_type, current.res_id, version, seq, self.now, True, None, "DELETE", pk)
         self._written[(current.res_type, current.res_id)] = stored
         self._deleted.add((current.res_type, current.res_id))
@@ -181,9 +176,19 @@ class WriteSession:
                 insert(RESOURCE).values(res_type=res_type, res_id=res_id, **values).returning(RESOURCE.c.pk)
             ).scalar_one()
         self._flush()
+        seq = values["seq"]
         self.connection.execute(update(RESOURCE).where(RESOURCE.c.pk == previous.pk).values(**values))
+        # The replaced version and its index rows stay, valid up to this seq (searches pinned
+        # to an earlier seq still see them).
+        self.connection.execute(
+            update(VERSION)
+            .where(VERSION.c.res_pk == previous.pk, VERSION.c.superseded.is_(None))
+            .values(superseded=seq)
+        )
         for table in INDEX_TABLES.values():
-            self.connection.execute(delete(table).where(table.c.res_pk == previous.pk))
+            self.connection.execute(
+                update(table).where(table.c.res_pk == previous.pk, table.c.seq_to.is_(None)).values(seq_to=seq)
+            )
         return previous.pk  # type: ignore[return-value]
 
     def _flush(self) -> None:
@@ -221,11 +226,12 @@ class WriteSession:
         for res_type, res_id in self._deleted:
             referrer = self.connection.execute(
                 select(RESOURCE.c.res_type, RESOURCE.c.res_id)
-                .join(INDEX_TABLES["reference"], INDEX_TABLES["reference"].c.res_pk == RESOURCE.c.pk)
+                .join(REFERENCE, REFERENCE.c.res_pk == RESOURCE.c.pk)
                 .where(
-                    INDEX_TABLES["reference"].c.target_type == res_type,
-                    INDEX_TABLES["reference"].c.target_id == res_id,
-                    INDEX_TABLES["reference"].c.url.is_(None),
+                    REFERENCE.c.target_type == res_type,
+                    REFERENCE.c.target_id == res_id,
+                    REFERENCE.c.url.is_(None),
+                    REFERENCE.c.seq_to.is_(None),
                     RESOURCE.c.deleted.is_(False),
                     or_(RESOURCE.c.res_type != res_type, RESOURCE.c.res_id != res_id),
                 )
@@ -275,7 +281,7 @@ class Store:
     def vread(self, res_type: str, res_id: str, version: int) -> StoredVersion | None:
         with self._reading() as connection:
             row = connection.execute(
-                select(*_VERSION_COLUMNS).where(
+                select(*VERSION_COLUMNS).where(
                     VERSION.c.res_type == res_type, VERSION.c.res_id == res_id, VERSION.c.version == version
                 )
             ).first()
@@ -319,7 +325,7 @@ class Store:
                 .group_by(VERSION.c.res_type, VERSION.c.res_id)
             )
             conditions.append(or_(VERSION.c.seq.in_(current_at_start), VERSION.c.last_updated.between(*at)))
-        statement = select(*_VERSION_COLUMNS).where(*conditions).order_by(VERSION.c.seq.desc()).limit(count)
+        statement = select(*VERSION_COLUMNS).where(*conditions).order_by(VERSION.c.seq.desc()).limit(count)
         with self._reading() as connection:
             return [_version(row) for row in connection.execute(statement).all()]
 
@@ -334,10 +340,26 @@ class Store:
         with self._reading() as connection:
             return connection.execute(select(func.count()).select_from(VERSION).where(*conditions)).scalar_one()
 
-    def search(self, query: SearchQuery) -> list[StoredVersion]:
+    def last_seq(self) -> int:
+        """The sequence number of the newest committed write."""
         with self._reading() as connection:
-            return [_current(row) for row in connection.execute(compile_search(query)).all()]
+            return connection.execute(select(CLOCK.c.seq).where(CLOCK.c.id == 1)).scalar_one()
+
+    def search(self, query: SearchQuery) -> list[tuple[StoredVersion, list[Any]]]:
+        """One page (plus one row) of matches at ``query.at_seq``, each with its sort values."""
+        width = len(VERSION_COLUMNS)
+        with self._reading() as connection:
+            rows = connection.execute(compile_search(query)).all()
+        return [(_version(row[:width]), list(row[width:])) for row in rows]
 
     def count(self, query: SearchQuery) -> int:
         with self._reading() as connection:
             return connection.execute(compile_search(query, counting=True)).scalar_one()
+
+    def include(self, include: Include, sources: list[StoredVersion], at_seq: int, limit: int) -> list[StoredVersion]:
+        keys = [(s.res_type, s.res_id, s.pk) for s in sources]
+        if not keys:
+            return []
+        with self._reading() as connection:
+            rows = connection.execute(include_statement(include, keys, at_seq, limit)).all()  # type: ignore[arg-type]
+        return [_version(row) for row in rows]

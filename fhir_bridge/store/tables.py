@@ -3,12 +3,13 @@
 ``resource`` holds the current version of each resource (what read and search see);
 ``resource_version`` holds every version ever written (history, vread, harvesting).
 Every version carries ``seq``: its position in the store's single commit order.
-Index tables hold the search index of the current version only, keyed by ``resource.pk``.
+Index tables hold the search index of every version, keyed by ``resource.pk`` and valid for a
+range of sequence numbers, so a search (and its paging) can be answered as of one ``seq``.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
@@ -60,8 +61,14 @@ class ResourceVersion(SQLModel, table=True):
         UniqueConstraint("res_type", "res_id", "version", name="uq_version_type_id_version"),
         Index("ix_version_type_seq", "res_type", "seq"),
         Index("ix_version_last_updated", "last_updated"),
+        Index("ix_version_type_pk", "res_type", "res_pk", "superseded"),
+        Index("ix_version_pk", "res_pk", "superseded"),
     )
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    res_pk: int = Field(sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), nullable=False))
+    # the seq of the version that replaced this one (NULL while current): "valid at seq S"
+    # is seq <= S < superseded
+    superseded: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     res_type: str = Field(sa_column=Column(String(64), nullable=False))
     res_id: str = Field(sa_column=Column(String(64), nullable=False))
     version: int = Field(sa_column=Column(Integer, nullable=False))
@@ -71,115 +78,97 @@ class ResourceVersion(SQLModel, table=True):
     content: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
-def _row_id() -> Column:
-    return Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
-
-
-def _resource_key() -> Column:
-    return Column(
-        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False
+def _index_table(name: str, *columns: Column, value_columns: tuple[str, ...]) -> Table:
+    """An index table: one row per indexed value of one version, valid from ``seq_from``
+    until ``seq_to`` (the seq of the version that replaced it; NULL while current), so that a
+    search can be answered as of any committed sequence number."""
+    return Table(
+        name,
+        SQLModel.metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("res_pk", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("resource.pk"), nullable=False),
+        Column("res_type", String(64), nullable=False),
+        Column("param", String(64), nullable=False),
+        Column("seq_from", BigInteger, nullable=False),
+        Column("seq_to", BigInteger, nullable=True),
+        *columns,
+        Index(f"ix_{name}_value", "res_type", "param", *value_columns),
+        Index(f"ix_{name}_pk", "res_pk", "seq_to"),
     )
 
 
-class TokenIndex(SQLModel, table=True):
-    __tablename__ = "idx_token"
-    __table_args__ = (
-        Index("ix_token_code", "res_type", "param", "code", "system"),
-        Index("ix_token_pk", "res_pk"),
-    )
-    id: int | None = Field(default=None, sa_column=_row_id())
-    res_pk: int = Field(sa_column=_resource_key())
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    system: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    code: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+TOKEN = _index_table(
+    "idx_token",
+    Column("system", Text),
+    Column("code", Text),
+    Column("text", Text),  # normalised display / CodeableConcept.text, for :text
+    Column("type_system", Text),  # Identifier.type, for :of-type
+    Column("type_code", Text),
+    value_columns=("code", "system"),
+)
+STRING = _index_table(
+    "idx_string",
+    Column("value", Text, nullable=False),  # normalised: case- and accent-free
+    Column("exact", Text, nullable=False),
+    value_columns=("value",),
+)
+DATE = _index_table(
+    "idx_date",
+    Column("low", BigInteger, nullable=False),  # microseconds since the epoch, inclusive
+    Column("high", BigInteger, nullable=False),
+    value_columns=("low", "high"),
+)
+NUMBER = _index_table(
+    "idx_number",
+    Column("value", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    value_columns=("value",),
+)
+QUANTITY = _index_table(
+    "idx_quantity",
+    Column("system", Text),
+    Column("code", Text),
+    Column("value", Float),
+    Column("low", Float),
+    Column("high", Float),
+    value_columns=("value",),
+)
+REFERENCE = _index_table(
+    "idx_reference",
+    Column("target_type", String(64)),
+    Column("target_id", Text),
+    Column("url", Text),  # absolute or canonical references
+    Column("identifier_system", Text),  # Reference.identifier, for :identifier
+    Column("identifier_value", Text),
+    value_columns=("target_id", "target_type"),
+)
+URI = _index_table("idx_uri", Column("uri", Text, nullable=False), value_columns=("uri",))
+COMPOSITE = _index_table(
+    "idx_composite",
+    # the first component is a token in every R4 composite parameter supported
+    Column("c1_system", Text),
+    Column("c1_code", Text),
+    # the second component: token (system, code), string (text), reference (code=type, text=id),
+    # quantity (system, code, low, high) or date (low, high)
+    Column("c2_system", Text),
+    Column("c2_code", Text),
+    Column("c2_text", Text),
+    Column("c2_low", Float),
+    Column("c2_high", Float),
+    value_columns=("c1_code", "c2_code"),
+)
+Index("ix_idx_reference_target", REFERENCE.c.target_type, REFERENCE.c.target_id)
 
-
-class StringIndex(SQLModel, table=True):
-    __tablename__ = "idx_string"
-    __table_args__ = (Index("ix_string_value", "res_type", "param", "value"), Index("ix_string_pk", "res_pk"))
-    id: int | None = Field(default=None, sa_column=_row_id())
-    res_pk: int = Field(sa_column=_resource_key())
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    value: str = Field(sa_column=Column(Text, nullable=False))
-    exact: str = Field(sa_column=Column(Text, nullable=False))
-
-
-class DateIndex(SQLModel, table=True):
-    __tablename__ = "idx_date"
-    __table_args__ = (Index("ix_date_low", "res_type", "param", "low"), Index("ix_date_pk", "res_pk"))
-    id: int | None = Field(default=None, sa_column=_row_id())
-    res_pk: int = Field(sa_column=_resource_key())
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    low: int = Field(sa_column=Column(BigInteger, nullable=False))  # microseconds since the epoch, inclusive
-    high: int = Field(sa_column=Column(BigInteger, nullable=False))
-
-
-class NumberIndex(SQLModel, table=True):
-    __tablename__ = "idx_number"
-    __table_args__ = (Index("ix_number_value", "res_type", "param", "value"), Index("ix_number_pk", "res_pk"))
-    id: int | None = Field(default=None, sa_column=_row_id())
-    res_pk: int = Field(sa_column=_resource_key())
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    value: float = Field(sa_column=Column(Float, nullable=False))
-    low: float = Field(sa_column=Column(Float, nullable=False))
-    high: float = Field(sa_column=Column(Float, nullable=False))
-
-
-class QuantityIndex(SQLModel, table=True):
-    __tablename__ = "idx_quantity"
-    __table_args__ = (Index("ix_quantity_value", "res_type", "param", "value"), Index("ix_quantity_pk", "res_pk"))
-    id: int | None = Field(default=None, sa_column=_row_id())
-    res_pk: int = Field(sa_column=_resource_key())
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    system: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    code: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    value: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
-    low: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
-    high: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
-
-
-class ReferenceIndex(SQLModel, table=True):
-    __tablename__ = "idx_reference"
-    __table_args__ = (
-        Index("ix_reference_target", "target_type", "target_id"),
-        Index("ix_reference_param", "res_type", "param", "target_id"),
-        Index("ix_reference_pk", "res_pk"),
-    )
-    id: int | None = Field(default=None, sa_column=_row_id())
-    res_pk: int = Field(sa_column=_resource_key())
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    target_type: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
-    target_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    identifier_system: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    identifier_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-
-
-class UriIndex(SQLModel, table=True):
-    __tablename__ = "idx_uri"
-    __table_args__ = (Index("ix_uri_value", "res_type", "param", "uri"), Index("ix_uri_pk", "res_pk"))
-    id: int | None = Field(default=None, sa_column=_row_id())
-    res_pk: int = Field(sa_column=_resource_key())
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(64), nullable=False))
-    uri: str = Field(sa_column=Column(Text, nullable=False))
-
-
-INDEX_TABLES = {
-    "token": TokenIndex.__table__,
-    "string": StringIndex.__table__,
-    "date": DateIndex.__table__,
-    "number": NumberIndex.__table__,
-    "quantity": QuantityIndex.__table__,
-    "reference": ReferenceIndex.__table__,
-    "uri": UriIndex.__table__,
+INDEX_TABLES: dict[str, Table] = {
+    "token": TOKEN,
+    "string": STRING,
+    "date": DATE,
+    "number": NUMBER,
+    "quantity": QUANTITY,
+    "reference": REFERENCE,
+    "uri": URI,
+    "composite": COMPOSITE,
 }
 RESOURCE = Resource.__table__
 VERSION = ResourceVersion.__table__

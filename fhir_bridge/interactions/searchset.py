@@ -1,0 +1,108 @@
+"""Run a search and build its ``searchset`` Bundle: matches, includes, paging links, subsetting.
+
+The first page pins the search to the newest committed ``seq``; the signed cursor in the
+``next`` link carries that seq with the keyset position, so every page is answered from the same
+state of the store and each match is visited exactly once, whatever is written meanwhile.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from fhir_bridge.interactions.cursors import CursorSigner
+from fhir_bridge.interactions.subsetting import subset
+from fhir_bridge.search.query import MAX_INCLUDE_ITERATIONS, Compartment, SearchQuery, parse_search
+from fhir_bridge.store.store import Store, StoredVersion
+
+MAX_INCLUDED = 1000  # included resources per page, so one query cannot fan out without bound
+
+
+def _url(path: str, parameters: list[tuple[str, str]]) -> str:
+    query = urlencode(parameters)
+    return f"{path}?{query}" if query else path
+
+
+def _resource_json(row: StoredVersion, query: SearchQuery) -> Any:
+    if not query.summary and not query.elements:
+        return orjson.Fragment(row.content)
+    return subset(row.resource or {}, query.summary, query.elements)
+
+
+def _entry(base: str, row: StoredVersion, query: SearchQuery, mode: str) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{row.reference}", "resource": _resource_json(row, query), "search": {"mode": mode}}
+
+
+def _included(store: Store, query: SearchQuery, matches: list[StoredVersion]) -> list[StoredVersion]:
+    """``_include`` / ``_revinclude`` targets of the page, following ``:iterate`` a few rounds."""
+    assert query.at_seq is not None
+    seen = {(r.res_type, r.res_id) for r in matches}
+    found: list[StoredVersion] = []
+    sources = matches
+    for round_number in range(MAX_INCLUDE_ITERATIONS + 1):
+        fresh: list[StoredVersion] = []
+        for include in query.includes:
+            if round_number > 0 and not include.iterate:
+                continue
+            for row in store.include(include, sources, query.at_seq, MAX_INCLUDED):
+                if (row.res_type, row.res_id) not in seen and len(found) + len(fresh) < MAX_INCLUDED:
+                    seen.add((row.res_type, row.res_id))
+                    fresh.append(row)
+        found += fresh
+        if not fresh or not any(i.iterate for i in query.includes):
+            break
+        sources = fresh
+    return found
+
+
+def run_search(
+    store: Store,
+    signer: CursorSigner,
+    resource_type: str | None,
+    parameters: list[tuple[str, str]],
+    base: str,
+    *,
+    strict: bool,
+    default_count: int,
+    max_count: int,
+    compartment: Compartment | None = None,
+    path: str | None = None,
+) -> dict[str, Any]:
+    plain = [(k, v) for k, v in parameters if k != "_cursor"]
+    query = parse_search(
+        resource_type, plain, strict=strict, default_count=default_count, max_count=max_count, compartment=compartment
+    )
+    cursor = next((v for k, v in parameters if k == "_cursor"), None)
+    if cursor:
+        position = signer.decode(cursor)
+        query.at_seq, query.after = int(position["s"]), position
+    else:
+        query.at_seq = store.last_seq()
+    counting_only = query.summary == "count" or query.count == 0
+    page = [] if counting_only else store.search(query)
+    has_next = len(page) > query.count
+    page = page[: query.count]
+    matches = [row for row, _ in page]
+    path = path or (f"{base}/{resource_type}" if resource_type else base)
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset"}
+    if query.total in ("accurate", "estimate") or counting_only:
+        bundle["total"] = store.count(query)
+    links = [{"relation": "self", "url": _url(path, [*query.used, *([("_cursor", cursor)] if cursor else [])])}]
+    if has_next:
+        last, sort_values = page[-1]
+        position = {"s": query.at_seq, "pk": last.pk, "k": sort_values}
+        links.append({"relation": "next", "url": _url(path, [*query.used, ("_cursor", signer.encode(position))])})
+    bundle["link"] = links
+    entries = [_entry(base, row, query, "match") for row in matches]
+    if query.includes and matches:
+        entries += [_entry(base, row, query, "include") for row in _included(store, query, matches)]
+    if query.warnings:
+        issues = [{"severity": "warning", "code": "not-supported", "diagnostics": w} for w in query.warnings]
+        entries.append(
+            {"resource": {"resourceType": "OperationOutcome", "issue": issues}, "search": {"mode": "outcome"}}
+        )
+    bundle["entry"] = entries
+    return bundle
