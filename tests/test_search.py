@@ -238,3 +238,30 @@ def test_self_link_lists_only_the_parameters_applied(loaded):
     warnings = [i["diagnostics"] for i in bundle["entry"][-1]["resource"]["issue"]]
     assert any("_contained" in w for w in warnings)
     assert any("foo" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("probability=0.8", ["high"]),
+        ("probability=0.80", ["high"]),
+        ("probability=0.81", []),
+        ("probability=gt0.5", ["high"]),
+        ("probability=lt0.5", ["low"]),
+        ("probability=ge0.2", ["high", "low"]),
+        ("probability=le0.2", ["low"]),
+        ("probability=ne0.2", ["high"]),
+    ],
+)
+def test_number_search(client, query, expected):
+    client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"})
+    for rid, probability in (("high", 0.8), ("low", 0.2)):
+        risk = {
+            "resourceType": "RiskAssessment",
+            "id": rid,
+            "status": "final",
+            "subject": {"reference": "Patient/p"},
+            "prediction": [{"probabilityDecimal": probability}],
+        }
+        assert client.put(f"/fhir/RiskAssessment/{rid}", json=risk).status_code == 201
+    assert ids(client, query, "RiskAssessment") == expected

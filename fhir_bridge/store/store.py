@@ -356,6 +356,17 @@ class Store:
         with self._reading() as connection:
             return connection.execute(compile_search(query, counting=True)).scalar_one()
 
+    def explain(self, query: SearchQuery) -> tuple[str, list[str]]:
+        """The SQL a search runs and the database's plan for it (PostgreSQL: with actual timings)."""
+        engine = self.engines.reader
+        statement = compile_search(query)
+        sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        prefix = "EXPLAIN QUERY PLAN " if self.engines.dialect == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
+        with self._reading() as connection:
+            rows = connection.exec_driver_sql(prefix + sql).all()
+        plan = [" | ".join(str(v) for v in row) if self.engines.dialect == "sqlite" else row[0] for row in rows]
+        return sql, plan
+
     def include(self, include: Include, sources: list[StoredVersion], at_seq: int, limit: int) -> list[StoredVersion]:
         keys = [(s.res_type, s.res_id, s.pk) for s in sources]
         if not keys:
