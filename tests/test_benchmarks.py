@@ -1,0 +1,28 @@
+"""The benchmark command still runs end to end (tiny sizes, SQLite only), so that it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_store_api_benchmark_runs_and_prints_its_tables() -> None:
+    command = [sys.executable, "-m", "benchmarks.store_api", "--patients", "40", "--databases", "sqlite"]
+    command += ["--reads", "100", "--searches", "10", "--json"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    output = finished.stdout
+    for heading in ("== sqlite:", "INGEST", "LATENCY (one keep-alive client, sequential)", "TARGETS (from the issue)"):
+        assert heading in output
+    for row in ("single creates:", "transactions:", "HTTP floor:", "read: GET Patient/{id}", "Patient?_total=accurate"):
+        assert row in output
+    results = json.loads(output.strip().splitlines()[-1])
+    sqlite = results["databases"]["sqlite"]
+    assert [i["key"] for i in sqlite["ingest"]] == ["single_create", "transaction"]
+    assert sqlite["ingest"][1]["resources"] == 60  # 30 Patients + 30 ImagingStudies in one transaction
+    assert {x["key"] for x in sqlite["latency"]} >= {"http_floor", "read", "search_identifier", "search_total"}
+    assert all(x["p50_ms"] > 0 for x in sqlite["latency"])
