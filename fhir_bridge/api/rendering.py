@@ -37,8 +37,11 @@ def _media_type(header: str) -> str:
     return header.split(";")[0].strip().lower()
 
 
-def presentation(request: Request) -> Presentation:
-    """Read ``_format``, ``Accept``, ``_pretty`` and ``Prefer``; 406 for formats other than JSON."""
+async def presentation(request: Request) -> Presentation:
+    """Read ``_format``, ``Accept``, ``_pretty`` and ``Prefer``; 406 for formats other than JSON.
+
+    ``async`` although it does no I/O: a plain ``def`` dependency costs a thread-pool hop per request.
+    """
     wanted = request.query_params.get("_format")
     if wanted is not None:
         media_type = FORMAT_ALIASES.get(wanted.strip().lower())

@@ -203,8 +203,9 @@ class FhirServer:
                 return Outcome(
                     200, existing, message="a resource matching If-None-Exist exists already: nothing was created"
                 )
+        # ``new_id`` is a fresh server-assigned UUID too (a transaction assigns ids before writing)
         resource["id"] = new_id or str(uuid.uuid4())
-        return Outcome(201, session.put(resource, "POST"))
+        return Outcome(201, session.put(resource, "POST", new=True))
 
     def update_in(self, session: WriteSession, resource: dict[str, Any], if_match: int | None) -> Outcome:
         current = session.current(resource["resourceType"], resource["id"])

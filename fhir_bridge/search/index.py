@@ -8,6 +8,7 @@ token, string, date, number, quantity, reference or uri entry.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, date_range, normalize_string, number_range
@@ -195,16 +196,23 @@ COLUMN_DEFAULTS: dict[str, Entry] = {
 }
 
 
+@cache
+def _indexed_parameters(resource_type: str) -> tuple[SearchParameter, ...]:
+    return tuple(p for p in search_parameters(resource_type).values() if p.indexed)
+
+
 def index_entries(resource: dict[str, Any]) -> IndexEntries:
     """Index entries of ``resource`` by table (search parameter type), each naming its parameter."""
     result: IndexEntries = {kind: [] for kind in [*EXTRACTORS, "composite"]}
     root = [Item(resource)]
-    for parameter in search_parameters(resource["resourceType"]).values():
-        if not parameter.indexed:
+    for parameter in _indexed_parameters(resource["resourceType"]):
+        found = parameter.evaluate(root)  # type: ignore[misc]
+        if not found:
             continue
         defaults = COLUMN_DEFAULTS.get(parameter.type, {})
         seen: set[tuple] = set()
-        for item in parameter.evaluate(root):  # type: ignore[misc]
+        rows = result[parameter.type]
+        for item in found:
             if parameter.type == "composite":
                 entries = _composite_entries(item, parameter)
             else:
@@ -215,5 +223,5 @@ def index_entries(resource: dict[str, Any]) -> IndexEntries:
                 if key not in seen:
                     seen.add(key)
                     row["param"] = parameter.code
-                    result[parameter.type].append(row)
+                    rows.append(row)
     return result

@@ -60,6 +60,9 @@ def _prefix(value: str) -> tuple[str, str]:
     return "eq", value
 
 
+_LAST_CODE_POINT = chr(0x10FFFF)
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -149,13 +152,20 @@ def _token_condition(table: Table, value: str, modifier: str | None, parameter: 
     return _token_match(table.c.system, table.c.code, value)
 
 
+def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
+    """A prefix match as a range, which an index answers (a LIKE 'x%' filter may scan).
+
+    Comparison is by code point: SQLite's BINARY collation, and "C" for the column on PostgreSQL.
+    """
+    return and_(column >= prefix, column < prefix + _LAST_CODE_POINT)
+
+
 def _string_condition(table: Table, value: str, modifier: str | None) -> ColumnElement[bool]:
     if modifier == "exact":
         return table.c.exact == value
-    pattern = _escape_like(normalize_string(value))
     if modifier == "contains":
-        return table.c.value.like(f"%{pattern}%", escape="\\")
-    return table.c.value.like(f"{pattern}%", escape="\\")
+        return table.c.value.like(f"%{_escape_like(normalize_string(value))}%", escape="\\")
+    return _starts_with(table.c.value, normalize_string(value))
 
 
 def _reference_condition(table: Table, value: str, modifier: str | None) -> ColumnElement[bool]:

@@ -55,7 +55,8 @@ def _to_bool(collection: Collection) -> bool:
     return len(collection) == 1 and collection[0].value is True
 
 
-def _navigate(collection: Collection, name: str) -> Collection:
+def _navigate(collection: Collection, name: str, choice: bool) -> Collection:
+    """The children called ``name``; for a choice element (``value[x]``) its typed forms too."""
     result: Collection = []
     for item in collection:
         node = item.value
@@ -65,6 +66,8 @@ def _navigate(collection: Collection, name: str) -> Collection:
             values = node[name]
             for value in values if isinstance(values, list) else [values]:
                 result.append(Item(value))
+            continue
+        if not choice:
             continue
         for key, value in node.items():  # choice element: value[x] is stored as valueQuantity, ...
             if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
@@ -95,11 +98,12 @@ def _is_type(item: Item, type_name: str) -> bool:
 class _Parser:
     """Recursive-descent parser producing closures over collections."""
 
-    def __init__(self, expression: str, resource_types: frozenset[str]) -> None:
+    def __init__(self, expression: str, resource_types: frozenset[str], choice_elements: frozenset[str]) -> None:
         self.expression = expression
         self.tokens = _tokenize(expression)
         self.position = 0
         self.resource_types = resource_types
+        self.choice_elements = choice_elements
 
     def parse(self) -> Evaluator:
         evaluator = self._and()
@@ -197,7 +201,8 @@ class _Parser:
     def _step(self, source: Evaluator) -> Evaluator:
         name = self._take()
         if self._peek() != "(":
-            return lambda c: _navigate(source(c), name)
+            choice = name in self.choice_elements
+            return lambda c: _navigate(source(c), name, choice)
         self._take("(")
         return self._function(source, name)
 
@@ -220,9 +225,15 @@ class _Parser:
         raise FhirPathError(f"function {name}() is not supported in {self.expression!r}")
 
 
-def compile_expression(expression: str, resource_types: frozenset[str]) -> Evaluator:
-    """Compile ``expression`` into a function from a collection to a collection."""
-    return _Parser(expression, resource_types).parse()
+def compile_expression(
+    expression: str, resource_types: frozenset[str], choice_elements: frozenset[str] = frozenset()
+) -> Evaluator:
+    """Compile ``expression`` into a function from a collection to a collection.
+
+    ``choice_elements`` names the elements defined as ``name[x]``; only those are looked up in
+    their typed forms (the lookup scans an element's keys, so it is worth skipping elsewhere).
+    """
+    return _Parser(expression, resource_types, choice_elements).parse()
 
 
 def split_union(expression: str) -> list[str]:

@@ -31,13 +31,23 @@ def generate(package: Path) -> None:
         {field: entry["resource"][field] for field in SEARCH_PARAMETER_FIELDS if field in entry["resource"]}
         for entry in bundle["entry"]
     ]
+    all_definitions = definitions
     definitions = [
         d
-        for d in definitions
+        for d in all_definitions
         if d.get("kind") == "resource" and d.get("derivation") == "specialization" and not d.get("abstract")
     ]
     resource_types = sorted(d["type"] for d in definitions)
     elements = {d["type"]: _top_level_elements(d) for d in definitions if d["type"] in resource_types}
+    choices = sorted(
+        {
+            element["path"].split(".")[-1][:-3]
+            for d in all_definitions
+            if d.get("derivation") == "specialization" and d.get("kind") in ("resource", "complex-type")
+            for element in d.get("snapshot", {}).get("element", [])
+            if element["path"].endswith("[x]")
+        }
+    )
     patient_compartment = next(c for c in compartments if c.get("code") == "Patient")
     compartment = {r["code"]: r.get("param", []) for r in patient_compartment["resource"]}
     DATA_DIR.mkdir(exist_ok=True)
@@ -45,6 +55,7 @@ def generate(package: Path) -> None:
     _write(DATA_DIR / "resource-types.json", resource_types)
     _write(DATA_DIR / "patient-compartment.json", compartment)
     _write(DATA_DIR / "elements.json", elements)
+    _write(DATA_DIR / "choice-elements.json", choices)
 
 
 def _top_level_elements(definition: dict) -> dict[str, list[str]]:

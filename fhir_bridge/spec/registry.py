@@ -106,10 +106,16 @@ def search_parameters(resource_type: str) -> dict[str, SearchParameter]:
     return result
 
 
+@cache
+def choice_elements() -> frozenset[str]:
+    """Names of the elements defined as ``name[x]`` anywhere in R4."""
+    return frozenset(_load("choice-elements.json"))
+
+
 def _compile(expression: str, types: frozenset[str]) -> Evaluator | None:
     """The compiled expression, or None where it uses FHIRPath beyond the supported subset."""
     try:
-        return compile_expression(expression, types)
+        return compile_expression(expression, types, choice_elements())
     except FhirPathError:
         return None
 

@@ -101,6 +101,30 @@ def prepare_schema(engines: Engines) -> None:
             connection.execute(insert(CLOCK).values(id=1, seq=0, last_updated=0))
 
 
+STATISTICS_FROM = 1024  # writes before the first refresh of planner statistics
+
+
+def statistics_due(before: int, after: int) -> bool:
+    """True when the store has doubled in writes since the last refresh (1,024, 2,048, 4,096, ...).
+
+    Without statistics the planners of both databases guess badly on the index tables (a
+    selective search can then scan a whole type); refreshing at each doubling keeps the cost
+    logarithmic in the number of writes. PostgreSQL's autovacuum does this too where enabled.
+    """
+    return after >= STATISTICS_FROM and before.bit_length() != after.bit_length()
+
+
+def refresh_statistics(engines: Engines) -> None:
+    if engines.dialect == "sqlite":
+        with engines.writer.connect() as connection:
+            connection.exec_driver_sql("PRAGMA analysis_limit=2000")  # sample, don't read whole indexes
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+    else:
+        with engines.writer.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE")
+
+
 def read_info(engines: Engines, key: str) -> str:
     with engines.reader.connect() as connection:
         return connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one()

@@ -9,21 +9,23 @@ done before the session opens, so the lock is held only for the database stateme
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Dialect, Table, bindparam, func, insert, or_, select, tuple_, update
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.search.query import Include, SearchQuery
 from fhir_bridge.search.sql import VERSION_COLUMNS, compile_search, include_statement
-from fhir_bridge.store.database import Engines
+from fhir_bridge.store.database import Engines, refresh_statistics, statistics_due
 from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
 
 _RESOURCE_COLUMNS = (
@@ -35,6 +37,16 @@ _RESOURCE_COLUMNS = (
     RESOURCE.c.deleted,
     RESOURCE.c.content,
     RESOURCE.c.pk,
+)
+# Statements on the hot paths are built once (building a statement costs more than running it).
+_SELECT_CURRENT = select(*_RESOURCE_COLUMNS).where(
+    RESOURCE.c.res_type == bindparam("res_type"), RESOURCE.c.res_id == bindparam("res_id")
+)
+_INSERT_RESOURCES = insert(RESOURCE).returning(RESOURCE.c.pk, sort_by_parameter_order=True)
+_SELECT_VERSION = select(*VERSION_COLUMNS).where(
+    VERSION.c.res_type == bindparam("res_type"),
+    VERSION.c.res_id == bindparam("res_id"),
+    VERSION.c.version == bindparam("version"),
 )
 
 
@@ -89,6 +101,20 @@ def _current(row: Sequence[Any]) -> StoredVersion:
     return StoredVersion(res_type, res_id, version, seq, last_updated, deleted, content, "", pk)
 
 
+@cache
+def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+    compiled = insert(table).values({c: bindparam(c) for c in columns}).compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
+
+
+def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """One executemany straight to the driver: the index rows of a big transaction number in the
+    tens of thousands, and SQLAlchemy's per-row parameter processing would cost more than the insert."""
+    sql, order = _insert_sql(connection.dialect, table, tuple(rows[0]))
+    parameters = [tuple(row[c] for c in order) for row in rows] if order else rows
+    connection.exec_driver_sql(sql, parameters)  # type: ignore[arg-type]
+
+
 class WriteSession:
     """One atomic write transaction; see the module docstring for its ordering guarantee."""
 
@@ -103,6 +129,8 @@ class WriteSession:
         self.now: int = max(time.time_ns() // 1000, clock.last_updated + 1)
         self._pending: dict[str, list[dict[str, Any]]] = {name: [] for name in INDEX_TABLES}
         self._versions: list[dict[str, Any]] = []
+        # resource rows to insert at the next flush, each with the version and index rows waiting for its pk
+        self._new_rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         self._written: dict[tuple[str, str], StoredVersion] = {}
         self._deleted: set[tuple[str, str]] = set()
         self._references: dict[tuple[str, str], str] = {}  # target -> the resource that points at it
@@ -110,10 +138,12 @@ class WriteSession:
     # reading inside the transaction -------------------------------------------------------
     def current(self, res_type: str, res_id: str) -> StoredVersion | None:
         if (res_type, res_id) in self._written:
-            return self._written[(res_type, res_id)]
-        row = self.connection.execute(
-            select(*_RESOURCE_COLUMNS).where(RESOURCE.c.res_type == res_type, RESOURCE.c.res_id == res_id)
-        ).first()
+            stored = self._written[(res_type, res_id)]
+            if stored.pk is None:  # written in this session, row not inserted yet
+                self._flush()
+                stored = self._written[(res_type, res_id)]
+            return stored
+        row = self.connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _current(row) if row else None
 
     def find(self, query: SearchQuery, limit: int = 2) -> list[StoredVersion]:
@@ -123,15 +153,23 @@ class WriteSession:
         statement = compile_search(query).limit(limit)
         return [_version(row) for row in self.connection.execute(statement).all()]
 
+    @property
+    def last_seq(self) -> int:
+        """The newest seq this session has handed out (the clock's value when nothing was written)."""
+        return self._seq
+
     # writing -----------------------------------------------------------------------------
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
-    def put(self, resource: dict[str, Any], method: str) -> StoredVersion:
-        """Store ``resource`` (with ``id`` set) as the next version of its resource."""
+    def put(self, resource: dict[str, Any], method: str, *, new: bool = False) -> StoredVersion:
+        """Store ``resource`` (with ``id`` set) as the next version of its resource.
+
+        ``new`` promises that the id was never used (a server-assigned UUID): no lookup is made.
+        """
         res_type, res_id = resource["resourceType"], resource["id"]
-        previous = self.current(res_type, res_id)
+        previous = None if new else self.current(res_type, res_id)
         version = previous.version + 1 if previous else 1
         seq = self._next_seq()
         meta = dict(resource.get("meta") or {})
@@ -141,15 +179,19 @@ class WriteSession:
         content = orjson.dumps(resource).decode()
         values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": False, "content": content}
         pk = self._upsert_current(res_type, res_id, previous, values)
+        waiting = self._new_rows[-1][1] if pk is None else []  # rows that get the pk when it is known
         for kind, entries in index_entries(resource).items():
             for entry in entries:
                 entry["res_pk"] = pk
                 entry["seq_from"] = seq
                 entry["res_type"] = res_type
                 self._pending[kind].append(entry)
+                waiting.append(entry)
                 if kind == "reference" and entry["target_id"] and entry["url"] is None and entry["target_type"]:
                     self._references.setdefault((entry["target_type"], entry["target_id"]), f"{res_type}/{res_id}")
-        self._versions.append({"res_type": res_type, "res_id": res_id, "res_pk": pk, "method": method, **values})
+        version_row = {"res_type": res_type, "res_id": res_id, "res_pk": pk, "method": method, **values}
+        self._versions.append(version_row)
+        waiting.append(version_row)
         stored = StoredVersion(res_type, res_id, version, seq, self.now, False, content, method, pk)
         self._written[(res_type, res_id)] = stored
         self._deleted.discard((res_type, res_id))
@@ -157,6 +199,8 @@ class WriteSession:
 
     def delete(self, current: StoredVersion) -> StoredVersion:
         """Record a deletion of ``current`` as a new version; index entries go with it."""
+        if current.pk is None:  # created in this session: make sure its row exists
+            current = self.current(current.res_type, current.res_id) or current
         version, seq = current.version + 1, self._next_seq()
         values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": True, "content": None}
         pk = self._upsert_current(current.res_type, current.res_id, current, values)
@@ -170,11 +214,11 @@ class WriteSession:
 
     def _upsert_current(
         self, res_type: str, res_id: str, previous: StoredVersion | None, values: dict[str, Any]
-    ) -> int:
+    ) -> int | None:
+        """The row's pk; None for a new row, inserted in a batch at the next flush."""
         if previous is None:
-            return self.connection.execute(
-                insert(RESOURCE).values(res_type=res_type, res_id=res_id, **values).returning(RESOURCE.c.pk)
-            ).scalar_one()
+            self._new_rows.append(({"res_type": res_type, "res_id": res_id, **values}, []))
+            return None
         self._flush()
         seq = values["seq"]
         self.connection.execute(update(RESOURCE).where(RESOURCE.c.pk == previous.pk).values(**values))
@@ -191,13 +235,26 @@ class WriteSession:
             )
         return previous.pk  # type: ignore[return-value]
 
+    def _insert_new_rows(self) -> None:
+        """Insert the buffered resource rows in one statement and hand their pks to what waits on them."""
+        batch, self._new_rows = self._new_rows, []
+        pks = self.connection.execute(_INSERT_RESOURCES, [row for row, _ in batch]).scalars().all()
+        for (row, waiting), pk in zip(batch, pks, strict=True):
+            for dependent in waiting:
+                dependent["res_pk"] = pk
+            key = (row["res_type"], row["res_id"])
+            if key in self._written and self._written[key].pk is None:
+                self._written[key] = replace(self._written[key], pk=pk)
+
     def _flush(self) -> None:
+        if self._new_rows:
+            self._insert_new_rows()
         for kind, rows in self._pending.items():
             if rows:
-                self.connection.execute(insert(INDEX_TABLES[kind]), rows)
+                _insert_many(self.connection, INDEX_TABLES[kind], rows)
                 rows.clear()
         if self._versions:
-            self.connection.execute(insert(VERSION), self._versions)
+            _insert_many(self.connection, VERSION, self._versions)
             self._versions.clear()
 
     def _check_references(self) -> None:
@@ -257,14 +314,27 @@ class Store:
     def __init__(self, engines: Engines, enforce_references: bool = True) -> None:
         self.engines = engines
         self.enforce_references = enforce_references
+        self._statistics = threading.Lock()
 
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
         """An atomic write transaction: everything in it commits together or not at all."""
         with self.engines.writer.begin() as connection:
             session = WriteSession(connection, self.enforce_references)
+            before = session.last_seq
             yield session
             session.finish()
+        if statistics_due(before, session.last_seq):
+            threading.Thread(target=self.refresh_statistics, name="fhir-bridge-analyze", daemon=True).start()
+
+    def refresh_statistics(self) -> None:
+        """Let the query planner see the data as it is now (see ``statistics_due``)."""
+        if not self._statistics.acquire(blocking=False):
+            return  # one refresh at a time is enough
+        try:
+            refresh_statistics(self.engines)
+        finally:
+            self._statistics.release()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -273,18 +343,13 @@ class Store:
 
     def read(self, res_type: str, res_id: str) -> StoredVersion | None:
         with self._reading() as connection:
-            row = connection.execute(
-                select(*_RESOURCE_COLUMNS).where(RESOURCE.c.res_type == res_type, RESOURCE.c.res_id == res_id)
-            ).first()
+            row = connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _current(row) if row else None
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredVersion | None:
         with self._reading() as connection:
-            row = connection.execute(
-                select(*VERSION_COLUMNS).where(
-                    VERSION.c.res_type == res_type, VERSION.c.res_id == res_id, VERSION.c.version == version
-                )
-            ).first()
+            parameters = {"res_type": res_type, "res_id": res_id, "version": version}
+            row = connection.execute(_SELECT_VERSION, parameters).first()
         return _version(row) if row else None
 
     def history(

@@ -108,7 +108,8 @@ TOKEN = _index_table(
 )
 STRING = _index_table(
     "idx_string",
-    Column("value", Text, nullable=False),  # normalised: case- and accent-free
+    # normalised (case- and accent-free); code-point order so that prefix ranges use the index
+    Column("value", Text().with_variant(Text(collation="C"), "postgresql"), nullable=False),
     Column("exact", Text, nullable=False),
     value_columns=("value",),
 )
@@ -174,3 +175,62 @@ RESOURCE = Resource.__table__
 VERSION = ResourceVersion.__table__
 CLOCK = CommitClock.__table__
 INFO = StoreInfo.__table__
+
+
+# Bulk Data $export ----------------------------------------------------------------------------
+# Jobs and their NDJSON output live in the database, so that a job survives a restart and any
+# API worker on the same database answers its status and serves its files.
+
+
+class BulkJob(SQLModel, table=True):
+    """One $export job: its request, the commit it is pinned to, its state and its worker's lease."""
+
+    __tablename__ = "bulk_job"
+    __table_args__ = (Index("ix_bulk_job_status", "status", "lease_expires"),)
+    id: str = Field(primary_key=True, max_length=32)
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    request: str = Field(sa_column=Column(Text, nullable=False))  # the kick-off URL
+    parameters: str = Field(sa_column=Column(Text, nullable=False))  # JSON: the parsed export request
+    at_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    transaction_time: int = Field(sa_column=Column(BigInteger, nullable=False))  # microseconds
+    created: int = Field(sa_column=Column(BigInteger, nullable=False))
+    finished: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    lease_expires: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON: where to resume
+    exported: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class BulkFile(SQLModel, table=True):
+    """One NDJSON file of a job (``output``, ``deleted`` or ``error``), of one resource type."""
+
+    __tablename__ = "bulk_file"
+    __table_args__ = (UniqueConstraint("job_id", "ordinal", name="uq_bulk_file_job_ordinal"),)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    job_id: str = Field(sa_column=Column(String(32), ForeignKey("bulk_job.id"), nullable=False))
+    ordinal: int = Field(sa_column=Column(Integer, nullable=False))  # its number in the file URL
+    kind: str = Field(sa_column=Column(String(8), nullable=False))
+    res_type: str = Field(sa_column=Column(String(64), nullable=False))
+    count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # bytes (UTF-8)
+    chunks: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+
+
+class BulkChunk(SQLModel, table=True):
+    """A bounded piece of a file's NDJSON text (whole lines), so files stream in and out in pieces."""
+
+    __tablename__ = "bulk_chunk"
+    file_id: int = Field(
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), ForeignKey("bulk_file.id"), primary_key=True)
+    )
+    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    data: str = Field(sa_column=Column(Text, nullable=False))
+
+
+BULK_JOB = BulkJob.__table__
+BULK_FILE = BulkFile.__table__
+BULK_CHUNK = BulkChunk.__table__
