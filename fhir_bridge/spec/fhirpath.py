@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class FhirPathError(ValueError):
     """The expression uses FHIRPath beyond the supported subset."""
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One value in a FHIRPath collection; ``type_name`` is known for choice elements."""
+class Item(NamedTuple):
+    """One value in a FHIRPath collection; ``type_name`` is known for choice elements.
+
+    A NamedTuple, not a frozen dataclass: indexing a large ImagingStudy makes ~200 of these,
+    and a frozen dataclass costs three times as much to build."""
 
     value: Any
     type_name: str | None = None

@@ -108,9 +108,18 @@ def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
 
 
 def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """One executemany straight to the driver: the index rows of a big transaction number in the
-    tens of thousands, and SQLAlchemy's per-row parameter processing would cost more than the insert."""
-    sql, order = _insert_sql(connection.dialect, table, tuple(rows[0]))
+    """Many rows straight to the driver: the index rows of a big transaction number in the tens of
+    thousands, and SQLAlchemy's per-row parameter processing would cost more than the insert.
+    PostgreSQL gets COPY (a pipelined executemany still sends one statement per row)."""
+    columns = tuple(rows[0])
+    if connection.dialect.name == "postgresql":
+        driver = connection.connection.driver_connection
+        names = ", ".join(columns)
+        with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in columns))
+        return
+    sql, order = _insert_sql(connection.dialect, table, columns)
     parameters = [tuple(row[c] for c in order) for row in rows] if order else rows
     connection.exec_driver_sql(sql, parameters)  # type: ignore[arg-type]
 
