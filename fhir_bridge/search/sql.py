@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, false, func, literal, not_, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, false, func, literal, not_, or_, select, true, tuple_
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.index import parse_reference
@@ -68,15 +68,19 @@ def _escape_like(text: str) -> str:
 
 
 def _compare_ranges(prefix: str, low: Any, high: Any, search_low: Any, search_high: Any) -> ColumnElement[bool]:
-    """The FHIR prefix semantics between an indexed range [low, high] and a searched range."""
+    """The FHIR prefix semantics between an indexed range [low, high] and a searched range.
+
+    Each form leads with a plain bound on ``low`` or ``high`` (implied by the rest, as low <= high)
+    so that an index range answers it rather than a scan of every value.
+    """
     contained = and_(low >= search_low, high <= search_high)
     return {
-        "eq": lambda: contained,
+        "eq": lambda: and_(low <= search_high, contained),
         "ne": lambda: not_(contained),
         "gt": lambda: high > search_high,
         "lt": lambda: low < search_low,
-        "ge": lambda: or_(high > search_high, contained),
-        "le": lambda: or_(low < search_low, contained),
+        "ge": lambda: and_(high >= search_low, or_(high > search_high, contained)),
+        "le": lambda: and_(low <= search_high, or_(low < search_low, contained)),
         "sa": lambda: low > search_high,
         "eb": lambda: high < search_low,
         "ap": lambda: and_(low <= search_high, high >= search_low),  # overlap of the widened range
@@ -250,8 +254,10 @@ def _row_condition(criterion: Criterion, versions: Table) -> ColumnElement[bool]
 
 
 def _criterion_condition(
-    criterion: Criterion, versions: Table, resource_type: str | None, at_seq: int
+    criterion: Criterion, versions: Table, resource_type: str | None, at_seq: int, driving: bool = True
 ) -> ColumnElement[bool]:
+    """``driving``: the clause produces the candidate rows (an IN list from its index); otherwise it
+    is an EXISTS checked on each candidate, which is what a broad clause (a date range) should be."""
     parameter, pk = criterion.parameter, versions.c.res_pk
     values = [v for v in criterion.values if v != ""]
     if not values:
@@ -268,6 +274,8 @@ def _criterion_condition(
     matches = or_(*(_value_condition(table, criterion, value) for value in values))
     if criterion.modifier == "not":
         return pk.not_in(select(table.c.res_pk).where(*scope, matches))
+    if not driving:  # checked per candidate through the res_pk index
+        return exists().where(table.c.res_pk == pk, *scope, matches)
     return pk.in_(select(table.c.res_pk).where(*scope, matches))
 
 
@@ -313,13 +321,47 @@ def _reverse_chain_condition(has: ReverseChain, versions: Table, at_seq: int) ->
     return tuple_(versions.c.res_type, versions.c.res_id).in_(pointed_at)
 
 
-def clause_condition(clause: Clause, versions: Table, resource_type: str | None, at_seq: int) -> ColumnElement[bool]:
+def clause_condition(
+    clause: Clause, versions: Table, resource_type: str | None, at_seq: int, driving: bool = True
+) -> ColumnElement[bool]:
     """The condition that one search clause puts on the rows of ``versions`` (the version table or an alias)."""
     if isinstance(clause, Chain):
         return _chain_condition(clause, versions, resource_type, at_seq)
     if isinstance(clause, ReverseChain):
         return _reverse_chain_condition(clause, versions, at_seq)
-    return _criterion_condition(clause, versions, resource_type, at_seq)
+    return _criterion_condition(clause, versions, resource_type, at_seq, driving)
+
+
+# How many rows a clause of each kind is expected to match, lowest first: the first clause of a
+# search drives it (its index gives the candidates), the others are checked per candidate.
+_SELECTIVITY = {
+    "reference": 0,
+    "token": 1,
+    "uri": 1,
+    "composite": 2,
+    "string": 3,
+    "quantity": 4,
+    "number": 4,
+    "date": 5,
+}
+
+
+def _selectivity(clause: Clause) -> int:
+    if isinstance(clause, Chain | ReverseChain):
+        return 1
+    if clause.modifier in ("not", "missing", "contains", "text") or clause.parameter.code == "_lastUpdated":
+        return 9
+    if clause.parameter.code == "_id":
+        return -1
+    return _SELECTIVITY.get(clause.parameter.type, 6)
+
+
+def _clause_conditions(query: SearchQuery, at_seq: int) -> list[ColumnElement[bool]]:
+    ordered = sorted(query.clauses, key=_selectivity)
+    return [
+        clause_condition(clause, VERSION, query.resource_type, at_seq, driving=index == 0)
+        for index, clause in enumerate(ordered)
+    ]
 
 
 def _compartment_condition(query: SearchQuery, at_seq: int) -> ColumnElement[bool]:
@@ -402,8 +444,7 @@ def compile_search(query: SearchQuery, *, counting: bool = False) -> Select[Any]
         conditions.append(VERSION.c.res_type == query.resource_type)
     if query.compartment:
         conditions.append(_compartment_condition(query, at_seq))
-    for clause in query.clauses:
-        conditions.append(clause_condition(clause, VERSION, query.resource_type, at_seq))
+    conditions += _clause_conditions(query, at_seq)
     if counting:
         return select(func.count()).select_from(VERSION).where(*conditions)
     sort = [(sort_expression(key, at_seq), key.descending) for key in query.sort]

@@ -83,6 +83,9 @@ def prepare_schema(engines: Engines) -> None:
         if engines.dialect == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         SQLModel.metadata.create_all(connection)
+        for table in SQLModel.metadata.sorted_tables:  # indexes added by an upgrade, on existing tables
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
         known = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
         if "schema_version" not in known:
             connection.execute(

@@ -61,7 +61,8 @@ class ResourceVersion(SQLModel, table=True):
         UniqueConstraint("res_type", "res_id", "version", name="uq_version_type_id_version"),
         Index("ix_version_type_seq", "res_type", "seq"),
         Index("ix_version_last_updated", "last_updated"),
-        Index("ix_version_type_pk", "res_type", "res_pk", "superseded"),
+        # covering: counts and pk-ordered scans of a type read the index alone
+        Index("ix_version_type_pk", "res_type", "res_pk", "superseded", "seq", "deleted"),
         Index("ix_version_pk", "res_pk", "superseded"),
     )
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
@@ -78,7 +79,9 @@ class ResourceVersion(SQLModel, table=True):
     content: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
-def _index_table(name: str, *columns: Column, value_columns: tuple[str, ...]) -> Table:
+def _index_table(
+    name: str, *columns: Column, value_columns: tuple[str, ...], extra_indexes: tuple[Index, ...] = ()
+) -> Table:
     """An index table: one row per indexed value of one version, valid from ``seq_from``
     until ``seq_to`` (the seq of the version that replaced it; NULL while current), so that a
     search can be answered as of any committed sequence number."""
@@ -93,7 +96,8 @@ def _index_table(name: str, *columns: Column, value_columns: tuple[str, ...]) ->
         Column("seq_to", BigInteger, nullable=True),
         *columns,
         Index(f"ix_{name}_value", "res_type", "param", *value_columns),
-        Index(f"ix_{name}_pk", "res_pk", "seq_to"),
+        Index(f"ix_{name}_pk", "res_pk", "param", "seq_to"),
+        *extra_indexes,
     )
 
 
@@ -118,6 +122,7 @@ DATE = _index_table(
     Column("low", BigInteger, nullable=False),  # microseconds since the epoch, inclusive
     Column("high", BigInteger, nullable=False),
     value_columns=("low", "high"),
+    extra_indexes=(Index("ix_idx_date_high", "res_type", "param", "high"),),
 )
 NUMBER = _index_table(
     "idx_number",
