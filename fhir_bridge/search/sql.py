@@ -11,6 +11,7 @@ values and pk of the last row), never by OFFSET, so a deep page costs what the f
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, and_, exists, false, func, literal, not_, or_, select, true, tuple_
@@ -334,34 +335,87 @@ def clause_condition(
 
 # How many rows a clause of each kind is expected to match, lowest first: the first clause of a
 # search drives it (its index gives the candidates), the others are checked per candidate.
-_SELECTIVITY = {
-    "reference": 0,
-    "token": 1,
-    "uri": 1,
-    "composite": 2,
-    "string": 3,
-    "quantity": 4,
-    "number": 4,
-    "date": 5,
-}
+_SELECTIVITY = {"reference": 0, "token": 2, "uri": 2, "composite": 2, "string": 3, "quantity": 4, "number": 4}
+_LOWER_BOUNDS, _UPPER_BOUNDS = ("gt", "ge", "sa", "eq"), ("lt", "le", "eb", "eq")
 
 
-def _selectivity(clause: Clause) -> int:
+@dataclass(frozen=True)
+class _DateRange:
+    """Date criteria ANDed on one single-valued parameter (``started=ge2024-01&started=lt2024-02``):
+    with one value per resource they can be checked on the same index row, a bounded range."""
+
+    criteria: tuple[Criterion, ...]
+
+    @property
+    def bounded(self) -> bool:
+        prefixes = {_prefix(c.values[0])[0] for c in self.criteria}
+        return bool(prefixes & set(_LOWER_BOUNDS)) and bool(prefixes & set(_UPPER_BOUNDS))
+
+
+def _mergeable(clause: Clause) -> bool:
+    return (
+        isinstance(clause, Criterion)
+        and clause.parameter.type == "date"
+        and clause.modifier is None
+        and len(clause.values) == 1
+        and clause.values[0] != ""
+        and _prefix(clause.values[0])[0] not in ("ne", "ap")
+        and clause.parameter.single_valued
+    )
+
+
+def _merge_date_ranges(clauses: list[Clause]) -> list[Clause | _DateRange]:
+    merged: list[Clause | _DateRange] = []
+    ranges: dict[str, list[Criterion]] = {}
+    for clause in clauses:
+        if _mergeable(clause):
+            ranges.setdefault(clause.parameter.code, []).append(clause)  # type: ignore[union-attr]
+        else:
+            merged.append(clause)
+    merged += [group[0] if len(group) == 1 else _DateRange(tuple(group)) for group in ranges.values()]
+    return merged
+
+
+def _selectivity(clause: Clause | _DateRange) -> int:
+    if isinstance(clause, _DateRange):
+        return 1 if clause.bounded else 5
     if isinstance(clause, Chain | ReverseChain):
         return 1
     if clause.modifier in ("not", "missing", "contains", "text") or clause.parameter.code == "_lastUpdated":
         return 9
     if clause.parameter.code == "_id":
         return -1
+    if clause.parameter.type == "token" and clause.parameter.identifying:
+        return 0
+    if clause.parameter.type == "date":
+        bounded = {_prefix(v)[0] for v in clause.values} <= {"eq"}
+        return 1 if bounded else 5
     return _SELECTIVITY.get(clause.parameter.type, 6)
 
 
+def _range_condition(
+    group: _DateRange, versions: Table, resource_type: str | None, at_seq: int, driving: bool
+) -> ColumnElement[bool]:
+    table = INDEX_TABLES["date"]
+    parameter = group.criteria[0].parameter
+    conditions = [table.c.param == parameter.code, index_valid(table, at_seq)]
+    if resource_type:
+        conditions.insert(0, table.c.res_type == resource_type)
+    conditions += [_value_condition(table, c, c.values[0]) for c in group.criteria]
+    if driving:
+        return versions.c.res_pk.in_(select(table.c.res_pk).where(*conditions))
+    return exists().where(table.c.res_pk == versions.c.res_pk, *conditions)
+
+
 def _clause_conditions(query: SearchQuery, at_seq: int) -> list[ColumnElement[bool]]:
-    ordered = sorted(query.clauses, key=_selectivity)
-    return [
-        clause_condition(clause, VERSION, query.resource_type, at_seq, driving=index == 0)
-        for index, clause in enumerate(ordered)
-    ]
+    ordered = sorted(_merge_date_ranges(query.clauses), key=_selectivity)
+    conditions = []
+    for index, clause in enumerate(ordered):
+        if isinstance(clause, _DateRange):
+            conditions.append(_range_condition(clause, VERSION, query.resource_type, at_seq, index == 0))
+        else:
+            conditions.append(clause_condition(clause, VERSION, query.resource_type, at_seq, driving=index == 0))
+    return conditions
 
 
 def _compartment_condition(query: SearchQuery, at_seq: int) -> ColumnElement[bool]:

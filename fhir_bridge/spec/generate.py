@@ -59,8 +59,9 @@ def generate(package: Path) -> None:
 
 
 def _top_level_elements(definition: dict) -> dict[str, list[str]]:
-    """The summary and the mandatory top-level elements of a resource (``_summary``, ``_elements``)."""
-    summary, mandatory = [], []
+    """The summary, mandatory and single-valued top-level elements of a resource (``_summary``,
+    ``_elements``, and the search planner)."""
+    summary, mandatory, single = [], [], []
     for element in definition["snapshot"]["element"]:
         path = element["path"].split(".")
         if len(path) != 2:
@@ -70,7 +71,9 @@ def _top_level_elements(definition: dict) -> dict[str, list[str]]:
             summary.append(name)
         if element.get("min", 0) > 0:
             mandatory.append(name)
-    return {"summary": summary, "mandatory": mandatory}
+        if element.get("max") == "1":
+            single.append(name)
+    return {"summary": summary, "mandatory": mandatory, "single": single}
 
 
 def _write(path: Path, data: object) -> None:

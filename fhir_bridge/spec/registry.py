@@ -41,6 +41,19 @@ class SearchParameter:
     components: tuple[tuple[str, Evaluator], ...] = field(default=(), compare=False, repr=False)
 
     @property
+    def single_valued(self) -> bool:
+        """True when a resource holds at most one value for it (its element has max 1)."""
+        match = _SIMPLE_PATH.match(self.expression)
+        if not match or match.group(1) != self.resource_type:
+            return False
+        return match.group(2) in element_groups(self.resource_type).get("single", [])
+
+    @property
+    def identifying(self) -> bool:
+        """True for identifiers and UIDs: a value names one or a few resources (for the planner)."""
+        return self.expression.rstrip(")").split(".")[-1] in ("identifier", "uid", "id")
+
+    @property
     def indexed(self) -> bool:
         if self.type == "composite" and not self.components:
             return False
@@ -64,6 +77,7 @@ def resource_types() -> frozenset[str]:
 
 
 _ROOT = re.compile(r"^\(*\s*([A-Za-z]+)")
+_SIMPLE_PATH = re.compile(r"^\(?([A-Za-z]+)\.([a-zA-Z]+)(?:\s+as\s+\w+|\.as\(\w+\))?\)?$")
 
 
 def _parts_for(expression: str, base: str) -> list[str]:
@@ -150,5 +164,9 @@ def patient_compartment() -> dict[str, list[str]]:
 
 @cache
 def element_groups(resource_type: str) -> dict[str, list[str]]:
-    """Top-level ``summary`` and ``mandatory`` element names (``x[x]`` for choice elements)."""
-    return _load("elements.json").get(resource_type, {"summary": [], "mandatory": []})
+    """Top-level ``summary``, ``mandatory`` and ``single`` (max 1) element names (``x[x]`` for choices)."""
+    groups = _load("elements.json").get(resource_type, {})
+    return {
+        key: [name.removesuffix("[x]") for name in groups.get(key, [])] if key == "single" else groups.get(key, [])
+        for key in ("summary", "mandatory", "single")
+    }
