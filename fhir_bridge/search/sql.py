@@ -378,7 +378,9 @@ def _merge_date_ranges(clauses: list[Clause]) -> list[Clause | _DateRange]:
 
 def _selectivity(clause: Clause | _DateRange) -> int:
     if isinstance(clause, _DateRange):
-        return 1 if clause.bounded else 5
+        # even bounded, an interval index answers "low < B AND high >= A" with a half-index scan:
+        # a token (a code) is the better driver; the range is then one EXISTS per candidate
+        return 3 if clause.bounded else 5
     if isinstance(clause, Chain | ReverseChain):
         return 1
     if clause.modifier in ("not", "missing", "contains", "text") or clause.parameter.code == "_lastUpdated":
@@ -389,7 +391,7 @@ def _selectivity(clause: Clause | _DateRange) -> int:
         return 0
     if clause.parameter.type == "date":
         bounded = {_prefix(v)[0] for v in clause.values} <= {"eq"}
-        return 1 if bounded else 5
+        return 3 if bounded else 5
     return _SELECTIVITY.get(clause.parameter.type, 6)
 
 
