@@ -1,0 +1,341 @@
+"""Ingest DICOM instances: de-identify, map, merge into the stored study, write, all in one transaction.
+
+The expensive work (header reading, de-identification, mapping, validation of what each study
+adds) happens before the write transaction opens; inside it, only the read-merge-write of each
+study and its Provenance, under the store's commit lock. That lock makes the read-modify-write
+race-free across processes on both databases, so concurrent senders of one study converge on the
+exact union of their instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.exc import OperationalError
+
+from fhir_bridge.dicom.reader import (
+    DOES_NOT_MATCH_SOP_CLASS,
+    OUT_OF_RESOURCES,
+    PROCESSING_FAILURE,
+    DicomInstance,
+    DicomReadError,
+)
+from fhir_bridge.errors import FhirError
+from fhir_bridge.interactions.server import FhirServer
+from fhir_bridge.interactions.validation import validate_resource
+from fhir_bridge.mapping.codes import DCM
+from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig, StudyResources
+from fhir_bridge.mapping.merge import StudyMerge, fill_missing
+from fhir_bridge.privacy.profile import PS3_15_ANNEX_E, AttributePolicy
+from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
+from fhir_bridge.settings import ConfigurationError, Settings
+from fhir_bridge.store.store import Store, StoredVersion, WriteSession, format_instant
+
+log = logging.getLogger("fhir_bridge.ingest")
+
+COERCION_OF_DATA_ELEMENTS = 0xB000  # PS3.18 warning: stored, but not exactly as sent
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Who sent the data and how, for the Provenance; never a file path (paths can carry names)."""
+
+    channel: str
+    sender: str
+
+
+@dataclass
+class InstanceOutcome:
+    """What became of one instance sent (one STOW-RS part, one file), identified as the sender knows it."""
+
+    index: int
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    failure: int | None = None
+    reason: str | None = None
+    warning: int | None = None
+    study_uid: str | None = None  # as sent (for the CLI's summary)
+    series_uid: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.failure is None
+
+
+@dataclass
+class IngestResult:
+    outcomes: list[InstanceOutcome]
+    studies: list[str] = field(default_factory=list)  # ImagingStudy ids written or confirmed
+    provenance: str | None = None
+
+    @property
+    def stored(self) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.stored)
+
+    @property
+    def failed(self) -> int:
+        return len(self.outcomes) - self.stored
+
+
+@dataclass
+class _Study:
+    """One study's instances in this request, and what they map to."""
+
+    instances: list[tuple[InstanceOutcome, dict[str, Any]]]
+    resources: StudyResources | None = None
+
+
+def dicom_mapper(settings: Settings) -> DicomMapper:
+    """The site's privacy policy and mapping; refuses (ConfigurationError) a configuration unsafe to run."""
+    secret = settings.pseudonym_secret()
+    if settings.pseudonymise and secret is None:
+        raise ConfigurationError(
+            "pseudonymisation is on (the default) but no site secret is configured: set FHIR_BRIDGE_PSEUDONYM_KEY "
+            "or FHIR_BRIDGE_PSEUDONYM_KEY_FILE (create a key file with `fhir-bridge keygen pseudonym.key`), or "
+            "turn pseudonymisation off with FHIR_BRIDGE_PSEUDONYMISE=false"
+        )
+    if settings.remap_uids and secret is None:
+        raise ConfigurationError("FHIR_BRIDGE_REMAP_UIDS derives new UIDs from the site secret: configure the key")
+    pseudonymiser = Pseudonymiser(secret, settings.birth_date_precision) if secret else None
+    policy = AttributePolicy(
+        pseudonymiser,
+        pseudonymise=settings.pseudonymise,
+        remap_uids=settings.remap_uids,
+        keep_descriptions=settings.keep_descriptions,
+    )
+    zone = None
+    if settings.dicom_time_zone:
+        try:
+            zone = ZoneInfo(settings.dicom_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(
+                f"FHIR_BRIDGE_DICOM_TIME_ZONE {settings.dicom_time_zone!r} is no IANA zone"
+            ) from None
+    config = MappingConfig(settings.patient_identifier_system, settings.wado_rs_base_url, zone)
+    return DicomMapper(policy, config)
+
+
+class DicomIngest:
+    """Ingests batches of read instances (and read failures) for all DICOM push paths."""
+
+    def __init__(self, store: Store, server: FhirServer, mapper: DicomMapper) -> None:
+        self.store = store
+        self.server = server
+        self.mapper = mapper
+        self.endpoint = mapper.endpoint()
+        if self.endpoint is not None:
+            validate_resource(self.endpoint, "Endpoint")
+
+    def ingest(
+        self,
+        items: Sequence[DicomInstance | DicomReadError],
+        source: Source,
+        study_uid: str | None = None,
+    ) -> IngestResult:
+        """Store what can be stored of ``items``; each gets an outcome. ``study_uid``: the one the URL names."""
+        outcomes: list[InstanceOutcome] = []
+        studies: dict[str, _Study] = {}
+        for index, item in enumerate(items):
+            outcome = self._outcome(index, item, study_uid)
+            outcomes.append(outcome)
+            if outcome.stored and isinstance(item, DicomInstance):
+                attributes = self.mapper.deidentify(item)
+                group = studies.setdefault(attributes["StudyInstanceUID"], _Study([]))
+                group.instances.append((outcome, attributes))
+        for group in studies.values():
+            self._map(group)
+        ready = [group for group in studies.values() if group.resources is not None]
+        result = IngestResult(outcomes)
+        if ready:
+            self._write(ready, source, result)
+        log.info(
+            "DICOM ingest (%s): %d instances stored, %d failed, %d studies",
+            source.channel,
+            result.stored,
+            result.failed,
+            len(result.studies),
+        )
+        return result
+
+    # before the transaction ---------------------------------------------------------------------
+    @staticmethod
+    def _outcome(index: int, item: DicomInstance | DicomReadError, study_uid: str | None) -> InstanceOutcome:
+        if isinstance(item, DicomReadError):
+            return InstanceOutcome(index, item.sop_class_uid, item.sop_instance_uid, item.code, item.reason)
+        outcome = InstanceOutcome(
+            index, item.sop_class_uid, item.sop_instance_uid, study_uid=item.study_uid, series_uid=item.series_uid
+        )
+        if study_uid is not None and item.study_uid != study_uid:
+            outcome.failure = DOES_NOT_MATCH_SOP_CLASS
+            outcome.reason = "StudyInstanceUID differs from the study in the request URL"
+        return outcome
+
+    def _map(self, group: _Study) -> None:
+        """Map one study; if what it adds is not valid FHIR, find the instances at fault and fail them alone."""
+        try:
+            group.resources = self._validated(self.mapper.study(a for _, a in group.instances))
+            return
+        except FhirError:
+            pass
+        good = []
+        for outcome, attributes in group.instances:
+            try:
+                self._validated(self.mapper.study([attributes]))
+                good.append((outcome, attributes))
+            except FhirError as error:
+                outcome.failure = PROCESSING_FAILURE
+                outcome.reason = "not mappable to valid FHIR: " + ", ".join(error.expression or ["?"])
+        group.instances = good
+        try:
+            group.resources = self._validated(self.mapper.study(a for _, a in good)) if good else None
+        except FhirError as error:  # valid one by one, not together: fail the study's instances alike
+            for outcome, _ in good:
+                outcome.failure = PROCESSING_FAILURE
+                outcome.reason = "not mappable to valid FHIR: " + ", ".join(error.expression or ["?"])
+            group.instances, group.resources = [], None
+
+    @staticmethod
+    def _validated(resources: StudyResources) -> StudyResources:
+        validate_resource(resources.study, "ImagingStudy")
+        validate_resource(resources.patient, "Patient")
+        for device in resources.devices:
+            validate_resource(device, "Device")
+        return resources
+
+    # the transaction ---------------------------------------------------------------------------
+    def _write(self, groups: list[_Study], source: Source, result: IngestResult) -> None:
+        try:
+            with self.store.write() as session:
+                targets: list[StoredVersion] = []
+                if self.endpoint is not None:
+                    targets.append(self._fill(session, self.endpoint))
+                for group in groups:
+                    targets.extend(self._write_study(session, group, result))
+                provenance = self._provenance(targets, groups, source, format_instant(session.now))
+                validate_resource(provenance, "Provenance")
+                result.provenance = self.server.create_in(session, provenance, new_id=provenance["id"]).stored.res_id  # type: ignore[union-attr]
+        except Exception as error:  # nothing was written: every instance of the request fails alike
+            # The type and code location only: a message (e.g. a database error) can quote values.
+            log.error(
+                "DICOM ingest transaction failed (%s); nothing was written, at\n%s",
+                type(error).__name__,
+                "".join(traceback.format_tb(error.__traceback__)),
+            )
+            result.studies.clear()
+            result.provenance = None
+            for group in groups:
+                for outcome, _ in group.instances:
+                    outcome.failure = OUT_OF_RESOURCES if _is_operational(error) else PROCESSING_FAILURE
+                    outcome.reason = "the store could not write the request; nothing of it was stored"
+
+    def _write_study(self, session: WriteSession, group: _Study, result: IngestResult) -> list[StoredVersion]:
+        resources = group.resources
+        assert resources is not None
+        current = session.current("ImagingStudy", resources.study["id"])
+        merge = StudyMerge(current.resource if current is not None and not current.deleted else None)
+        agrees = merge.add(resources.study)
+        merged = merge.result()
+        if current is not None:  # else ``merged`` is the validated fragment, in canonical order
+            validate_resource(merged, "ImagingStudy")
+        conflicting = set(resources.conflicting) | (
+            {a["SOPInstanceUID"] for _, a in group.instances} if not agrees else set()
+        )
+        for outcome, attributes in group.instances:
+            if attributes["SOPInstanceUID"] in conflicting:
+                outcome.warning = COERCION_OF_DATA_ELEMENTS
+                outcome.reason = "the instance names another patient than its study, which keeps its first patient"
+        written = []
+        if merged["subject"]["reference"] == f"Patient/{resources.patient['id']}":
+            written.append(self._fill(session, resources.patient))
+        written.extend(self._fill(session, device) for device in resources.devices)
+        stored = self.server.update_in(session, merged, None).stored
+        assert stored is not None
+        result.studies.append(stored.res_id)
+        return [*written, stored]
+
+    def _fill(self, session: WriteSession, resource: dict[str, Any]) -> StoredVersion:
+        """Write ``resource`` filling the gaps of the stored one (no new version when nothing is new)."""
+        current = session.current(resource["resourceType"], resource["id"])
+        merged = fill_missing(current.resource if current is not None and not current.deleted else None, resource)
+        stored = self.server.update_in(session, merged, None).stored
+        assert stored is not None
+        return stored
+
+    def _provenance(
+        self, targets: list[StoredVersion], groups: list[_Study], source: Source, recorded: str
+    ) -> dict[str, Any]:
+        """Who sent what, when, and what was de-identified how: one Provenance per ingest request."""
+        policy = self.mapper.policy
+        references = {f"{t.reference}/_history/{t.version}": None for t in targets}
+        activity: dict[str, Any] = {"text": f"DICOM ingest ({source.channel})"}
+        if policy.pseudonymise:
+            activity["coding"] = [
+                {"system": DCM, "code": "113100", "display": "Basic Application Confidentiality Profile"}
+            ]
+        provenance: dict[str, Any] = {
+            "resourceType": "Provenance",
+            "id": str(uuid.uuid4()),
+            "text": {"status": "generated", "div": _narrative(source, groups, policy.description())},
+            "target": [{"reference": reference} for reference in references],
+            "recorded": recorded,
+            "activity": activity,
+            "agent": [
+                {
+                    "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "performer", "display": "Performer"}]},
+                    "who": {"display": f"{source.channel} sender: {source.sender}"},
+                },
+                {
+                    "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]},
+                    "who": {"display": f"fhir-bridge {_version()} on {socket.gethostname()}"},
+                },
+            ],
+            "entity": [_entity(group) for group in groups],
+        }
+        if policy.pseudonymise:
+            provenance["meta"] = {"security": policy.security_labels}
+            provenance["policy"] = [PS3_15_ANNEX_E]
+        return provenance
+
+
+def _entity(group: _Study) -> dict[str, Any]:
+    """The source a study's resources came from: the DICOM study (by its stored, possibly remapped, UID)."""
+    uid = group.instances[0][1]["StudyInstanceUID"]
+    return {
+        "role": "source",
+        "what": {
+            "identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"},
+            "display": f"DICOM study: {len(group.instances)} instances received",
+        },
+    }
+
+
+def _narrative(source: Source, groups: list[_Study], description: list[str]) -> str:
+    received = sum(len(group.instances) for group in groups)
+    items = "".join(f"<li>{escape(line)}</li>" for line in description)
+    return (
+        '<div xmlns="http://www.w3.org/1999/xhtml">'
+        f"<p>{received} DICOM instances of {len(groups)} studies received by {escape(source.channel)} "
+        f"from {escape(source.sender)}.</p><ul>{items}</ul></div>"
+    )
+
+
+def _is_operational(error: Exception) -> bool:
+    """A database that is unavailable or full (worth retrying later), rather than bad data."""
+    return isinstance(error, OperationalError)
+
+
+def _version() -> str:
+    try:
+        return version("fhir-bridge")
+    except PackageNotFoundError:
+        return "0"
