@@ -1,0 +1,204 @@
+"""``POST /ingest/clinical?mapping=NAME``: push a CSV, NDJSON, JSON or HL7 v2 body through a mapping.
+
+The body is spooled as it streams in (memory up to 4 MiB, disk beyond) and read record by record;
+the per-record results are spooled the same way and streamed back, so a 100,000-row export costs
+constant memory on both sides. The answer says, for each record, created / updated / unchanged /
+failed (with row, line, column and reason) and the references it wrote. ``mode=per-record`` (the
+default) stores every good record and reports the bad ones (200); ``mode=atomic`` stores all or
+nothing (200, or 422 with nothing written).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from fhir_bridge.dicom.multipart import parse_media_type
+from fhir_bridge.errors import FhirError
+from fhir_bridge.ingest.clinical import ClinicalIngest, RecordResult, Summary
+from fhir_bridge.ingest.dicom import Source
+from fhir_bridge.mapping.clinical import MappingError, MappingRegistry, Reader, ReaderOptions, UnknownMapping
+from fhir_bridge.mapping.clinical.compiler import Mapping
+
+SPOOL_BYTES = 4 * 1024 * 1024
+GENERIC_TYPES = frozenset({"", "application/octet-stream", "text/plain"})
+INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The export: CSV (text/csv), NDJSON (application/x-ndjson), a JSON array of objects or "
+        "one object (application/json), HL7 v2 ER7 (x-application/hl7-v2+er7), or a plugin's format; "
+        "with another or no Content-Type, the mapping's source format",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "x-application/hl7-v2+er7": {"schema": {"type": "string"}},
+        },
+    }
+}
+RESULT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "mapping": {"type": "string"},
+        "mode": {"type": "string", "enum": ["per-record", "atomic"]},
+        "summary": {"type": "object"},
+        "provenance": {"type": "array", "items": {"type": "string"}},
+        "records": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "row": {"type": "integer"},
+                    "line": {"type": "integer"},
+                    "status": {"type": "string", "enum": ["created", "updated", "unchanged", "failed", "not-written"]},
+                    "resources": {"type": "array", "items": {"type": "object"}},
+                    "errors": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
+    },
+}
+INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Per-record results", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
+    422: {
+        "description": "atomic mode: a record failed, nothing was written (same body)",
+        "content": {"application/json": {"schema": RESULT_SCHEMA}},
+    },
+    "4XX": {"description": "An OperationOutcome (unknown mapping, unsupported media type, ...)"},
+}
+
+router = APIRouter()
+
+
+def _registry(request: Request) -> MappingRegistry:
+    return request.app.state.mapping_registry
+
+
+def _ingest(request: Request) -> ClinicalIngest:
+    return request.app.state.clinical_ingest
+
+
+def load_mapping(registry: MappingRegistry, name: str) -> Mapping:
+    """The named mapping; 404 when unknown, 500 naming every problem when its file is malformed."""
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise FhirError(400, f"{name!r} is not a mapping name", code="invalid", expression="mapping")
+    try:
+        return registry.load(name)
+    except UnknownMapping as error:
+        raise FhirError(404, str(error), code="not-found", expression="mapping") from None
+    except MappingError as error:
+        raise FhirError(
+            500,
+            f"the mapping {name!r} is not usable, nothing was read: " + "; ".join(str(p) for p in error.problems),
+            code="exception",
+        ) from None
+
+
+def _reader(registry: MappingRegistry, mapping: Mapping, content_type: str | None, chosen: str | None) -> Reader:
+    try:
+        if chosen:
+            return registry.reader(chosen)
+        media = parse_media_type(content_type).value
+        reader = registry.reader_for_media_type(media)
+        if reader is not None:
+            return reader
+        if media in GENERIC_TYPES and mapping.source_format:
+            return registry.reader(mapping.source_format)
+    except UnknownMapping as error:
+        raise FhirError(400, str(error), code="not-supported", expression="format") from None
+    raise FhirError(
+        415,
+        f"{media or 'a body without Content-Type'} is no input format here; send text/csv, application/x-ndjson, "
+        "application/json or x-application/hl7-v2+er7, or name ?format=",
+        code="not-supported",
+    )
+
+
+async def _spool(request: Request) -> IO[bytes]:
+    limit = request.app.state.settings.max_body_bytes
+    body = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (handed to the response)
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            body.close()
+            raise FhirError(
+                413, f"the request body is larger than the {limit} bytes this server accepts", code="too-long"
+            )
+        body.write(chunk)
+    if size == 0:
+        body.close()
+        raise FhirError(400, "the request body is empty", code="invalid")
+    body.seek(0)
+    return body
+
+
+def _run(
+    ingest: ClinicalIngest, mapping: Mapping, reader: Reader, body: IO[bytes], source: Source, atomic: bool
+) -> tuple[Summary, IO[bytes]]:
+    results = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (streamed, then closed)
+    separator = b""
+
+    def write(result: RecordResult) -> None:
+        nonlocal separator
+        results.write(separator + orjson.dumps(result.as_json()))
+        separator = b",\n"
+
+    try:
+        records = reader.read(body, ReaderOptions(mapping.delimiter, mapping.encoding))  # type: ignore[arg-type]
+        summary = ingest.ingest(mapping, records, source, atomic=atomic, on_result=write)
+    except LookupError as error:  # an unknown text encoding named by the mapping
+        results.close()
+        raise FhirError(500, f"the mapping's input settings are not usable: {error}", code="exception") from None
+    finally:
+        body.close()
+    results.seek(0)
+    return summary, results
+
+
+def _stream(head: bytes, results: IO[bytes]) -> Iterator[bytes]:
+    try:
+        yield head
+        while chunk := results.read(1 << 16):
+            yield chunk
+        yield b"\n]}\n"
+    finally:
+        results.close()
+
+
+@router.post(
+    "/clinical",
+    summary="Ingest clinical records through a mapping (CSV, NDJSON, JSON, HL7 v2 ORU^R01)",
+    openapi_extra=INGEST_BODY,
+    responses=INGEST_RESPONSES,
+    response_class=Response,
+)
+async def ingest_clinical(
+    request: Request,
+    mapping: str = Query(..., description="The mapping's name, e.g. radiology-report"),
+    mode: Literal["per-record", "atomic"] = Query(
+        "per-record",
+        description="per-record (default): good records are stored, bad ones reported; atomic: all or none",
+    ),
+    format: str | None = Query(None, description="The input format, when the Content-Type does not say it"),
+) -> Response:
+    registry = _registry(request)
+    chosen = load_mapping(registry, mapping)  # a malformed mapping is refused before the body is read
+    reader = _reader(registry, chosen, request.headers.get("content-type"), format)
+    body = await _spool(request)
+    client = request.client.host if request.client else "unknown"
+    source = Source("HTTP POST /ingest/clinical", client)
+    summary, results = await run_in_threadpool(_run, _ingest(request), chosen, reader, body, source, mode == "atomic")
+    head = orjson.dumps(
+        {"mapping": chosen.name, "mode": mode, "summary": summary.as_json(), "provenance": summary.provenance}
+    )
+    status = 422 if mode == "atomic" and summary.failed else 200
+    return StreamingResponse(
+        _stream(head[:-1] + b',"records":[\n', results), status_code=status, media_type="application/json"
+    )
