@@ -1,0 +1,215 @@
+"""Bulk Data Access (HL7 FHIR Bulk Data Access IG v2): ``$export`` kick-off, status, files, cancel.
+
+These routes are included before the REST routes, so that ``Patient/$export`` is the operation
+and not a read of a Patient with id ``$export``.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from fhir_bridge.api.fhir import FHIR_RESPONSES, _base, _body
+from fhir_bridge.api.rendering import render, require_json_body
+from fhir_bridge.bulk.manifest import manifest, progress, status_url
+from fhir_bridge.bulk.model import Limits, Status
+from fhir_bridge.bulk.service import BulkExports
+from fhir_bridge.errors import FhirError, operation_outcome
+from fhir_bridge.interactions.validation import parse_json
+from fhir_bridge.settings import Settings
+from fhir_bridge.store.database import Engines
+
+NDJSON = "application/fhir+ndjson"
+RETRY_AFTER_S = 1
+KICK_OFF_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Accepted: poll the URL in Content-Location"},
+    **FHIR_RESPONSES,
+}
+PARAMETERS_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/fhir+json": {
+                "schema": {"type": "object", "description": "A FHIR Parameters resource with the $export parameters"}
+            }
+        },
+    }
+}
+
+router = APIRouter()
+
+
+def _exports(request: Request) -> BulkExports:
+    return request.app.state.bulk_exports
+
+
+def _prefer(request: Request) -> set[str]:
+    """The Prefer header's tokens, lower-cased (``respond-async``, ``handling=lenient``, ...)."""
+    header = request.headers.get("prefer", "")
+    return {token.strip().lower().replace(" ", "").replace('"', "") for token in header.replace(";", ",").split(",")}
+
+
+def _parameter_value(parameter: dict[str, Any]) -> str:
+    for key, value in parameter.items():
+        if key.startswith("value"):
+            if isinstance(value, dict):
+                return str(value.get("reference", ""))
+            return str(value).lower() if isinstance(value, bool) else str(value)
+    if "resource" in parameter:
+        raise FhirError(400, f"parameter {parameter.get('name')!r} must have a value", code="invalid")
+    return ""
+
+
+async def _post_parameters(request: Request) -> list[tuple[str, str]]:
+    """The parameters of a POST kick-off: a FHIR ``Parameters`` body."""
+    raw = await _body(request)
+    if not raw.strip():
+        return []
+    require_json_body(request)
+    body = parse_json(raw)
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise FhirError(400, "a POST $export takes a Parameters resource", code="invalid")
+    found = []
+    for parameter in body.get("parameter") or []:
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            raise FhirError(400, "every Parameters.parameter needs a name", code="invalid", expression="Parameters")
+        found.append((parameter["name"], _parameter_value(parameter)))
+    return found
+
+
+async def _kick_off(request: Request, level: str, group_id: str | None = None) -> Response:
+    prefer = _prefer(request)
+    if "respond-async" not in prefer:
+        raise FhirError(400, "$export runs asynchronously: send Prefer: respond-async", code="invalid")
+    parameters = list(request.query_params.multi_items())
+    if request.method == "POST":
+        parameters += await _post_parameters(request)
+    base = _base(request)
+    operation = {"system": "$export", "patient": "Patient/$export", "group": f"Group/{group_id}/$export"}[level]
+    request_url = f"{base}/{operation}" + (f"?{request.url.query}" if request.url.query else "")
+    job = await run_in_threadpool(
+        _exports(request).kick_off,
+        level,
+        parameters,
+        lenient="handling=lenient" in prefer,
+        request_url=request_url,
+        group_id=group_id,
+    )
+    notes = [operation_outcome("export accepted", severity="information", code="informational")["issue"][0]]
+    notes += [{"severity": "warning", "code": "not-supported", "diagnostics": w} for w in job.request.warnings]
+    return render(
+        {"resourceType": "OperationOutcome", "issue": notes},
+        202,
+        headers={"Content-Location": status_url(base, job.id)},
+    )
+
+
+@router.get("/$export", summary="bulk export of everything ($export)", responses=KICK_OFF_RESPONSES)
+async def export_system(request: Request) -> Response:
+    return await _kick_off(request, "system")
+
+
+@router.post(
+    "/$export",
+    summary="bulk export of everything ($export)",
+    openapi_extra=PARAMETERS_BODY,
+    responses=KICK_OFF_RESPONSES,
+)
+async def export_system_post(request: Request) -> Response:
+    return await _kick_off(request, "system")
+
+
+@router.get("/Patient/$export", summary="bulk export of all patients' data", responses=KICK_OFF_RESPONSES)
+async def export_patients(request: Request) -> Response:
+    return await _kick_off(request, "patient")
+
+
+@router.post(
+    "/Patient/$export",
+    summary="bulk export of all patients' data",
+    openapi_extra=PARAMETERS_BODY,
+    responses=KICK_OFF_RESPONSES,
+)
+async def export_patients_post(request: Request) -> Response:
+    return await _kick_off(request, "patient")
+
+
+@router.get("/Group/{group_id}/$export", summary="bulk export of a Group's patients", responses=KICK_OFF_RESPONSES)
+async def export_group(group_id: str, request: Request) -> Response:
+    return await _kick_off(request, "group", group_id)
+
+
+@router.post(
+    "/Group/{group_id}/$export",
+    summary="bulk export of a Group's patients",
+    openapi_extra=PARAMETERS_BODY,
+    responses=KICK_OFF_RESPONSES,
+)
+async def export_group_post(group_id: str, request: Request) -> Response:
+    return await _kick_off(request, "group", group_id)
+
+
+@router.get(
+    "/$export-status/{job_id}",
+    summary="bulk export status: 202 while running, 200 with the manifest when complete",
+    responses={
+        200: {"description": "The manifest", "content": {"application/json": {}}},
+        202: {"description": "In progress (X-Progress, Retry-After)"},
+        **FHIR_RESPONSES,
+    },
+)
+def export_status(job_id: str, request: Request) -> Response:
+    exports = _exports(request)
+    job = exports.job(job_id)
+    if job.status in (Status.ACCEPTED, Status.IN_PROGRESS):
+        return Response(status_code=202, headers={"X-Progress": progress(job), "Retry-After": str(RETRY_AFTER_S)})
+    if job.status is Status.FAILED:
+        raise FhirError(500, f"the export failed: {job.error}", code="exception")
+    expires = (job.finished or job.created) / 1_000_000 + exports.limits.retention_hours * 3600
+    body = orjson.dumps(manifest(job, exports.files(job.id), _base(request)))
+    return Response(body, 200, media_type="application/json", headers={"Expires": formatdate(expires, usegmt=True)})
+
+
+@router.delete(
+    "/$export-status/{job_id}", summary="cancel a bulk export and delete its files", responses=FHIR_RESPONSES
+)
+def export_cancel(job_id: str, request: Request) -> Response:
+    _exports(request).cancel(job_id)
+    outcome = operation_outcome(f"export {job_id} cancelled; its files are deleted", severity="information")
+    return render(outcome, 202)
+
+
+@router.get(
+    "/$export-file/{job_id}/{file_name}",
+    summary="a bulk export file (NDJSON)",
+    responses={200: {"content": {NDJSON: {}}, "description": "One resource per line"}, **FHIR_RESPONSES},
+)
+def export_file(job_id: str, file_name: str, request: Request) -> Response:
+    number = file_name.removesuffix(".ndjson")
+    if not number.isdigit():
+        raise FhirError(404, f"export {job_id} has no file {file_name!r}", code="not-found")
+    found, chunks = _exports(request).download(job_id, int(number))
+    return StreamingResponse(
+        (chunk.encode("utf-8") for chunk in chunks),
+        media_type=NDJSON,
+        headers={"Content-Length": str(found.size)},
+    )
+
+
+def install(app: FastAPI, settings: Settings, engines: Engines) -> BulkExports:
+    """Add the bulk routes (call before the REST routes are included) and the export worker.
+
+    Jobs left pending in the database (by a restart) are resumed now; the worker is stopped at
+    shutdown, when the app gets lifespan events (a mounted app does not; its threads end when idle).
+    """
+    exports = BulkExports(engines, Limits(retention_hours=settings.bulk_retention_hours), threads=settings.bulk_workers)
+    app.state.bulk_exports = exports
+    app.include_router(router, prefix=settings.fhir_path, tags=["FHIR Bulk Data"])
+    app.router.on_shutdown.append(exports.worker.stop)
+    exports.worker.resume_pending()
+    return exports
