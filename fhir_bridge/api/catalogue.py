@@ -1,0 +1,173 @@
+"""Public catalogue routes, outside the FHIR base: ``/catalogue`` (DCAT-AP) and ``/catalogue/counts``."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from fhir_bridge.catalogue.config import catalogue_config
+from fhir_bridge.catalogue.dcat import Location
+from fhir_bridge.catalogue.service import SYNTAXES, Catalogue
+from fhir_bridge.catalogue.statistics import DIMENSIONS, Criterion
+from fhir_bridge.errors import FhirError
+from fhir_bridge.settings import Settings
+from fhir_bridge.store.store import Store
+
+JSON_LD = "application/ld+json"
+FORMAT_ALIASES = {
+    "jsonld": JSON_LD,
+    "json-ld": JSON_LD,
+    "json": JSON_LD,
+    "turtle": "text/turtle",
+    "ttl": "text/turtle",
+    "xml": "application/rdf+xml",
+    "rdfxml": "application/rdf+xml",
+    "nt": "application/n-triples",
+    "ntriples": "application/n-triples",
+    **{media_type: media_type for media_type in SYNTAXES},
+}
+# media ranges that mean "JSON-LD" although they do not name it
+_JSON_RANGES = {"application/json"}
+
+router = APIRouter()
+
+
+def _catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue
+
+
+def _location(request: Request) -> Location:
+    """The catalogue's URL (the app's root + /catalogue) and the FHIR base URL, as clients see them."""
+    settings = request.app.state.settings
+    fhir_path = settings.fhir_path.rstrip("/")
+    if settings.public_base_url:
+        fhir_base = settings.public_base_url.rstrip("/")
+        root = fhir_base[: -len(fhir_path)] if fhir_path and fhir_base.endswith(fhir_path) else fhir_base
+    else:
+        root = f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '').rstrip('/')}"
+        fhir_base = f"{root}{fhir_path}"
+    return Location(f"{root}/catalogue", fhir_base)
+
+
+def negotiate(accept: str | None, wanted: str | None = None) -> str:
+    """The media type to answer in: ``_format`` wins, else the best ``Accept`` match (JSON-LD by default)."""
+    if wanted is not None:
+        media_type = FORMAT_ALIASES.get(wanted.strip().lower())
+        if media_type is None:
+            raise FhirError(406, f"_format {wanted!r} is not offered: {', '.join(SYNTAXES)}", code="not-supported")
+        return media_type
+    if not accept or not accept.strip():
+        return JSON_LD
+    ranges: list[tuple[str, float]] = []
+    for part in accept.split(","):
+        media_range, *parameters = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media_range:
+            ranges.append((media_range.lower(), quality))
+    best, best_quality = None, 0.0
+    for media_type in SYNTAXES:  # ties go to the first (server preference)
+        quality = _quality(media_type, ranges)
+        if quality > best_quality:
+            best, best_quality = media_type, quality
+    if best is None:
+        raise FhirError(
+            406, f"cannot answer in {accept!r}: the catalogue is offered as {', '.join(SYNTAXES)}", code="not-supported"
+        )
+    return best
+
+
+def _quality(media_type: str, ranges: list[tuple[str, float]]) -> float:
+    """The q of the most specific range matching ``media_type`` (RFC 9110, 12.5.1); 0 when none does."""
+    kind = media_type.split("/")[0]
+    exact = [q for r, q in ranges if r == media_type or (media_type == JSON_LD and r in _JSON_RANGES)]
+    if exact:
+        return max(exact)
+    partial = [q for r, q in ranges if r == f"{kind}/*"]
+    if partial:
+        return max(partial)
+    anything = [q for r, q in ranges if r == "*/*"]
+    return max(anything) if anything else 0.0
+
+
+DESCRIPTION_RESPONSES: dict[int | str, dict] = {
+    200: {
+        "description": "The catalogue, its dataset and the FHIR API as a data service",
+        "content": {t: {} for t in SYNTAXES},
+    },
+    304: {"description": "Not modified (If-None-Match)"},
+    406: {"description": "None of the offered RDF syntaxes is acceptable"},
+}
+
+
+@router.get(
+    "/catalogue",
+    summary="DCAT-AP description of the node (EUCAIM DCAT-AP / HealthDCAT-AP)",
+    response_class=Response,
+    responses=DESCRIPTION_RESPONSES,
+)
+def description(
+    request: Request,
+    format_: Annotated[str | None, Query(alias="_format", description="jsonld, turtle, xml or nt")] = None,
+) -> Response:
+    media_type = negotiate(request.headers.get("accept"), format_)
+    body = _catalogue(request).describe(_location(request), media_type)
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "no-cache"}
+    if etag in [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+_VALUES = "comma-separated values are ORed; repeating the parameter ANDs"
+Values = list[str] | None
+
+
+@router.get("/catalogue/counts", summary="Counts of subjects and imaging studies for federated search")
+def counts(
+    request: Request,
+    sex: Annotated[Values, Query(description=f"Patient.gender code, e.g. female; {_VALUES}")] = None,
+    modality: Annotated[Values, Query(description=f"series modality, code or system|code, e.g. MR; {_VALUES}")] = None,
+    bodypart: Annotated[Values, Query(description=f"series body site, code or system|code; {_VALUES}")] = None,
+    manufacturer: Annotated[Values, Query(description=f"equipment manufacturer name (any case); {_VALUES}")] = None,
+    condition: Annotated[
+        Values, Query(description=f"Condition.code of the subject, code or system|code; {_VALUES}")
+    ] = None,
+    stratify: Annotated[
+        Literal["sex", "modality", "bodypart", "manufacturer", "condition"] | None,
+        Query(description="also count per value of this dimension (values below the threshold are left out)"),
+    ] = None,
+) -> JSONResponse:
+    """Subjects are Patients with at least one matching ImagingStudy; counts concerning fewer subjects
+    than the threshold are null (see README, "Small counts")."""
+    unknown = sorted({name for name in request.query_params if name not in (*DIMENSIONS, "stratify")})
+    if unknown:
+        raise FhirError(400, f"unknown parameters: {', '.join(unknown)}", code="not-supported", expression=unknown)
+    criteria: list[Criterion] = []
+    for dimension, given in zip(DIMENSIONS, (sex, modality, bodypart, manufacturer, condition), strict=True):
+        for value in given or []:
+            values = [v.strip() for v in value.split(",") if v.strip()]
+            if not values:
+                raise FhirError(400, f"{dimension} needs a value", code="invalid", expression=dimension)
+            criteria.append((dimension, values))
+    return JSONResponse(_catalogue(request).counts(criteria, stratify))
+
+
+def install(app: FastAPI, settings: Settings, store: Store) -> None:
+    """Serve the catalogue; a bad catalogue configuration raises ConfigurationError here, at start-up.
+
+    Call before the FHIR routes: with the FHIR base at the app's root, ``/catalogue`` would otherwise
+    be taken for a resource type.
+    """
+    config = catalogue_config(settings)
+    app.state.catalogue = Catalogue(store, config, settings.catalogue_min_count, settings.catalogue_cache_seconds)
+    app.include_router(router, tags=["Catalogue (DCAT-AP)"])
