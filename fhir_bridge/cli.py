@@ -1,25 +1,39 @@
-"""The ``fhir-bridge`` command: ``serve`` the API, export the ``openapi`` document."""
+"""The ``fhir-bridge`` command: ``serve`` the API, ``ingest`` DICOM folders, ``keygen``, export ``openapi``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import secrets
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fhir_bridge.settings import Settings
+from fhir_bridge import cli_clinical
+from fhir_bridge.settings import ConfigurationError, Settings
+
+EXIT_FAILURES = 1  # something was not ingested
+EXIT_CONFIGURATION = 2  # the command could not run at all
 
 
 def _settings(arguments: argparse.Namespace) -> Settings:
     overrides = {
         name: getattr(arguments, name)
-        for name in ("database_url", "host", "port")
+        for name in ("database_url", "host", "port", "pseudonym_key_file")
         if getattr(arguments, name, None) is not None
     }
+    if "pseudonym_key_file" in overrides:
+        overrides["pseudonym_key"] = None  # the flag wins over FHIR_BRIDGE_PSEUDONYM_KEY
     return Settings(**overrides)
+
+
+def _refuse(error: ConfigurationError) -> int:
+    print(f"fhir-bridge: cannot start: {error}", file=sys.stderr)
+    return EXIT_CONFIGURATION
 
 
 def serve(arguments: argparse.Namespace) -> int:
@@ -29,24 +43,86 @@ def serve(arguments: argparse.Namespace) -> int:
 
     settings = _settings(arguments)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigurationError as error:
+        return _refuse(error)
     logging.getLogger("fhir_bridge").info(
-        "FHIR base URL http://%s:%s%s (database: %s)",
+        "FHIR base URL http://%s:%s%s, STOW-RS http://%s:%s%s/studies (database: %s)",
         settings.host,
         settings.port,
         settings.fhir_path,
+        settings.host,
+        settings.port,
+        settings.dicomweb_path,
         settings.database_url.split("@")[-1],
     )
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
     return 0
 
 
+def ingest(arguments: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fhir_bridge.api.app import create_app
+    from fhir_bridge.ingest.files import ingest_files
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(_settings(arguments))
+    except ConfigurationError as error:
+        return _refuse(error)
+    started = time.perf_counter()
+    bar = tqdm(unit="file", file=sys.stderr, disable=True if arguments.no_progress else None, desc="ingest")
+    try:
+        summary = ingest_files(
+            app.state.dicom_ingest,
+            arguments.paths,
+            workers=arguments.workers,
+            batch_size=arguments.batch_size,
+            progress=bar.update,
+            on_total=lambda total: bar.reset(total=total),
+        )
+    finally:
+        bar.close()
+        app.state.engines.dispose()
+    elapsed = time.perf_counter() - started
+    rate = summary.instances / elapsed if elapsed > 0 else 0.0
+    print(
+        f"ingested {summary.instances} instances of {len(summary.studies)} studies and {len(summary.series)} "
+        f"series in {elapsed:.1f} s ({rate:.0f} instances/s)"
+    )
+    for title, rows in (("failed", summary.failed), ("stored with a warning", summary.warnings)):
+        if rows:
+            print(f"{title}: {len(rows)} files")
+            for path, reason in rows:
+                print(f"  {path}: {reason}")
+    if summary.ignored:
+        print(f"ignored: {len(summary.ignored)} files (DICOMDIR and hidden files)")
+    return EXIT_FAILURES if summary.failed else 0
+
+
+def keygen(arguments: argparse.Namespace) -> int:
+    """Create a site secret file; an existing one is kept, because a new key would change every pseudonym."""
+    path = Path(arguments.path)
+    if path.exists():
+        print(f"{path} exists: kept (a new key would change every pseudonym)", file=sys.stderr)
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as key_file:
+        key_file.write(secrets.token_hex(32) + "\n")
+    print(f"{path}: new pseudonym key written (keep it secret and backed up)", file=sys.stderr)
+    return 0
+
+
 def openapi_document() -> dict:
-    """The OpenAPI document of the app (built on a throw-away store)."""
+    """The OpenAPI document of the app (built on a throw-away store, with a throw-away key)."""
     from fhir_bridge.api.app import create_app
 
     with tempfile.TemporaryDirectory() as scratch:
-        app = create_app(Settings(database_url=f"sqlite:///{scratch}/openapi.db"))
+        settings = Settings(database_url=f"sqlite:///{scratch}/openapi.db", pseudonym_key=secrets.token_hex(32))
+        app = create_app(settings)
         document = app.openapi()
         app.state.engines.dispose()
     return document
@@ -64,14 +140,29 @@ def export_openapi(arguments: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="fhir-bridge", description="Imaging-to-FHIR bridge")
     commands = main.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("serve", help="run the FHIR API (settings also from FHIR_BRIDGE_* variables)")
+    database = "sqlite:///path.db (default ./fhir-bridge.db) or postgresql+psycopg://..."
+    key_file = "file holding the pseudonym key (else FHIR_BRIDGE_PSEUDONYM_KEY[_FILE])"
+    run = commands.add_parser("serve", help="run the FHIR API and STOW-RS (settings also from FHIR_BRIDGE_* variables)")
     run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    run.add_argument("--database-url", help="sqlite:///path.db (default ./fhir-bridge.db) or postgresql+psycopg://...")
+    run.add_argument("--database-url", help=database)
+    run.add_argument("--pseudonym-key-file", type=Path, help=key_file)
     run.set_defaults(handler=serve)
+    load = commands.add_parser("ingest", help="ingest DICOM files and folders (exit 1 when any file failed)")
+    load.add_argument("paths", nargs="+", help="files or folders (walked recursively; no DICOMDIR needed)")
+    load.add_argument("--database-url", help=database)
+    load.add_argument("--pseudonym-key-file", type=Path, help=key_file)
+    load.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="header-reading processes")
+    load.add_argument("--batch-size", type=int, default=500, help="instances per transaction (and Provenance)")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load.set_defaults(handler=ingest)
+    key = commands.add_parser("keygen", help="create a pseudonym key file (an existing one is kept)")
+    key.add_argument("path", help="where to write the key, e.g. pseudonym.key")
+    key.set_defaults(handler=keygen)
     export = commands.add_parser("openapi", help="write the OpenAPI document")
     export.add_argument("--output", "-o", default="openapi/openapi.json", help="file to write, or - for stdout")
     export.set_defaults(handler=export_openapi)
+    cli_clinical.register(commands, _settings, database, key_file)  # ingest-clinical, mappings check|list
     return main
 
 

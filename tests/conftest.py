@@ -24,6 +24,12 @@ from sqlalchemy import create_engine, text
 from fhir_bridge import Settings, create_app
 
 POSTGRES_URL = os.environ.get("FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# The test site's pseudonym secret. The service refuses to start without one (pseudonymisation is on by
+# default), so it is also put in the environment: apps built with Settings(...) in tests, and the server
+# processes tests start, run with it. Tests of the refusal remove it explicitly.
+TEST_PSEUDONYM_KEY = "fhir-bridge-test-site-secret-0123456789abcdef"
+if not {"FHIR_BRIDGE_PSEUDONYM_KEY", "FHIR_BRIDGE_PSEUDONYM_KEY_FILE"} & set(os.environ):
+    os.environ["FHIR_BRIDGE_PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY
 REQUIRE_POSTGRES = os.environ.get("CI") == "true" or os.environ.get("FHIR_BRIDGE_REQUIRE_POSTGRES") == "1"
 EXAMPLES = Path(__file__).parent / "data" / "examples"
 
@@ -68,7 +74,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY, pseudonym_key_file=None)
 
 
 @pytest.fixture

@@ -10,11 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from fhir_bridge.api import fhir
+from fhir_bridge.api import bulk, catalogue, dicomweb, fhir, ingest
 from fhir_bridge.api.rendering import error_response
 from fhir_bridge.errors import FhirError
+from fhir_bridge.ingest.clinical import ClinicalIngest
+from fhir_bridge.ingest.dicom import DicomIngest, dicom_mapper
 from fhir_bridge.interactions.cursors import CursorSigner
 from fhir_bridge.interactions.server import FhirServer, Limits
+from fhir_bridge.mapping.clinical import MappingRegistry
 from fhir_bridge.settings import Settings
 from fhir_bridge.store.database import create_engines, prepare_schema, read_info
 from fhir_bridge.store.store import Store
@@ -26,9 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the database schema is created or upgraded here, before the first request.
 
     The schema is prepared eagerly (not in a lifespan handler) because a host application that
-    mounts this one does not run the lifespan of mounted apps.
+    mounts this one does not run the lifespan of mounted apps. A configuration that is unsafe to
+    run (pseudonymisation without a site secret) raises ``ConfigurationError`` before anything else.
     """
     settings = settings or Settings()
+    mapper = dicom_mapper(settings)  # refuses an unsafe privacy configuration before touching the database
     engines = create_engines(settings.database_url)
     prepare_schema(engines)
     store = Store(engines, enforce_references=settings.enforce_referential_integrity)
@@ -46,7 +51,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.fhir_server = server
     app.state.engines = engines
+    app.state.dicom_ingest = DicomIngest(store, server, mapper)
+    app.state.mapping_registry = MappingRegistry.for_site(settings.mappings_dir)
+    app.state.clinical_ingest = ClinicalIngest(
+        store, server, mapper.policy, mapper.config.patient_identifier_system, mapper.config.time_zone
+    )
+    bulk.install(app, settings, engines)  # before the REST routes: Patient/$export is not a read
+    catalogue.install(app, settings, store)  # before the REST routes: /catalogue is not a type
+    app.include_router(ingest.router, prefix="/ingest", tags=["Clinical ingest"])  # before the REST routes
     app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
+    app.include_router(dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
     if settings.fhir_path:
         for endpoint, methods in fhir.BASE_ROUTES:
             app.add_api_route(settings.fhir_path, endpoint, methods=methods, include_in_schema=False)

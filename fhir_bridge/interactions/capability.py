@@ -27,6 +27,14 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata"
+# Bulk Data Access $export, by where it is invoked (the system, or a resource type)
+EXPORT_OPERATIONS = {None: "export", "Patient": "patient-export", "Group": "group-export"}
+
+
+def _export_operation(resource_type: str | None) -> list[dict[str, str]]:
+    name = EXPORT_OPERATIONS.get(resource_type)
+    return [{"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/{name}"}] if name else []
 
 
 def _software_version() -> str:
@@ -45,6 +53,7 @@ def _search_params(resource_type: str) -> list[dict[str, Any]]:
 
 
 def _resource(resource_type: str) -> dict[str, Any]:
+    operations = {"operation": _export_operation(resource_type)} if resource_type in EXPORT_OPERATIONS else {}
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -58,6 +67,7 @@ def _resource(resource_type: str) -> dict[str, Any]:
         "conditionalDelete": "single",
         "referencePolicy": ["literal", "enforced", "local"],
         "searchParam": _search_params(resource_type),
+        **operations,
     }
 
 
@@ -69,6 +79,7 @@ def _capability_json(base: str, date: str) -> bytes:
         "date": date,
         "publisher": "fhir-bridge",
         "kind": "instance",
+        "instantiates": [f"{BULK_DATA}/CapabilityStatement/bulk-data"],
         "software": {"name": "fhir-bridge", "version": _software_version()},
         "implementation": {"description": "fhir-bridge: imaging-to-FHIR bridge", "url": base},
         "fhirVersion": FHIR_VERSION,
@@ -80,6 +91,7 @@ def _capability_json(base: str, date: str) -> bytes:
                 "resource": [_resource(t) for t in sorted(resource_types())],
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
                 "searchParam": _search_params("Resource"),
+                "operation": _export_operation(None),
             }
         ],
     }
