@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,11 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import free_port
 
 
 def _wait_for(url: str, process: subprocess.Popen) -> httpx.Response:
@@ -33,7 +28,7 @@ def _wait_for(url: str, process: subprocess.Popen) -> httpx.Response:
 
 @pytest.mark.parametrize("command", [["fhir-bridge"], [sys.executable, "-m", "fhir_bridge"]])
 def test_serve_starts_the_api_on_the_given_database(command, database_url, tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     executable = [str(Path(sys.executable).parent / "fhir-bridge")] if command == ["fhir-bridge"] else command
     arguments = [*executable, "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", database_url]
     process = subprocess.Popen(arguments, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -49,7 +44,7 @@ def test_serve_starts_the_api_on_the_given_database(command, database_url, tmp_p
 
 
 def test_serve_reads_settings_from_the_environment(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     environment = dict(
         os.environ, FHIR_BRIDGE_PORT=str(port), FHIR_BRIDGE_DATABASE_URL=f"sqlite:///{tmp_path / 'env.db'}"
     )
@@ -64,7 +59,7 @@ def test_serve_reads_settings_from_the_environment(tmp_path: Path):
 
 
 def test_default_database_is_a_sqlite_file_in_the_working_directory(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     executable = str(Path(sys.executable).parent / "fhir-bridge")
     process = subprocess.Popen(
         [executable, "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, text=True

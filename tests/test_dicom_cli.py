@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from fhir_bridge import Settings, create_app
 from fhir_bridge.ingest.files import ingest_files
-from tests.conftest import TEST_PSEUDONYM_KEY
+from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import multipart, study_set, write_tree
 
 
@@ -102,7 +101,7 @@ def test_the_readme_quick_start_starts_a_server_that_takes_dicom(tmp_path):
     command = next(line.strip() for line in readme.splitlines() if line.startswith("    ") and "keygen" in line)
     assert command.endswith("fhir-bridge serve")
     after_install = command.split("pip install -e . && ", 1)[1].replace(".venv/bin/", f"{Path(sys.executable).parent}/")
-    port = _free_port()
+    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_BRIDGE_")}
     environment["FHIR_BRIDGE_PORT"] = str(port)
     process = subprocess.Popen(
@@ -127,9 +126,3 @@ def test_the_readme_quick_start_starts_a_server_that_takes_dicom(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import uvicorn
 from dicomweb_client.api import DICOMwebClient
 
 from fhir_bridge import Settings, create_app
-from tests.conftest import TEST_PSEUDONYM_KEY
+from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import Patient, instance, multipart, uid
 
 WADO = "https://pacs.hospital.example/dicom-web"
@@ -223,17 +222,11 @@ def test_instances_in_any_order_and_any_number_of_requests_give_one_study(live_s
     assert [i["number"] for i in study["series"][0]["instance"]] == [1, 2, 3, 4]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _second_server(settings: Settings) -> Iterator[str]:
     """Another app (its own engines and connection pool) on the same database: a second worker."""
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
