@@ -69,7 +69,7 @@ def child(database_url: str, csv_path: Path, checkpoint: int, map_rows: int) -> 
     from fhir_bridge.ingest.dicom import Source
     from fhir_bridge.mapping.clinical import ReaderOptions
 
-    app = create_app(Settings(database_url=database_url, pseudonym_key=KEY))
+    app = create_app(Settings(database_url=database_url, pseudonym_key=KEY, auth="none"))
     registry, ingest = app.state.mapping_registry, app.state.clinical_ingest
     mapping, reader = registry.load("cancer-diagnosis"), registry.reader("csv")
     mapper = ingest.mapper(mapping)

@@ -277,7 +277,7 @@ def serve(port: int) -> None:
 
     # the benchmark's data is synthetic: a throw-away pseudonymisation key, unless one is configured
     key = os.environ.get("FHIR_BRIDGE_PSEUDONYM_KEY") or uuid.uuid4().hex
-    settings = Settings(port=port, pseudonym_key=key)
+    settings = Settings(port=port, pseudonym_key=key, auth="none")  # benchmarks.access measures access control
     app = create_app(settings)
     app.mount(FLOOR_PREFIX, floor_app(floor_body()))
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=settings.access_log, log_level="warning")

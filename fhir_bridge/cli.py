@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fhir_bridge import cli_clinical
+from fhir_bridge import cli_clients, cli_clinical
 from fhir_bridge.settings import ConfigurationError, Settings
 
 EXIT_FAILURES = 1  # something was not ingested
@@ -23,7 +23,7 @@ EXIT_CONFIGURATION = 2  # the command could not run at all
 def _settings(arguments: argparse.Namespace) -> Settings:
     overrides = {
         name: getattr(arguments, name)
-        for name in ("database_url", "host", "port", "pseudonym_key_file")
+        for name in ("database_url", "host", "port", "pseudonym_key_file", "auth")
         if getattr(arguments, name, None) is not None
     }
     if "pseudonym_key_file" in overrides:
@@ -147,6 +147,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="port to listen on (default 8080)")
     run.add_argument("--database-url", help=database)
     run.add_argument("--pseudonym-key-file", type=Path, help=key_file)
+    run.add_argument(
+        "--auth", choices=["smart", "none"], help="smart (default): bearer tokens required; none: no access control"
+    )
     run.set_defaults(handler=serve)
     load = commands.add_parser("ingest", help="ingest DICOM files and folders (exit 1 when any file failed)")
     load.add_argument("paths", nargs="+", help="files or folders (walked recursively; no DICOMDIR needed)")
@@ -163,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", default="openapi/openapi.json", help="file to write, or - for stdout")
     export.set_defaults(handler=export_openapi)
     cli_clinical.register(commands, _settings, database, key_file)  # ingest-clinical, mappings check|list
+    cli_clients.register(commands, _settings, database)  # clients add|list|remove
     return main
 
 

@@ -26,3 +26,11 @@ def test_store_api_benchmark_runs_and_prints_its_tables() -> None:
     assert sqlite["ingest"][1]["resources"] == 60  # 30 Patients + 30 ImagingStudies in one transaction
     assert {x["key"] for x in sqlite["latency"]} >= {"http_floor", "read", "search_identifier", "search_total"}
     assert all(x["p50_ms"] > 0 for x in sqlite["latency"])
+
+
+def test_access_benchmark_runs_and_prints_its_ratios() -> None:
+    command = [sys.executable, "-m", "benchmarks.access", "--databases", "sqlite", "--requests", "40"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    for row in ("read baseline", "read audit", "read auth+audit", "search auth+audit", "token verification"):
+        assert row in finished.stdout

@@ -71,8 +71,42 @@ def _resource(resource_type: str) -> dict[str, Any]:
     }
 
 
+SMART_SECURITY = {
+    "service": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR",
+                }
+            ],
+            "text": "OAuth 2.0 bearer tokens with SMART v2 system scopes (SMART Backend Services)",
+        }
+    ],
+    "description": "Every request but /metadata needs a bearer token; see [base]/.well-known/smart-configuration",
+}
+
+
+def _security(base: str) -> dict[str, Any]:
+    """rest.security of a server with access control: SMART, and the oauth-uris of the token endpoint."""
+    uris = {
+        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+        "extension": [{"url": "token", "valueUri": f"{base}/auth/token"}],
+    }
+    return {"extension": [uris], **SMART_SECURITY}
+
+
 @cache
-def _capability_json(base: str, date: str) -> bytes:
+def _capability_json(base: str, date: str, secured: bool) -> bytes:
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "resource": [_resource(t) for t in sorted(resource_types())],
+        "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+        "searchParam": _search_params("Resource"),
+        "operation": _export_operation(None),
+    }
+    if secured:
+        rest["security"] = _security(base)
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -85,19 +119,11 @@ def _capability_json(base: str, date: str) -> bytes:
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [
-            {
-                "mode": "server",
-                "resource": [_resource(t) for t in sorted(resource_types())],
-                "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
-                "searchParam": _search_params("Resource"),
-                "operation": _export_operation(None),
-            }
-        ],
+        "rest": [rest],
     }
     return orjson.dumps(statement)
 
 
-def capability_statement(base: str, date: str) -> bytes:
-    """The CapabilityStatement as JSON bytes (built once per base URL)."""
-    return _capability_json(base, date)
+def capability_statement(base: str, date: str, *, secured: bool = False) -> bytes:
+    """The CapabilityStatement as JSON bytes (built once per base URL); ``secured`` adds rest.security."""
+    return _capability_json(base, date, secured)

@@ -10,13 +10,14 @@ Dialect differences live here and nowhere else:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, insert, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
 from sqlalchemy.engine import make_url
 
-from fhir_bridge.store.tables import CLOCK, INFO, SCHEMA_VERSION, SQLModel
+from fhir_bridge.store.tables import AUDIT_METADATA, CLOCK, INFO, SCHEMA_VERSION, SQLModel
 
 SQLITE_BUSY_TIMEOUT_S = 60
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
@@ -77,11 +78,38 @@ def create_engines(database_url: str) -> Engines:
     return Engines(reader=engine, writer=engine)
 
 
+def _lock_schema_setup(connection: Connection) -> None:
+    """Serialise schema set-up of workers starting together, per schema: stores in other schemas
+    of the same database (several sites, or test runs) do not wait for each other."""
+    connection.execute(
+        text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"), {"key": _MIGRATION_LOCK_KEY}
+    )
+
+
+def audit_engines(database_url: str, engines: Engines) -> Engines:
+    """Where the audit trail is kept, its table created: ``<name>.audit.db`` beside a SQLite store
+    (SQLite has one writer per file: a read's audit record must not queue behind a long ingest),
+    the store's own database on PostgreSQL."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "").expanduser()
+        audit_url = url.set(database=str(path.with_name(f"{path.stem}.audit{path.suffix or '.db'}")))
+        engines = Engines(
+            reader=_sqlite_engine(audit_url.render_as_string(hide_password=False), "BEGIN"),
+            writer=_sqlite_engine(audit_url.render_as_string(hide_password=False), "BEGIN IMMEDIATE"),
+        )
+    with engines.writer.begin() as connection:
+        if engines.dialect == "postgresql":
+            _lock_schema_setup(connection)
+        AUDIT_METADATA.create_all(connection)
+    return engines
+
+
 def prepare_schema(engines: Engines) -> None:
     """Create or upgrade the schema, idempotently and safely when several workers start together."""
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            _lock_schema_setup(connection)
         SQLModel.metadata.create_all(connection)
         for table in SQLModel.metadata.sorted_tables:  # indexes added by an upgrade, on existing tables
             for index in table.indexes:
@@ -125,7 +153,21 @@ def refresh_statistics(engines: Engines) -> None:
             connection.commit()
     else:
         with engines.writer.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("ANALYZE")
+            # the store's own tables only: a bare ANALYZE walks every schema of the database
+            for table in SQLModel.metadata.sorted_tables:
+                connection.exec_driver_sql(f'ANALYZE "{table.name}"')
+
+
+def ensure_info(engines: Engines, key: str, make: Callable[[], str]) -> str:
+    """The store fact ``key``, made by ``make`` and saved the first time (once, whatever the workers)."""
+    with engines.writer.begin() as connection:
+        if engines.dialect == "postgresql":
+            _lock_schema_setup(connection)
+        found = connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one_or_none()
+        if found is None:
+            found = make()
+            connection.execute(insert(INFO).values(key=key, value=found))
+    return found
 
 
 def read_info(engines: Engines, key: str) -> str:

@@ -9,7 +9,19 @@ range of sequence numbers, so a search (and its paging) can be answered as of on
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
@@ -240,3 +252,55 @@ class BulkChunk(SQLModel, table=True):
 BULK_JOB = BulkJob.__table__
 BULK_FILE = BulkFile.__table__
 BULK_CHUNK = BulkChunk.__table__
+
+
+# Access control and audit -------------------------------------------------------------------
+
+
+class AuthClient(SQLModel, table=True):
+    """A backend client of the built-in SMART token endpoint: its public keys and its largest scopes."""
+
+    __tablename__ = "auth_client"
+    client_id: str = Field(primary_key=True, max_length=128)
+    scope: str = Field(sa_column=Column(Text, nullable=False))
+    jwks: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON Web Key Set
+    jwks_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created: int = Field(sa_column=Column(BigInteger, nullable=False))  # microseconds
+
+
+class AuthAssertion(SQLModel, table=True):
+    """The ``jti`` of each client assertion used, until it expires: an assertion works once."""
+
+    __tablename__ = "auth_assertion"
+    client_id: str = Field(primary_key=True, max_length=128)
+    jti: str = Field(primary_key=True, max_length=256)
+    expires: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))  # microseconds
+
+
+# The audit trail has a metadata of its own: on SQLite it lives in a file of its own (see
+# store.database.audit_engines), so that recording a read never waits for a long write transaction.
+AUDIT_METADATA = MetaData()
+AUDIT = Table(
+    "audit_event",
+    AUDIT_METADATA,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("recorded", BigInteger, nullable=False),  # microseconds since the epoch
+    Column("client_id", String(128), nullable=True),
+    Column("interaction", String(32), nullable=False),  # FHIR restful-interaction: read, search-type, create...
+    Column("action", String(1), nullable=False),  # C R U D E
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("query", Text, nullable=True),  # values of personal parameters as keyed hashes
+    Column("entity", String(256), nullable=True),  # Type/id when the request names one resource
+    Column("entity_type", String(64), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("detail", Text, nullable=True),  # why it failed
+    Column("address", String(64), nullable=True),
+    Index("ix_audit_recorded", "recorded"),
+    Index("ix_audit_client", "client_id", "id"),
+    Index("ix_audit_entity", "entity", "id"),
+)
+
+
+AUTH_CLIENT = AuthClient.__table__
+AUTH_ASSERTION = AuthAssertion.__table__

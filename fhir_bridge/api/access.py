@@ -1,0 +1,320 @@
+"""Access control and audit for every request: an ASGI middleware in front of all routes.
+
+For each request it (1) finds what the path is (public, FHIR REST, DICOM push, clinical push,
+bulk export, catalogue counts), (2) verifies the bearer token and checks its scopes against
+what the request needs (401/403 as OperationOutcome), and (3) writes the audit record before
+the first byte of the response leaves, so a request whose outcome was sent is always in the
+trail, failures included. Routes whose needs are in their body (Bundles, form searches, exports,
+clinical mappings) check them with ``require``.
+
+Being middleware, it covers every route of this app, those added later included: a path it does
+not know needs read and search on every type.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jwt
+import orjson
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us, redact_query
+from fhir_bridge.errors import FhirError, operation_outcome
+from fhir_bridge.security.policy import DICOM_PUSH_TYPES, EVERYTHING, rest_needs, writes
+from fhir_bridge.security.scopes import Permission
+from fhir_bridge.security.tokens import IssuerUnavailable, Principal, TokenRejected, TokenVerifier
+from fhir_bridge.settings import Settings
+
+log = logging.getLogger("fhir_bridge.access")
+AUTH_PATHS = ("/.well-known/smart-configuration", "/auth/token", "/auth/jwks")
+PUBLIC_PATHS = frozenset({"/catalogue", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+ACTIONS = {
+    "read": "R",
+    "vread": "R",
+    "history-instance": "R",
+    "history-type": "R",
+    "history-system": "R",
+    "create": "C",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+}
+
+
+@dataclass
+class Classified:
+    """What a request is: its audit interaction and entity, and what it needs (None: public)."""
+
+    needs: set[Permission] | None
+    interaction: str = "operation"
+    entity: str | None = None
+    entity_type: str | None = None
+    audited_path: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AccessControl:
+    """The middleware. ``verifier`` is None when the operator switched access control off."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        verifier: TokenVerifier | None,
+        audit: AuditLog,
+        keyed_hash: Callable[[str], str] | None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.verifier = verifier
+        self.audit = audit
+        self.keyed_hash = keyed_hash
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        parameters = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        classified = classify(self.settings, scope["method"], path, parameters, _headers(scope))
+        if classified.needs is None:
+            await self.app(scope, receive, send)
+            return
+        trail = _Trail(self, scope, classified, parameters)
+        principal: Principal | None = None
+        if self.verifier is not None:
+            try:
+                principal = self._authenticate(scope)
+                trail.client_id = principal.client_id
+                _check(principal, classified.needs)
+            except FhirError as error:
+                trail.client_id = trail.client_id or _claimed_client(scope)
+                await trail.refuse(error, send)
+                return
+            trail.client_id = principal.client_id
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        state["audit"] = classified.extra
+        await trail.run(receive, send)
+
+    def _authenticate(self, scope: Scope) -> Principal:
+        assert self.verifier is not None
+        header = _headers(scope).get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise FhirError(
+                401,
+                "this request needs an OAuth 2.0 bearer token (Authorization: Bearer ...); "
+                "see .well-known/smart-configuration for where to get one",
+                code="login",
+                headers={"WWW-Authenticate": 'Bearer realm="fhir-bridge"'},
+            )
+        try:
+            return self.verifier.verify(token.strip(), _fhir_base(self.settings, scope))
+        except TokenRejected as error:
+            raise FhirError(
+                401,
+                str(error),
+                code="login",
+                headers={"WWW-Authenticate": 'Bearer realm="fhir-bridge", error="invalid_token"'},
+            ) from None
+        except IssuerUnavailable as error:
+            raise FhirError(503, str(error), code="transient", headers={"Retry-After": "5"}) from None
+
+
+class _Trail:
+    """One request's audit record: filled in as the request runs, written before its response leaves."""
+
+    def __init__(
+        self, access: AccessControl, scope: Scope, classified: Classified, parameters: list[tuple[str, str]]
+    ) -> None:
+        self.access = access
+        self.scope = scope
+        self.classified = classified
+        self.query = redact_query(parameters, access.keyed_hash)
+        self.client_id: str | None = None
+        self.written = False
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not self.written:
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
+                await self._write(message["status"], headers.get("location") or headers.get("content-location"))
+            await send(message)
+
+        try:
+            await self.access.app(self.scope, receive, audited_send)
+        except BaseException:
+            if not self.written:
+                await self._write(500, None, "the request failed before it was answered")
+            raise
+
+    async def refuse(self, error: FhirError, send: Send) -> None:
+        await self._write(error.status, None, error.diagnostics)
+        body = orjson.dumps(operation_outcome(error.diagnostics, code=error.code))
+        headers = [(b"content-type", b"application/fhir+json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _write(self, status: int, location: str | None, detail: str | None = None) -> None:
+        """Write the record; if the trail cannot be written, the request fails (500) rather than go unrecorded."""
+        self.written = True
+        classified = self.classified
+        entity = classified.entity
+        if location and not entity:
+            entity = _reference(location)
+        extra = classified.extra
+        client = self.scope.get("client")
+        entry = AuditEntry(
+            recorded=now_us(),
+            client_id=self.client_id,
+            interaction=extra.get("interaction", classified.interaction),
+            action=ACTIONS.get(extra.get("interaction", classified.interaction), "E"),
+            method=self.scope["method"],
+            path=classified.audited_path,
+            query=self.query,
+            entity=entity,
+            entity_type=classified.entity_type or (entity.split("/")[0] if entity else None),
+            status=status,
+            detail=(detail or extra.get("detail"))[:1000] if (detail or extra.get("detail")) else None,
+            address=client[0] if client else None,
+        )
+        await run_in_threadpool(self.access.audit.record, entry)
+
+
+def require(request: Request, needs: set[Permission]) -> None:
+    """403 unless the caller's token grants ``needs`` (no-op when access control is off)."""
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is not None:
+        _check(principal, needs)
+
+
+def principal_of(request: Request) -> Principal | None:
+    return request.scope.get("state", {}).get("principal")
+
+
+def annotate(request: Request, **facts: str) -> None:
+    """Add what only the route knows (the Bundle's type, a failure's reason) to the request's audit record."""
+    request.scope.setdefault("state", {}).setdefault("audit", {}).update(facts)
+
+
+def _check(principal: Principal, needs: set[Permission]) -> None:
+    missing = principal.grant.missing(needs)
+    if missing:
+        raise FhirError(
+            403,
+            f"the token of {principal.client_id} lacks the scopes "
+            f"{', '.join(p.scope() for p in missing)} that this request needs",
+            code="forbidden",
+        )
+
+
+def classify(
+    settings: Settings, method: str, path: str, parameters: list[tuple[str, str]], headers: dict[str, str]
+) -> Classified:
+    """What a request is, from its method and path inside this app (see the module docstring)."""
+    fhir = settings.fhir_path.rstrip("/")
+    if path in PUBLIC_PATHS or path.rstrip("/") == f"{fhir}/metadata":
+        return Classified(None)
+    if any(path.rstrip("/") in (f"{fhir}{p}", p) for p in AUTH_PATHS):
+        return Classified(None)
+    if path.rstrip("/") == "/catalogue/counts":
+        return Classified(
+            {Permission("Patient", "s"), Permission("ImagingStudy", "s")}, "search-system", None, None, path
+        )
+    dicomweb = settings.dicomweb_path.rstrip("/")
+    if dicomweb and (path == dicomweb or path.startswith(f"{dicomweb}/")):
+        needs = writes(DICOM_PUSH_TYPES) if method == "POST" else set(EVERYTHING)
+        # the study UID in a STOW path is not kept: with UID remapping it would undo the pseudonymisation
+        return Classified(needs, "create", None, "ImagingStudy", f"{dicomweb}/studies")
+    if path == "/ingest" or path.startswith("/ingest/"):
+        return Classified(set(), "create", None, None, path)  # the mapping's types: checked by the route
+    if path == fhir or path.startswith(f"{fhir}/"):
+        segments = [s for s in path[len(fhir) :].split("/") if s]
+        return _classify_fhir(method, segments, parameters, headers, path)
+    return Classified(set(EVERYTHING), "operation", None, None, path)
+
+
+def _classify_fhir(
+    method: str, segments: list[str], parameters: list[tuple[str, str]], headers: dict[str, str], path: str
+) -> Classified:
+    if segments and (segments[-1] == "$export" or segments[0] in ("$export-status", "$export-file")):
+        return Classified(set(), "operation", None, None, path)  # the exported types: checked by the route
+    needs = rest_needs(method, segments, parameters, conditional_create=bool(headers.get("if-none-exist")))
+    interaction, entity = _interaction(method, segments)
+    return Classified(needs, interaction, entity, segments[0] if segments and segments[0][:1].isupper() else None, path)
+
+
+def _interaction(method: str, segments: list[str]) -> tuple[str, str | None]:
+    """The FHIR restful-interaction code of a request, and the resource it names."""
+    method = method.upper()
+    count = len(segments)
+    if count == 0:
+        return ("search-system" if method == "GET" else "transaction"), None
+    if count == 1:
+        if segments[0] == "_search":
+            return "search-system", None
+        if segments[0] == "_history":
+            return "history-system", None
+        return {"GET": "search-type", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+            method, "operation"
+        ), None
+    kind = segments[0]
+    if count == 2:
+        if segments[1] == "_search":
+            return "search-type", None
+        if segments[1] == "_history":
+            return "history-type", None
+        entity = f"{kind}/{segments[1]}"
+        return {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+            method, "operation"
+        ), entity
+    entity = f"{kind}/{segments[1]}"
+    if segments[2] == "_history":
+        return ("history-instance" if count == 3 else "vread"), entity
+    return "search-type", entity  # compartment search
+
+
+def _reference(location: str) -> str | None:
+    """``Type/id`` of a Location header (``[base]/Type/id/_history/n``)."""
+    parts = location.split("/_history")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return f"{parts[-2]}/{parts[-1]}"
+    return None
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _fhir_base(settings: Settings, scope: Scope) -> str:
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    headers = _headers(scope)
+    host = headers.get("host") or (f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "")
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '').rstrip('/')}{settings.fhir_path}"
+
+
+def _claimed_client(scope: Scope) -> str | None:
+    """The client a refused token claims to be (unverified, for the trail only), or None."""
+    token = _headers(scope).get("authorization", "").partition(" ")[2].strip()
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    claimed = claims.get("client_id") or claims.get("azp") or claims.get("sub")
+    return f"unverified:{claimed}"[:128] if isinstance(claimed, str) else None

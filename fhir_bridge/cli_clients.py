@@ -1,0 +1,94 @@
+"""``fhir-bridge clients add|list|remove``: backend clients of the built-in SMART token endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fhir_bridge.security.clients import ClientRegistry, RegistrationError
+from fhir_bridge.settings import Settings
+from fhir_bridge.store.database import create_engines, prepare_schema
+
+EXIT_REFUSED = 2
+
+
+def _registry(settings: Settings) -> ClientRegistry:
+    engines = create_engines(settings.database_url)
+    prepare_schema(engines)
+    return ClientRegistry(engines)
+
+
+def new_key_pair(private_key_path: Path, key_id: str) -> dict[str, Any]:
+    """Write a new EC P-384 private key (PEM, mode 0600) and return its public JWKS (for ES384)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    descriptor = os.open(private_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    return {"keys": [{**public, "kid": key_id, "alg": "ES384", "use": "sig"}]}
+
+
+def add(arguments: argparse.Namespace, settings: Settings) -> int:
+    jwks = None
+    try:
+        if arguments.new_key:
+            jwks = new_key_pair(Path(arguments.new_key), f"{arguments.client_id}-1")
+        elif arguments.jwks:
+            jwks = json.loads(Path(arguments.jwks).read_text(encoding="utf-8"))
+        client = _registry(settings).add(arguments.client_id, arguments.scope, jwks=jwks, jwks_url=arguments.jwks_url)
+    except FileExistsError:
+        print(f"fhir-bridge: {arguments.new_key} exists; choose another file for the new key", file=sys.stderr)
+        return EXIT_REFUSED
+    except (OSError, ValueError, RegistrationError) as error:
+        print(f"fhir-bridge: cannot register {arguments.client_id}: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"registered {client.client_id} with scopes: {client.scope}")
+    if arguments.new_key:
+        print(f"its private key is in {arguments.new_key} (kid {arguments.client_id}-1, ES384): give it to the client")
+    return 0
+
+
+def list_clients(_arguments: argparse.Namespace, settings: Settings) -> int:
+    for client in _registry(settings).all():
+        keys = client.jwks_url or f"{len((client.jwks or {}).get('keys', []))} key(s)"
+        print(f"{client.client_id}\t{client.scope}\t{keys}")
+    return 0
+
+
+def remove(arguments: argparse.Namespace, settings: Settings) -> int:
+    if not _registry(settings).remove(arguments.client_id):
+        print(f"fhir-bridge: no client {arguments.client_id!r}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"removed {arguments.client_id}: it gets no new tokens (tokens already issued expire on their own)")
+    return 0
+
+
+def register(commands: Any, settings_of: Callable[[argparse.Namespace], Settings], database: str) -> None:
+    clients = commands.add_parser("clients", help="backend clients of the built-in SMART token endpoint")
+    actions = clients.add_subparsers(dest="action", required=True)
+    adding = actions.add_parser("add", help="register a client (again: replaces its keys and scopes)")
+    adding.add_argument("client_id")
+    adding.add_argument("--scope", required=True, help='largest scopes it may get, e.g. "system/ImagingStudy.rs"')
+    keys = adding.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", help="file with the client's public JSON Web Key Set")
+    keys.add_argument("--jwks-url", help="URL where the client publishes its JWKS")
+    keys.add_argument("--new-key", help="make a new key pair: write the private key here, register the public one")
+    adding.add_argument("--database-url", help=database)
+    adding.set_defaults(handler=lambda a: add(a, settings_of(a)))
+    listing = actions.add_parser("list", help="the registered clients")
+    listing.add_argument("--database-url", help=database)
+    listing.set_defaults(handler=lambda a: list_clients(a, settings_of(a)))
+    removing = actions.add_parser("remove", help="unregister a client")
+    removing.add_argument("client_id")
+    removing.add_argument("--database-url", help=database)
+    removing.set_defaults(handler=lambda a: remove(a, settings_of(a)))

@@ -1,0 +1,247 @@
+"""The built-in SMART Backend Services token endpoint, for sites without an identity provider.
+
+Clients are registered (``fhir-bridge clients add``) with their public keys and the largest
+scopes they may get. A client asks for a token with the client-credentials grant and a JWT
+assertion signed by its private key (RFC 7523, SMART Backend Services); the answer is a short-lived
+access token signed by this server's own key, kept in the database so every worker shares it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from fhir_bridge.security.scopes import narrow, unenforceable_scopes
+from fhir_bridge.security.tokens import LEEWAY_S
+from fhir_bridge.store.database import Engines, ensure_info
+from fhir_bridge.store.tables import AUTH_ASSERTION, AUTH_CLIENT
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256"]
+MAX_ASSERTION_LIFETIME_S = 300  # SMART: exp no more than five minutes in the future
+SIGNING_KEY_INFO = "token_signing_key"
+TOKEN_ALGORITHM = "ES256"
+
+
+class OAuthError(Exception):
+    """An RFC 6749 error answer of the token endpoint: ``{"error": ..., "error_description": ...}``."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+class RegistrationError(ValueError):
+    """A client registration that cannot work (no keys, private keys, unknown scopes)."""
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    scope: str
+    jwks: dict[str, Any] | None
+    jwks_url: str | None
+
+
+class ClientRegistry:
+    """Registered backend clients, in the database."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+
+    def add(self, client_id: str, scope: str, *, jwks: dict[str, Any] | None, jwks_url: str | None) -> Client:
+        """Register (or re-register, replacing keys and scopes) a client."""
+        client = Client(client_id, " ".join(scope.split()), jwks, jwks_url)
+        _check_registration(client)
+        row = {
+            "client_id": client_id,
+            "scope": client.scope,
+            "jwks": json.dumps(jwks) if jwks else None,
+            "jwks_url": jwks_url,
+            "created": int(time.time() * 1_000_000),
+        }
+        with self.engines.writer.begin() as connection:
+            connection.execute(delete(AUTH_CLIENT).where(AUTH_CLIENT.c.client_id == client_id))
+            connection.execute(insert(AUTH_CLIENT).values(**row))
+        return client
+
+    def remove(self, client_id: str) -> bool:
+        with self.engines.writer.begin() as connection:
+            return connection.execute(delete(AUTH_CLIENT).where(AUTH_CLIENT.c.client_id == client_id)).rowcount > 0
+
+    def get(self, client_id: str) -> Client | None:
+        with self.engines.reader.connect() as connection:
+            row = connection.execute(select(AUTH_CLIENT).where(AUTH_CLIENT.c.client_id == client_id)).first()
+        return None if row is None else _client(row)
+
+    def all(self) -> list[Client]:
+        with self.engines.reader.connect() as connection:
+            rows = connection.execute(select(AUTH_CLIENT).order_by(AUTH_CLIENT.c.client_id)).all()
+        return [_client(row) for row in rows]
+
+
+def _client(row: Any) -> Client:
+    return Client(row.client_id, row.scope, json.loads(row.jwks) if row.jwks else None, row.jwks_url)
+
+
+def _check_registration(client: Client) -> None:
+    if not client.client_id.strip() or len(client.client_id) > 128:
+        raise RegistrationError("a client id is 1 to 128 characters")
+    if (client.jwks is None) == (client.jwks_url is None):
+        raise RegistrationError("register a client with its public keys: a JWKS file or a JWKS URL (one of them)")
+    if client.jwks is not None:
+        keys = client.jwks.get("keys") if isinstance(client.jwks, dict) else None
+        if not isinstance(keys, list) or not keys:
+            raise RegistrationError('the JWKS has no keys: it must be {"keys": [...]}')
+        for key in keys:
+            if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC"):
+                raise RegistrationError("every key must be an RSA or EC public key (kty RSA or EC)")
+            if "d" in key:
+                raise RegistrationError("the JWKS holds a private key: register the public key only")
+            try:
+                jwt.PyJWK(key)
+            except jwt.PyJWTError as error:
+                raise RegistrationError(f"a key of the JWKS is not usable: {error}") from None
+    if not client.scope:
+        raise RegistrationError("give the client at least one scope, e.g. system/ImagingStudy.rs")
+    if bad := unenforceable_scopes(client.scope):
+        raise RegistrationError(
+            f"scopes this server cannot enforce: {', '.join(bad)} (use system/<Type|*>.<cruds>, e.g. system/*.rs)"
+        )
+
+
+class BuiltinIssuer:
+    """Verifies client assertions and issues access tokens signed with the store's own key."""
+
+    def __init__(self, engines: Engines, registry: ClientRegistry, lifetime_s: int) -> None:
+        self.engines = engines
+        self.registry = registry
+        self.lifetime_s = lifetime_s
+        pem = ensure_info(engines, SIGNING_KEY_INFO, _new_signing_key)
+        self._private_key = serialization.load_pem_private_key(pem.encode(), password=None)
+        public = self._private_key.public_key()
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
+        self.key_id = _thumbprint(jwk)
+        self.public_key = public
+        self.issuer = f"urn:fhir-bridge:issuer:{self.key_id}"
+        self.jwks = {"keys": [{**jwk, "kid": self.key_id, "use": "sig", "alg": TOKEN_ALGORITHM}]}
+
+    def issue(self, form: dict[str, str], token_urls: list[str]) -> dict[str, Any]:
+        """Answer a token request (the form fields); ``token_urls`` are the audiences accepted."""
+        if form.get("grant_type") != "client_credentials":
+            raise OAuthError(400, "unsupported_grant_type", "grant_type must be client_credentials")
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise OAuthError(400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
+        assertion = form.get("client_assertion") or ""
+        client, claims = self._verify_assertion(assertion, token_urls)
+        requested = form.get("scope", "")
+        if not requested.strip():
+            raise OAuthError(400, "invalid_scope", "ask for scopes, e.g. scope=system/ImagingStudy.rs")
+        granted = narrow(requested, client.scope)
+        if not granted:
+            raise OAuthError(
+                400, "invalid_scope", f"none of the requested scopes is allowed to {client.client_id}: {requested}"
+            )
+        self._remember(client.client_id, str(claims["jti"]), float(claims["exp"]))
+        now = int(time.time())
+        token = jwt.encode(
+            {
+                "iss": self.issuer,
+                "sub": client.client_id,
+                "client_id": client.client_id,
+                "aud": self.issuer,
+                "scope": granted,
+                "iat": now,
+                "exp": now + self.lifetime_s,
+                "jti": uuid.uuid4().hex,
+            },
+            self._private_key,
+            algorithm=TOKEN_ALGORITHM,
+            headers={"kid": self.key_id},
+        )
+        return {"access_token": token, "token_type": "bearer", "expires_in": self.lifetime_s, "scope": granted}
+
+    def _verify_assertion(self, assertion: str, token_urls: list[str]) -> tuple[Client, dict[str, Any]]:
+        try:
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError as error:
+            raise OAuthError(400, "invalid_request", f"client_assertion is not a JWT: {error}") from None
+        client_id = unverified.get("iss")
+        client = self.registry.get(client_id) if isinstance(client_id, str) else None
+        if client is None or unverified.get("sub") != client_id:
+            raise OAuthError(401, "invalid_client", "the assertion's iss and sub must be a registered client id")
+        key = _client_key(client, assertion, header)
+        try:
+            claims = jwt.decode(
+                assertion,
+                key,
+                algorithms=ASSERTION_ALGORITHMS,
+                audience=token_urls,
+                issuer=client_id,
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "iss", "sub", "aud", "jti"]},
+            )
+        except (jwt.PyJWTError, TypeError, ValueError) as error:  # Type/ValueError: a key of another family
+            raise OAuthError(401, "invalid_client", f"the client assertion is not valid: {error}") from None
+        if float(claims["exp"]) > time.time() + MAX_ASSERTION_LIFETIME_S + LEEWAY_S:
+            raise OAuthError(401, "invalid_client", "the assertion's exp is more than five minutes away")
+        return client, claims
+
+    def _remember(self, client_id: str, jti: str, expires: float) -> None:
+        """Record the assertion's jti so that it cannot be replayed before it expires."""
+        now = int(time.time() * 1_000_000)
+        try:
+            with self.engines.writer.begin() as connection:
+                connection.execute(delete(AUTH_ASSERTION).where(AUTH_ASSERTION.c.expires < now))
+                connection.execute(
+                    insert(AUTH_ASSERTION).values(
+                        client_id=client_id, jti=jti[:256], expires=int((expires + LEEWAY_S) * 1_000_000)
+                    )
+                )
+        except IntegrityError:
+            raise OAuthError(401, "invalid_client", "this client assertion (its jti) was used already") from None
+
+
+def _client_key(client: Client, assertion: str, header: dict[str, Any]) -> Any:
+    """The registered public key that signed the assertion (by ``kid``, else the only one)."""
+    try:
+        if client.jwks_url:
+            return jwt.PyJWKClient(client.jwks_url, timeout=5).get_signing_key_from_jwt(assertion).key
+        keys = jwt.PyJWKSet.from_dict(client.jwks or {}).keys
+    except jwt.PyJWTError as error:
+        raise OAuthError(401, "invalid_client", f"the client's keys cannot be used: {error}") from None
+    kid = header.get("kid")
+    matching = [k for k in keys if k.key_id == kid] if kid else keys
+    if len(matching) != 1:
+        raise OAuthError(401, "invalid_client", f"no single registered key of {client.client_id} has kid {kid!r}")
+    return matching[0].key
+
+
+def _new_signing_key() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (EC members), a stable key id."""
+    members = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()

@@ -1,0 +1,152 @@
+"""What a request needs: the SMART permissions of each FHIR interaction, push and export.
+
+The REST mapping follows SMART App Launch v2: read, vread and history need ``r``; search needs
+``s`` on the searched type, ``s`` on every type a chain or ``_has`` looks into, and ``r`` on every
+type ``_include``/``_revinclude`` returns; create ``c``, update and patch ``u``, delete ``d``;
+conditional interactions also need ``s`` (they search). Paths this module does not know need
+read and search on every type: a route added later is closed until it is described here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from urllib.parse import parse_qsl
+
+from fhir_bridge.errors import FhirError
+from fhir_bridge.search.query import Chain, Clause, Include, ReverseChain, parse_search
+from fhir_bridge.security.scopes import Permission
+from fhir_bridge.spec.registry import search_parameters
+
+EVERYTHING = frozenset({Permission("*", "r"), Permission("*", "s")})
+# What a DICOM push writes (fhir_bridge.ingest.dicom): created or updated.
+DICOM_PUSH_TYPES = ("Patient", "ImagingStudy", "Endpoint", "Device", "Provenance")
+
+
+def writes(resource_types: Iterable[str]) -> set[Permission]:
+    """Create and update on each type: what a push that merges into existing resources needs."""
+    return {Permission(t, letter) for t in resource_types for letter in "cu"}
+
+
+def reads(resource_types: Iterable[str]) -> set[Permission]:
+    return {Permission(t, "r") for t in resource_types}
+
+
+def search_needs(resource_type: str | None, parameters: Sequence[tuple[str, str]]) -> set[Permission]:
+    """``s`` on the searched types and the types chains look into, ``r`` on the included types."""
+    if resource_type is None:
+        named = [t.strip() for name, raw in parameters if name == "_type" for t in raw.split(",") if t.strip()]
+        needed = {Permission(t, "s") for t in named} or {Permission("*", "s")}
+    else:
+        needed = {Permission(resource_type, "s")}
+    try:
+        query = parse_search(resource_type, [(n, v) for n, v in parameters if n != "_type"], max_count=1 << 30)
+    except FhirError:
+        return needed  # the search itself answers 400; nothing beyond the base type is touched
+    for clause in query.clauses:
+        needed |= _clause_needs(clause)
+    for include in query.includes:
+        needed |= _include_needs(include)
+    return needed
+
+
+def _clause_needs(clause: Clause) -> set[Permission]:
+    if isinstance(clause, Chain):
+        found: set[Permission] = set()
+        for target, inner in clause.targets.items():
+            found |= {Permission(target, "s")} | _clause_needs(inner)
+        return found
+    if isinstance(clause, ReverseChain):
+        return {Permission(clause.source_type, "s")} | _clause_needs(clause.inner)
+    return set()
+
+
+def _include_needs(include: Include) -> set[Permission]:
+    if include.reverse:
+        return {Permission(include.source_type, "r")}
+    if include.target_type:
+        return {Permission(include.target_type, "r")}
+    if include.parameter is None or include.source_type == "*":
+        return {Permission("*", "r")}
+    parameter = search_parameters(include.source_type).get(include.parameter)
+    targets = parameter.targets if parameter else ()
+    return reads(targets) if targets else {Permission("*", "r")}
+
+
+def rest_needs(
+    method: str, segments: Sequence[str], parameters: Sequence[tuple[str, str]], *, conditional_create: bool = False
+) -> set[Permission]:
+    """The permissions of one FHIR REST request, from its method and path below the FHIR base.
+
+    ``POST [base]`` (batch/transaction) and the ``_search`` POSTs carry their real needs in the
+    body: here they need no more than an authenticated client, and the route checks the body
+    with ``bundle_needs`` / ``search_needs``.
+    """
+    method = method.upper()
+    count = len(segments)
+    if count == 0:
+        if method == "GET":
+            return search_needs(None, parameters)
+        return set()  # POST [base]: checked entry by entry (bundle_needs)
+    head = segments[0]
+    if head == "_search" and count == 1:
+        return set()  # form-encoded: checked by the route
+    if head == "_history" and count == 1:
+        return {Permission("*", "r")}
+    if head.startswith(("$", "_")) or not head[:1].isupper():
+        return set(EVERYTHING)
+    if count == 1:
+        return _type_level(method, head, parameters, conditional_create)
+    if count == 2 and segments[1] == "_search":
+        return {Permission(head, "s")}  # and the form body, checked by the route
+    if count == 2 and segments[1] == "_history":
+        return {Permission(head, "r")}
+    if count == 2 and not segments[1].startswith(("$", "_")):
+        return {
+            "GET": {Permission(head, "r")},
+            "HEAD": {Permission(head, "r")},
+            "PUT": {Permission(head, "u")},
+            "PATCH": {Permission(head, "u")},
+            "DELETE": {Permission(head, "d")},
+        }.get(method, set(EVERYTHING))
+    if method in ("GET", "HEAD") and segments[2] == "_history" and count in (3, 4):
+        return {Permission(head, "r")}
+    if method in ("GET", "HEAD") and count == 3 and not segments[2].startswith(("$", "_")):
+        # compartment search: Patient/[id]/ImagingStudy or Patient/[id]/*
+        return search_needs(None if segments[2] == "*" else segments[2], parameters) | {Permission(head, "r")}
+    return set(EVERYTHING)
+
+
+def _type_level(
+    method: str, resource_type: str, parameters: Sequence[tuple[str, str]], conditional_create: bool
+) -> set[Permission]:
+    if method in ("GET", "HEAD"):
+        return search_needs(resource_type, parameters)
+    if method == "POST":
+        return {Permission(resource_type, "c")} | ({Permission(resource_type, "s")} if conditional_create else set())
+    if method in ("PUT", "PATCH"):
+        return {Permission(resource_type, "u"), Permission(resource_type, "s")}
+    if method == "DELETE":
+        return {Permission(resource_type, "d"), Permission(resource_type, "s")}
+    return set(EVERYTHING)
+
+
+def bundle_needs(bundle: object) -> set[Permission]:
+    """The permissions of every entry of a batch or transaction Bundle (malformed entries need none:
+    the Bundle is refused for them anyway, before anything is read or written)."""
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("entry"), list):
+        return set()
+    needed: set[Permission] = set()
+    for entry in bundle["entry"]:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+            continue
+        path, _, query = request["url"].partition("?")
+        segments = [s for s in path.split("/") if s]
+        parameters = _query_pairs(query)
+        method = str(request.get("method", "GET"))
+        needed |= rest_needs(method, segments, parameters, conditional_create=bool(request.get("ifNoneExist")))
+    return needed
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    return parse_qsl(query, keep_blank_values=True)
