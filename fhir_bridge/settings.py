@@ -31,7 +31,11 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(None, description="The FHIR base URL as clients see it, behind a proxy")
     default_count: int = Field(20, ge=1, description="Page size of a search without _count")
     max_count: int = Field(1000, ge=1, description="Largest page size a client may ask for")
-    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of a media type without its own limit (see request limits; 413 beyond)",
+    )
     enforce_referential_integrity: bool = Field(
         True, description="Refuse writes that refer to missing local resources and deletes of referred-to ones"
     )
@@ -41,6 +45,63 @@ class Settings(BaseSettings):
     )
     bulk_retention_hours: float = Field(
         24.0, gt=0, description="Finished bulk export jobs and their files are deleted after this many hours"
+    )
+
+    # request limits (see api/limits.py and search/query.py) ----------------------------------------
+    max_body_bytes_fhir_json: int | None = Field(
+        None,
+        ge=1024,
+        description="Largest FHIR JSON body (application/fhir+json, application/json, JSON Patch, form-encoded "
+        "_search), read into memory (default: max_body_bytes)",
+    )
+    max_body_bytes_multipart: int = Field(
+        4 * 1024**3, ge=1024, description="Largest multipart/related body (STOW-RS; streamed and spooled to disk)"
+    )
+    max_body_bytes_dicom: int = Field(
+        4 * 1024**3, ge=1024, description="Largest application/dicom body (one STOW-RS instance; spooled to disk)"
+    )
+    max_body_bytes_clinical: int = Field(
+        1024**3,
+        ge=1024,
+        description="Largest clinical export body (CSV, TSV, NDJSON, HL7 v2; spooled to disk); a JSON export is "
+        "FHIR JSON here",
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A client that sends no byte of its request body for this long gets 408"
+    )
+    max_include: int = Field(1000, ge=1, description="Included resources (_include, _revinclude) per search page")
+    max_chain_depth: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="Links of a chained or reverse-chained (_has) search parameter (400 beyond); SQLite runs 3 "
+        "at most, PostgreSQL more",
+    )
+    max_search_parameters: int = Field(30, ge=1, description="Parameters of one search request (400 beyond)")
+    max_or_values: int = Field(
+        100,
+        ge=1,
+        le=400,
+        description="Comma-separated values of one search parameter, _sort keys included (400 beyond)",
+    )
+
+    # access control ----------------------------------------------------------------------------
+    auth: Literal["smart", "none"] = Field(
+        "smart",
+        description="smart: every patient-level request needs an OAuth 2.0 bearer token with SMART v2 scopes; "
+        "none: no access control at all (explicit, logged as a warning at start; for loopback trials only)",
+    )
+    auth_issuer: str | None = Field(
+        None, description="Issuer (iss) of tokens from the site's own OpenID Connect / OAuth 2.0 server"
+    )
+    auth_jwks_url: str | None = Field(
+        None, description="That issuer's JWKS URL (default: jwks_uri of its /.well-known/openid-configuration)"
+    )
+    auth_audience: str | None = Field(
+        None, description="Audience (aud) that external tokens must carry (default: the FHIR base URL)"
+    )
+    auth_token_lifetime_s: int = Field(
+        300, ge=30, le=3600, description="Lifetime of access tokens issued by the built-in token endpoint"
     )
 
     # privacy ---------------------------------------------------------------------------------

@@ -10,16 +10,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from fhir_bridge.api import bulk, catalogue, dicomweb, fhir, ingest
+from fhir_bridge.api import audit, auth, bulk, catalogue, dicomweb, fhir, ingest, limits
+from fhir_bridge.api.access import AccessControl
 from fhir_bridge.api.rendering import error_response
+from fhir_bridge.audit.log import AuditLog
 from fhir_bridge.errors import FhirError
 from fhir_bridge.ingest.clinical import ClinicalIngest
 from fhir_bridge.ingest.dicom import DicomIngest, dicom_mapper
 from fhir_bridge.interactions.cursors import CursorSigner
-from fhir_bridge.interactions.server import FhirServer, Limits
+from fhir_bridge.interactions.server import FhirServer
 from fhir_bridge.mapping.clinical import MappingRegistry
+from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
+from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
+from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
-from fhir_bridge.store.database import create_engines, prepare_schema, read_info
+from fhir_bridge.store.database import audit_engines, create_engines, prepare_schema, read_info
 from fhir_bridge.store.store import Store
 
 log = logging.getLogger("fhir_bridge")
@@ -40,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     server = FhirServer(
         store,
         CursorSigner(read_info(engines, "cursor_secret")),
-        Limits(default_count=settings.default_count, max_count=settings.max_count),
+        limits.search_limits(settings),
     )
     app = FastAPI(
         title="fhir-bridge",
@@ -56,6 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clinical_ingest = ClinicalIngest(
         store, server, mapper.policy, mapper.config.patient_identifier_system, mapper.config.time_zone
     )
+    app.state.audit_log = AuditLog(audit_engines(settings.database_url, engines))
+    if app.state.audit_log.engines is not engines:
+        app.router.on_shutdown.append(app.state.audit_log.engines.dispose)
+    app.state.token_issuer = BuiltinIssuer(engines, ClientRegistry(engines), settings.auth_token_lifetime_s)
+    auth.install(app, settings.fhir_path)  # before the REST routes: .well-known and auth are not types
+    app.include_router(audit.router, prefix=settings.fhir_path, tags=["Audit trail"])  # before the REST routes
     bulk.install(app, settings, engines)  # before the REST routes: Patient/$export is not a read
     catalogue.install(app, settings, store)  # before the REST routes: /catalogue is not a type
     app.include_router(ingest.router, prefix="/ingest", tags=["Clinical ingest"])  # before the REST routes
@@ -65,7 +76,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for endpoint, methods in fhir.BASE_ROUTES:
             app.add_api_route(settings.fhir_path, endpoint, methods=methods, include_in_schema=False)
     _install_error_handlers(app)
+    limits.install(app, settings)  # request body sizes (413) and idle timeout (408), per media type
+    _install_access_control(app, settings)  # outermost: refuse, and audit, before anything else runs
     return app
+
+
+def _install_access_control(app: FastAPI, settings: Settings) -> None:
+    issuer: BuiltinIssuer = app.state.token_issuer
+    verifier = None
+    if settings.auth == "none":
+        log.warning(
+            "access control is OFF (FHIR_BRIDGE_AUTH=none): anyone who reaches %s can read and write "
+            "patient-level data; use this on loopback only",
+            f"{settings.host}:{settings.port}",
+        )
+    else:
+        external = None
+        if settings.auth_issuer:
+            external = ExternalIssuer(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url)
+        verifier = TokenVerifier(issuer.issuer, issuer.public_key, external)
+    app.state.token_verifier = verifier
+    secret = settings.pseudonym_secret()
+    keyed_hash = None
+    if secret:
+        pseudonymiser = Pseudonymiser(secret)
+        keyed_hash = lambda value: pseudonymiser.keyed_hash("audit-search", value)  # noqa: E731
+    app.add_middleware(
+        AccessControl, settings=settings, verifier=verifier, audit=app.state.audit_log, keyed_hash=keyed_hash
+    )
 
 
 def _version() -> str:

@@ -14,13 +14,16 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from fhir_bridge.api.access import principal_of, require
 from fhir_bridge.api.fhir import FHIR_RESPONSES, _base, _body
 from fhir_bridge.api.rendering import render, require_json_body
 from fhir_bridge.bulk.manifest import manifest, progress, status_url
 from fhir_bridge.bulk.model import Limits, Status
+from fhir_bridge.bulk.parameters import read_export_request
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.errors import FhirError, operation_outcome
 from fhir_bridge.interactions.validation import parse_json
+from fhir_bridge.security.policy import reads
 from fhir_bridge.settings import Settings
 from fhir_bridge.store.database import Engines
 
@@ -89,6 +92,7 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
     parameters = list(request.query_params.multi_items())
     if request.method == "POST":
         parameters += await _post_parameters(request)
+    parameters = _authorised_types(request, level, parameters, group_id)
     base = _base(request)
     operation = {"system": "$export", "patient": "Patient/$export", "group": f"Group/{group_id}/$export"}[level]
     request_url = f"{base}/{operation}" + (f"?{request.url.query}" if request.url.query else "")
@@ -107,6 +111,26 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
         202,
         headers={"Content-Location": status_url(base, job.id)},
     )
+
+
+def _authorised_types(
+    request: Request, level: str, parameters: list[tuple[str, str]], group_id: str | None
+) -> list[tuple[str, str]]:
+    """Bulk export needs read on every exported type. Without ``_type`` the export covers the types
+    the token can read (the Bulk Data IG: "all resources within the scope of the client authorization")."""
+    principal = principal_of(request)
+    if principal is None:
+        return parameters
+    exported = read_export_request(level, parameters, lenient=True, group_id=group_id).types
+    if any(name == "_type" for name, _ in parameters):
+        require(request, reads(exported))
+        return parameters
+    readable = principal.grant.readable_types(list(exported))
+    if not readable:
+        require(request, reads(exported[:1]))  # 403 naming what would be needed
+    if len(readable) == len(exported):
+        return parameters
+    return [*parameters, ("_type", ",".join(readable))]
 
 
 @router.get("/$export", summary="bulk export of everything ($export)", responses=KICK_OFF_RESPONSES)
@@ -194,6 +218,7 @@ def export_file(job_id: str, file_name: str, request: Request) -> Response:
     if not number.isdigit():
         raise FhirError(404, f"export {job_id} has no file {file_name!r}", code="not-found")
     found, chunks = _exports(request).download(job_id, int(number))
+    require(request, reads([found.res_type]))
     return StreamingResponse(
         (chunk.encode("utf-8") for chunk in chunks),
         media_type=NDJSON,

@@ -106,6 +106,7 @@ DESCRIPTION_RESPONSES: dict[int | str, dict] = {
     },
     304: {"description": "Not modified (If-None-Match)"},
     406: {"description": "None of the offered RDF syntaxes is acceptable"},
+    "4XX": {"description": "An OperationOutcome saying what is wrong", "content": {"application/fhir+json": {}}},
 }
 
 
@@ -132,7 +133,11 @@ _VALUES = "comma-separated values are ORed; repeating the parameter ANDs"
 Values = list[str] | None
 
 
-@router.get("/catalogue/counts", summary="Counts of subjects and imaging studies for federated search")
+@router.get(
+    "/catalogue/counts",
+    summary="Counts of subjects and imaging studies for federated search",
+    responses={"4XX": DESCRIPTION_RESPONSES["4XX"]},
+)
 def counts(
     request: Request,
     sex: Annotated[Values, Query(description=f"Patient.gender code, e.g. female; {_VALUES}")] = None,

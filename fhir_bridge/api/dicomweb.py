@@ -49,6 +49,10 @@ STOW_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "A media type other than multipart/related or application/dicom",
         "content": {"application/fhir+json": {}},
     },
+    "4XX": {
+        "description": "An OperationOutcome (413 too large, 408 stalled, ...)",
+        "content": {"application/fhir+json": {}},
+    },
 }
 
 router = APIRouter()
@@ -128,9 +132,13 @@ async def _receive_multipart(request: Request, parameters: dict[str, str]) -> li
 async def _receive_single(request: Request) -> list[DicomInstance | DicomReadError]:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (handed on; _read_parts closes it)
     size = 0
-    async for chunk in request.stream():
-        spool.write(chunk)
-        size += len(chunk)
+    try:
+        async for chunk in request.stream():
+            spool.write(chunk)
+            size += len(chunk)
+    except BaseException:
+        spool.close()
+        raise
     if size == 0:
         spool.close()
         raise FhirError(400, "the request body is empty", code="invalid")

@@ -8,8 +8,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from fhir_bridge.api.access import annotate, require
 from fhir_bridge.api.rendering import (
     PATCH_TYPES,
     Presentation,
@@ -24,6 +26,7 @@ from fhir_bridge.interactions.capability import capability_statement
 from fhir_bridge.interactions.server import FhirServer
 from fhir_bridge.interactions.transaction import BundleProcessor
 from fhir_bridge.interactions.validation import parse_json
+from fhir_bridge.security.policy import bundle_needs, search_needs
 
 JSON_BODY = {
     "requestBody": {
@@ -43,6 +46,21 @@ FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"application/fhir+json": {}},
     },
 }
+# A write answers 201 when it creates (also update and conditional update), 200 otherwise (also a create
+# whose If-None-Exist matches).
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Done: the resource (see Prefer)", "content": {"application/fhir+json": {}}},
+    201: {"description": "Created: the resource (see Prefer)", "content": {"application/fhir+json": {}}},
+    **FHIR_RESPONSES,
+}
+
+
+class FhirJsonResponse(JSONResponse):
+    """What the OpenAPI document says the FHIR routes answer in (they build their responses themselves)."""
+
+    media_type = "application/fhir+json"
+
+
 STARTED = datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -60,20 +78,8 @@ def _base(request: Request) -> str:
 
 
 async def _body(request: Request) -> bytes:
-    """The request body, refused with 413 beyond the configured size (checked while it streams)."""
-    limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise FhirError(413, f"the request body is larger than the {limit} bytes this server accepts", code="too-long")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FhirError(
-                413, f"the request body is larger than the {limit} bytes this server accepts", code="too-long"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The request body; its size and pace are limited by ``api.limits`` (413, 408) while it streams."""
+    return await request.body()
 
 
 async def _json_body(request: Request) -> Any:
@@ -121,16 +127,20 @@ def _not_modified(request: Request, headers: dict[str, str], last_updated: int) 
     return False
 
 
-router = APIRouter()
+router = APIRouter(default_response_class=FhirJsonResponse)
 
 
 @router.get("/metadata", summary="CapabilityStatement", responses=FHIR_RESPONSES)
 def metadata(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(capability_statement(_base(request), STARTED), 200, view)
+    secured = request.app.state.settings.auth != "none"
+    return render(capability_statement(_base(request), STARTED, secured=secured), 200, view)
 
 
 @router.post("/", summary="batch or transaction Bundle", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
 def bundle(request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)) -> Response:
+    require(request, bundle_needs(body))
+    if isinstance(body, dict) and body.get("type") in ("batch", "transaction"):
+        annotate(request, interaction=body["type"])
     processor = BundleProcessor(_server(request))
     return render(processor.process(body, _base(request), view.prefer_return == "representation"), 200, view)
 
@@ -143,6 +153,7 @@ def search_system(request: Request, view: Presentation = Depends(presentation)) 
 @router.post("/_search", summary="search all types (form-encoded parameters)", responses=FHIR_RESPONSES)
 async def search_system_post(request: Request, view: Presentation = Depends(presentation)) -> Response:
     parameters = _parameters(request) + await _form_parameters(request)
+    require(request, search_needs(None, parameters))
     bundle = await run_in_threadpool(_server(request).search, None, parameters, _base(request), view.strict)
     return render(bundle, 200, view)
 
@@ -162,6 +173,7 @@ async def search_type_post(
     resource_type: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
     parameters = _parameters(request) + await _form_parameters(request)
+    require(request, search_needs(resource_type, parameters))
     bundle = await run_in_threadpool(_server(request).search, resource_type, parameters, _base(request), view.strict)
     return render(bundle, 200, view)
 
@@ -176,7 +188,7 @@ def history_type(resource_type: str, request: Request, view: Presentation = Depe
     summary="create (conditional with If-None-Exist)",
     status_code=201,
     openapi_extra=JSON_BODY,
-    responses=FHIR_RESPONSES,
+    responses=WRITE_RESPONSES,
 )
 def create(
     resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
@@ -192,7 +204,7 @@ def create(
     return render_write(outcome, view, _base(request))
 
 
-@router.put("/{resource_type}", summary="conditional update", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
+@router.put("/{resource_type}", summary="conditional update", openapi_extra=JSON_BODY, responses=WRITE_RESPONSES)
 def conditional_update(
     resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
 ) -> Response:
@@ -234,7 +246,7 @@ def read(
     "/{resource_type}/{resource_id}",
     summary="update (or create with this id)",
     openapi_extra=JSON_BODY,
-    responses=FHIR_RESPONSES,
+    responses=WRITE_RESPONSES,
 )
 def update(
     resource_type: str,

@@ -19,12 +19,14 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from fhir_bridge.api.access import require
 from fhir_bridge.dicom.multipart import parse_media_type
 from fhir_bridge.errors import FhirError
 from fhir_bridge.ingest.clinical import ClinicalIngest, RecordResult, Summary
 from fhir_bridge.ingest.dicom import Source
 from fhir_bridge.mapping.clinical import MappingError, MappingRegistry, Reader, ReaderOptions, UnknownMapping
 from fhir_bridge.mapping.clinical.compiler import Mapping
+from fhir_bridge.security.policy import writes
 
 SPOOL_BYTES = 4 * 1024 * 1024
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "text/plain"})
@@ -70,10 +72,22 @@ INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "atomic mode: a record failed, nothing was written (same body)",
         "content": {"application/json": {"schema": RESULT_SCHEMA}},
     },
-    "4XX": {"description": "An OperationOutcome (unknown mapping, unsupported media type, ...)"},
+    "4XX": {
+        "description": "An OperationOutcome (unknown mapping, unsupported media type, ...)",
+        "content": {"application/fhir+json": {}},
+    },
 }
 
 router = APIRouter()
+
+
+def mapping_types(mapping: Mapping) -> set[str]:
+    """What an ingest through ``mapping`` may create or update: its resources, the Patient, the Provenance."""
+    return (
+        {rule.resource_type for rule in mapping.resources}
+        | {"Provenance"}
+        | ({"Patient"} if mapping.patient else set())
+    )
 
 
 def _registry(request: Request) -> MappingRegistry:
@@ -121,17 +135,16 @@ def _reader(registry: MappingRegistry, mapping: Mapping, content_type: str | Non
 
 
 async def _spool(request: Request) -> IO[bytes]:
-    limit = request.app.state.settings.max_body_bytes
+    """The body in a temporary file; its size and pace are limited by ``api.limits`` (413, 408)."""
     body = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (handed to the response)
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            body.close()
-            raise FhirError(
-                413, f"the request body is larger than the {limit} bytes this server accepts", code="too-long"
-            )
-        body.write(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            body.write(chunk)
+    except BaseException:
+        body.close()
+        raise
     if size == 0:
         body.close()
         raise FhirError(400, "the request body is empty", code="invalid")
@@ -190,6 +203,7 @@ async def ingest_clinical(
 ) -> Response:
     registry = _registry(request)
     chosen = load_mapping(registry, mapping)  # a malformed mapping is refused before the body is read
+    require(request, writes(mapping_types(chosen)))
     reader = _reader(registry, chosen, request.headers.get("content-type"), format)
     body = await _spool(request)
     client = request.client.host if request.client else "unknown"

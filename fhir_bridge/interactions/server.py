@@ -19,9 +19,17 @@ import orjson
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.cursors import CursorSigner
-from fhir_bridge.interactions.searchset import run_search
+from fhir_bridge.interactions.searchset import MAX_INCLUDED, run_search
 from fhir_bridge.interactions.validation import check_id, check_resource_type, validate_resource
-from fhir_bridge.search.query import Compartment, SearchQuery, parse_count, parse_search
+from fhir_bridge.search.query import (
+    MAX_CHAIN_DEPTH,
+    MAX_OR_VALUES,
+    MAX_SEARCH_PARAMETERS,
+    Compartment,
+    SearchQuery,
+    parse_count,
+    parse_search,
+)
 from fhir_bridge.search.values import date_range
 from fhir_bridge.store.store import Store, StoredVersion, WriteSession
 
@@ -40,8 +48,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Limits:
+    """What one search may ask for (the settings of the same names; the defaults are query.py's)."""
+
     default_count: int = 20
     max_count: int = 1000
+    max_include: int = MAX_INCLUDED
+    max_chain_depth: int = MAX_CHAIN_DEPTH
+    max_search_parameters: int = MAX_SEARCH_PARAMETERS
+    max_or_values: int = MAX_OR_VALUES
 
 
 def parse_if_match(header: str | None) -> int | None:
@@ -91,7 +105,14 @@ class FhirServer:
         parameters = parse_qsl(query_string, keep_blank_values=True)
         if not parameters:
             raise FhirError(400, f"{what} needs search criteria", code="invalid")
-        return parse_search(resource_type, parameters, strict=True)
+        return parse_search(
+            resource_type,
+            parameters,
+            strict=True,
+            max_chain_depth=self.limits.max_chain_depth,
+            max_parameters=self.limits.max_search_parameters,
+            max_or_values=self.limits.max_or_values,
+        )
 
     # reads --------------------------------------------------------------------------------
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
@@ -299,8 +320,7 @@ class FhirServer:
             parameters,
             base,
             strict=strict,
-            default_count=self.limits.default_count,
-            max_count=self.limits.max_count,
+            limits=self.limits,
             compartment=owner,
             path=path,
         )

@@ -60,6 +60,20 @@ def _fhirpath(resource_type: str, location: tuple[Any, ...]) -> str:
     return path
 
 
+def _nul_path(value: Any, path: str) -> str:
+    """The FHIRPath-like location of the first string (or name) holding a NUL character in ``value``."""
+    if isinstance(value, str):
+        return path if "\x00" in value else ""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        if found := _nul_path(item, where):
+            return found
+    return ""
+
+
 def validate_resource(data: Any, expected_type: str | None = None, where: str = "") -> dict[str, Any]:
     """Return ``data`` as a resource dict, or raise a 400 naming the offending element."""
     if not isinstance(data, dict):
@@ -83,6 +97,11 @@ def validate_resource(data: Any, expected_type: str | None = None, where: str = 
     root = where.rstrip(".") or resource_type
     if "id" in data:
         check_id(data["id"], f"{root}.id")
+    # FHIR strings cannot hold control characters; NUL, which PostgreSQL cannot store either, is refused
+    # (a fast test on the serialised resource, then where; an escaped backslash before "u0000" is no NUL)
+    if b"\\u0000" in orjson.dumps(data, default=str) and (where_nul := _nul_path(data, root)):
+        message = "FHIR strings cannot hold the character U+0000 (NUL)"
+        raise FhirError(400, message, code="invalid", expression=where_nul)
     model = _model(resource_type)
     if model is not None:
         try:

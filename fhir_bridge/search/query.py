@@ -28,12 +28,42 @@ SUPPORTED_MODIFIERS = {
 }
 ROW_SORTS = {"_id", "_lastUpdated"}
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
-MAX_CHAIN_DEPTH = 4
 MAX_INCLUDE_ITERATIONS = 4
+# Limits so that one query cannot exhaust the server (the first three are settings, these their defaults).
+# Each becomes nested SQL: SQLite refuses expressions deeper than 1,000 (about 490 ORed values of one
+# parameter, a chain of 4 links), so the defaults stay well below what both databases run.
+MAX_CHAIN_DEPTH = 3  # links of a chain or reverse chain: ``subject.organization.name`` has two
+MAX_SEARCH_PARAMETERS = 30  # parameters of one search, result parameters included
+MAX_OR_VALUES = 100  # comma-separated values of one parameter (ORed), _sort keys and _elements included
+# Conditions one chained parameter may expand to: a link without a type modifier stands for every type its
+# reference may point to (``Provenance?target.subject.name`` is about 300 links and criteria), each value of
+# each criterion counts, and each becomes SQL.
+MAX_CHAIN_CONDITIONS = 500
 
 
 class Unsupported(ValueError):
     """A parameter that this server cannot honour (a warning, or a 400 when strict)."""
+
+
+@dataclass
+class _Budget:
+    """What one chained parameter may still cost while it is parsed: links deep, and conditions in all."""
+
+    parameter: str  # the parameter's name as sent, for the error
+    max_depth: int = MAX_CHAIN_DEPTH
+    conditions: int = MAX_CHAIN_CONDITIONS
+
+    def spend(self, conditions: int = 1) -> None:
+        self.conditions -= conditions
+        if self.conditions < 0:
+            raise FhirError(
+                400,
+                f"{self.parameter!r} expands to more than {MAX_CHAIN_CONDITIONS} conditions over the types its "
+                "references may point to; name the target type of each link (e.g. subject:Patient.name) or send "
+                "fewer values",
+                code="too-costly",
+                expression=self.parameter,
+            )
 
 
 @dataclass(frozen=True)
@@ -165,25 +195,30 @@ def _reference_targets(parameter: SearchParameter, modifier: str | None) -> tupl
     return parameter.targets
 
 
-def _chain(resource_type: str | None, name: str, raw: str, depth: int) -> Chain:
+def _chain(resource_type: str | None, name: str, raw: str, depth: int, budget: _Budget) -> Chain:
     head, _, rest = name.partition(".")
     code, _, modifier = head.partition(":")
     parameter = _known(resource_type).get(code)
     if parameter is None or parameter.type != "reference":
         raise Unsupported(f"{code!r} is not a reference parameter of {resource_type}, so it cannot be chained")
+    budget.spend()
     targets: dict[str, Clause] = {}
     problems = []
     for target in _reference_targets(parameter, modifier or None):
         try:
-            targets[target] = parse_clause(target, rest, raw, depth + 1)
+            targets[target] = parse_clause(target, rest, raw, depth + 1, budget)
         except Unsupported as problem:
             problems.append(str(problem))
     if not targets:
-        raise Unsupported(f"the chain {name!r} matches no target type: {'; '.join(problems) or 'no targets'}")
+        # One reason, not all: nested chains over many types would multiply them into megabytes.
+        more = f" (and {len(problems) - 1} more types refused)" if len(problems) > 1 else ""
+        raise Unsupported(
+            f"the chain {name!r} matches no target type: {problems[0] if problems else 'no targets'}{more}"
+        )
     return Chain(parameter, targets)
 
 
-def _reverse_chain(resource_type: str | None, name: str, raw: str, depth: int) -> ReverseChain:
+def _reverse_chain(resource_type: str | None, name: str, raw: str, depth: int, budget: _Budget) -> ReverseChain:
     parts = name.split(":", 3)
     if len(parts) != 4 or not all(parts[1:]):
         raise Unsupported(f"{name!r} is not of the form _has:Type:reference:parameter")
@@ -195,18 +230,38 @@ def _reverse_chain(resource_type: str | None, name: str, raw: str, depth: int) -
         raise Unsupported(f"{reference_code!r} is not a reference parameter of {source_type}")
     if resource_type and reference.targets and resource_type not in reference.targets:
         raise Unsupported(f"{source_type}.{reference_code} never refers to {resource_type}")
-    return ReverseChain(source_type, reference, parse_clause(source_type, rest, raw, depth + 1))
+    budget.spend()
+    return ReverseChain(source_type, reference, parse_clause(source_type, rest, raw, depth + 1, budget))
 
 
-def parse_clause(resource_type: str | None, name: str, raw: str, depth: int = 0) -> Clause:
+def chain_links(name: str) -> int:
+    """The links of a chained or reverse-chained parameter name: ``subject.organization.name`` has two."""
+    return name.count(".") + name.count("_has:")
+
+
+def _too_deep(name: str, max_depth: int) -> FhirError:
+    return FhirError(
+        400,
+        f"{name!r} has {chain_links(name)} links; chains and reverse chains of at most {max_depth} are served",
+        code="too-costly",
+        expression=name,
+    )
+
+
+def parse_clause(
+    resource_type: str | None, name: str, raw: str, depth: int = 0, budget: _Budget | None = None
+) -> Clause:
     """One search parameter (possibly chained or reverse-chained) as a clause on ``resource_type``."""
-    if depth > MAX_CHAIN_DEPTH:
-        raise Unsupported(f"chains deeper than {MAX_CHAIN_DEPTH} are refused")
+    budget = budget or _Budget(name)
+    if depth > budget.max_depth:
+        raise _too_deep(budget.parameter, budget.max_depth)
     if name.startswith("_has:"):
-        return _reverse_chain(resource_type, name, raw, depth)
+        return _reverse_chain(resource_type, name, raw, depth, budget)
     if "." in name:  # parameter codes never hold a dot: it separates the links of a chain
-        return _chain(resource_type, name, raw, depth)
-    return _criterion(resource_type, name, raw)
+        return _chain(resource_type, name, raw, depth, budget)
+    criterion = _criterion(resource_type, name, raw)
+    budget.spend(len(criterion.values))
+    return criterion
 
 
 def _sort_keys(resource_type: str | None, raw: str) -> list[SortKey]:
@@ -281,17 +336,27 @@ def parse_search(
     default_count: int = 20,
     max_count: int = 1000,
     compartment: Compartment | None = None,
+    max_chain_depth: int = MAX_CHAIN_DEPTH,
+    max_parameters: int = MAX_SEARCH_PARAMETERS,
+    max_or_values: int = MAX_OR_VALUES,
 ) -> SearchQuery:
-    """Build a SearchQuery; unknown parameters are warnings, or errors when ``strict``."""
+    """Build a SearchQuery; unknown parameters are warnings, or errors when ``strict``.
+
+    Beyond the limits (parameters, comma-separated values of one, links of a chain) the search is a 400
+    ``too-costly`` whatever the handling: ignoring such a parameter would answer a different search.
+    """
     query = SearchQuery(resource_type=resource_type, count=default_count, compartment=compartment)
     if compartment and resource_type and not patient_compartment().get(resource_type):
         raise FhirError(400, f"{resource_type} is not in the {compartment.owner_type} compartment", code="invalid")
+    _check_limits(parameters, max_chain_depth, max_parameters, max_or_values)
     for name, raw in parameters:
         if name in PRESENTATION_PARAMETERS:
             continue
         try:
             if not _control(query, name, raw, max_count):
-                query.clauses.append(parse_clause(resource_type, name, raw))
+                query.clauses.append(parse_clause(resource_type, name, raw, budget=_Budget(name, max_chain_depth)))
+            elif name == "_count":  # the self link says what was applied: a larger _count is capped
+                raw = str(query.count)
         except Unsupported as problem:
             if strict:
                 raise FhirError(400, str(problem), code="not-supported", expression=name) from None
@@ -299,3 +364,29 @@ def parse_search(
             continue
         query.used.append((name, raw))
     return query
+
+
+def _check_limits(parameters: list[tuple[str, str]], max_depth: int, max_parameters: int, max_values: int) -> None:
+    """400 ``too-costly`` for a search beyond the limits, before any of it is parsed."""
+    counted = [(name, raw) for name, raw in parameters if name not in PRESENTATION_PARAMETERS]
+    if len(counted) > max_parameters:
+        raise FhirError(
+            400,
+            f"the search has {len(counted)} parameters; at most {max_parameters} are served in one request",
+            code="too-costly",
+        )
+    for name, raw in counted:
+        if "\x00" in name or "\x00" in raw:  # never stored (FHIR strings cannot hold it; PostgreSQL refuses it)
+            raise FhirError(
+                400, f"the search parameter {name!r} holds a NUL character", code="invalid", expression=name
+            )
+        values = raw.count(",") + 1  # an upper bound: escaped commas (\\,) are counted too
+        if values > max_values and len(split_values(raw)) > max_values:
+            raise FhirError(
+                400,
+                f"{name} has {len(split_values(raw))} comma-separated values; at most {max_values} are served",
+                code="too-costly",
+                expression=name,
+            )
+        if chain_links(name) > max_depth:
+            raise _too_deep(name, max_depth)
