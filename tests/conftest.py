@@ -30,6 +30,9 @@ POSTGRES_URL = os.environ.get("FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql+psyco
 TEST_PSEUDONYM_KEY = "fhir-bridge-test-site-secret-0123456789abcdef"
 if not {"FHIR_BRIDGE_PSEUDONYM_KEY", "FHIR_BRIDGE_PSEUDONYM_KEY_FILE"} & set(os.environ):
     os.environ["FHIR_BRIDGE_PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY
+# Access control is on by default; tests of other features run the service without it, like the
+# README's loopback quick start. Tests of access control build their apps with auth="smart".
+os.environ.setdefault("FHIR_BRIDGE_AUTH", "none")
 REQUIRE_POSTGRES = os.environ.get("CI") == "true" or os.environ.get("FHIR_BRIDGE_REQUIRE_POSTGRES") == "1"
 EXAMPLES = Path(__file__).parent / "data" / "examples"
 
@@ -91,10 +94,21 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def free_port() -> int:
-    """A free TCP port on loopback, for servers that tests start."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free TCP port on loopback, for servers that tests start.
+
+    The port is free when this returns, and the server binds it a moment (up to seconds, for a
+    subprocess) later. Under pytest-xdist each worker takes ports of its own share of the range
+    (``port // 2 % workers``; the kernel hands out odd ports here), so that two workers never pick
+    the same port for servers starting at the same time.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % workers
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port // 2 % workers == worker:
+            return port
 
 
 @pytest.fixture
@@ -119,3 +133,29 @@ def example(name: str) -> dict:
     import json
 
     return json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+# Access control ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def client_keys() -> dict:
+    """Key pairs of the test clients of the built-in token endpoint (see tests/security_helpers.py)."""
+    from tests.security_helpers import ec_key, rsa_key
+
+    return {"imaging-reader": ec_key(), "reader": ec_key(), "writer": rsa_key(), "auditor": ec_key()}
+
+
+@pytest.fixture
+def secured(database_url: str, client_keys: dict) -> Iterator[TestClient]:
+    """The app with access control on and the test clients (security_helpers.SCOPES) registered."""
+    from fhir_bridge.security.clients import ClientRegistry
+    from tests.security_helpers import SCOPES
+
+    application = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
+    registry = ClientRegistry(application.state.engines)
+    for client_id, scope in SCOPES.items():
+        registry.add(client_id, scope, jwks=client_keys[client_id].jwks(), jwks_url=None)
+    with TestClient(application, base_url="http://testserver") as test_client:
+        yield test_client
+    application.state.engines.dispose()
