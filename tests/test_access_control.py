@@ -157,6 +157,10 @@ def test_dicom_push_needs_write_scopes(secured: TestClient, client_keys: dict[st
 
 
 def test_bulk_export_needs_read_on_every_exported_type(secured: TestClient, client_keys: dict[str, ClientKey]) -> None:
+    writer = headers_for(secured, client_keys, "writer")
+    body = multipart([data for _, data in study_set(studies=1, series=1, instances=1)])
+    stow = 'multipart/related; type="application/dicom"; boundary=fhir-bridge-test-boundary'
+    assert secured.post("/dicomweb/studies", content=body, headers={**writer, "Content-Type": stow}).status_code == 200
     imaging = headers_for(secured, client_keys, "imaging-reader")
     prefer = {**imaging, "Prefer": "respond-async"}
     refused = secured.get("/fhir/$export?_type=ImagingStudy,Patient", headers=prefer)
@@ -167,6 +171,15 @@ def test_bulk_export_needs_read_on_every_exported_type(secured: TestClient, clie
     assert accepted.status_code == 202, accepted.text
     status_url = accepted.headers["content-location"]
     assert secured.get(status_url).status_code == 401
+    other = headers_for(secured, client_keys, "reader")
+    assert secured.get(status_url, headers=other).status_code == 404  # another client's job: not revealed
+    assert secured.delete(status_url, headers=other).status_code == 404
+    deadline = time.monotonic() + 30
+    while (status := secured.get(status_url, headers=imaging)).status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status.status_code == 200, status.text
+    manifest = status.json()
+    assert {item["type"] for item in manifest["output"]} == {"ImagingStudy"}  # not the Patient, Endpoint...
 
 
 def test_catalogue_counts_need_search_scopes(secured: TestClient, client_keys: dict[str, ClientKey]) -> None:

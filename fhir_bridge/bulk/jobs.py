@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from fhir_bridge.store.database import Engines
-from fhir_bridge.store.tables import BULK_CHUNK, BULK_FILE, BULK_JOB
+from fhir_bridge.store.tables import BULK_CHUNK, BULK_FILE, BULK_JOB, BULK_JOB_CLIENT
 
 from .model import PENDING, Cursor, ExportFile, ExportRequest, FileKind, Job, Status, sources_of
 
@@ -75,6 +75,12 @@ class JobStore:
             row = connection.execute(select(BULK_JOB).where(BULK_JOB.c.id == job_id)).first()
         return _job(row) if row else None
 
+    def client_of(self, job_id: str) -> str | None:
+        with self.engines.reader.connect() as connection:
+            return connection.execute(
+                select(BULK_JOB_CLIENT.c.client_id).where(BULK_JOB_CLIENT.c.job_id == job_id)
+            ).scalar_one_or_none()
+
     def files(self, job_id: str) -> list[ExportFile]:
         with self.engines.reader.connect() as connection:
             rows = connection.execute(
@@ -122,8 +128,10 @@ class JobStore:
         at_seq: int,
         transaction_time: int,
         errors: Chunk | None = None,
+        client_id: str | None = None,
     ) -> None:
-        """A new ``accepted`` job; ``errors`` (a lenient kick-off's warnings) become its first error file."""
+        """A new ``accepted`` job; ``errors`` (a lenient kick-off's warnings) become its first error file;
+        ``client_id`` (when access control is on) is the only client that may see it afterwards."""
         with self.engines.writer.begin() as connection:
             connection.execute(
                 insert(BULK_JOB).values(
@@ -137,6 +145,8 @@ class JobStore:
                     exported=0,
                 )
             )
+            if client_id is not None:
+                connection.execute(insert(BULK_JOB_CLIENT).values(job_id=job_id, client_id=client_id))
             if errors is not None and errors.lines:
                 file_id = self._new_file(connection, job_id, FileKind.ERROR, "OperationOutcome")
                 self._append(connection, file_id, 0, errors)
@@ -164,6 +174,7 @@ class JobStore:
             )
             if old:
                 self._remove_files(connection, old)
+                connection.execute(delete(BULK_JOB_CLIENT).where(BULK_JOB_CLIENT.c.job_id.in_(old)))
                 connection.execute(delete(BULK_JOB).where(BULK_JOB.c.id.in_(old)))
         return len(old)
 

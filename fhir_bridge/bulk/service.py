@@ -33,8 +33,11 @@ class BulkExports:
         lenient: bool,
         request_url: str,
         group_id: str | None = None,
+        client_id: str | None = None,
     ) -> Job:
-        """Check the request, pin it to the newest commit and queue it; 400/404 when it cannot run."""
+        """Check the request, pin it to the newest commit and queue it; 400/404 when it cannot run.
+
+        ``client_id`` (access control on) makes the job that client's: others get 404 for it."""
         request = read_export_request(level, parameters, lenient=lenient, group_id=group_id)
         with self.engines.reader.connect() as connection:
             at_seq, last_updated = commit_clock(connection)
@@ -44,16 +47,20 @@ class BulkExports:
         transaction_time = last_updated if at_seq else now_micros()
         errors = chunk_of([outcome_line(w, "warning", "not-supported") for w in request.warnings])
         job_id = uuid.uuid4().hex
-        self.jobs.create(job_id, request_url, request, at_seq, transaction_time, errors)
+        self.jobs.create(job_id, request_url, request, at_seq, transaction_time, errors, client_id)
         if self.worker.enabled:
             self.worker.kick()
         job = self.jobs.get(job_id)
         assert job is not None
         return job
 
-    def job(self, job_id: str) -> Job:
-        """A job that has not been cancelled (404 otherwise, as the IG wants after a DELETE)."""
+    def job(self, job_id: str, client_id: str | None = None) -> Job:
+        """A job that has not been cancelled (404 otherwise, as the IG wants after a DELETE).
+
+        With ``client_id``, a job started by another client is 404 too: its existence is not revealed."""
         job = self.jobs.get(job_id) if len(job_id) == 32 else None
+        if job is not None and client_id is not None and self.jobs.client_of(job_id) not in (None, client_id):
+            job = None
         if job is None or job.status is Status.CANCELLED:
             raise FhirError(404, f"there is no export {job_id!r} (unknown, deleted or expired)", code="not-found")
         return job
@@ -61,14 +68,14 @@ class BulkExports:
     def files(self, job_id: str) -> list[ExportFile]:
         return self.jobs.files(job_id)
 
-    def cancel(self, job_id: str) -> None:
-        self.job(job_id)
+    def cancel(self, job_id: str, client_id: str | None = None) -> None:
+        self.job(job_id, client_id)
         if not self.jobs.cancel(job_id):
             raise FhirError(404, f"there is no export {job_id!r} (unknown, deleted or expired)", code="not-found")
 
-    def download(self, job_id: str, ordinal: int) -> tuple[ExportFile, Iterator[str]]:
+    def download(self, job_id: str, ordinal: int, client_id: str | None = None) -> tuple[ExportFile, Iterator[str]]:
         """A file of a completed job and its text, chunk by chunk."""
-        job = self.job(job_id)
+        job = self.job(job_id, client_id)
         found = self.jobs.file(job_id, ordinal) if job.status is Status.COMPLETED else None
         if found is None:
             raise FhirError(404, f"export {job_id} has no file {ordinal}", code="not-found")

@@ -249,7 +249,16 @@ class BulkChunk(SQLModel, table=True):
     data: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class BulkJobClient(SQLModel, table=True):
+    """The client that started a job, when access control is on: only it may poll, fetch or cancel."""
+
+    __tablename__ = "bulk_job_client"
+    job_id: str = Field(sa_column=Column(String(32), ForeignKey("bulk_job.id"), primary_key=True))
+    client_id: str = Field(sa_column=Column(String(128), nullable=False))
+
+
 BULK_JOB = BulkJob.__table__
+BULK_JOB_CLIENT = BulkJobClient.__table__
 BULK_FILE = BulkFile.__table__
 BULK_CHUNK = BulkChunk.__table__
 
