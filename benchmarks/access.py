@@ -20,21 +20,18 @@ import argparse
 import os
 import statistics
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
-from sqlalchemy import create_engine, text
 
+from benchmarks.dicom_ingest import postgres_schema
 from fhir_bridge import Settings, create_app
 from fhir_bridge.api.access import AccessControl
 from fhir_bridge.security.clients import ClientRegistry
-from tests.conftest import free_port
+from tests.conftest import serving
 from tests.security_helpers import ec_key, token_request
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -48,16 +45,8 @@ def database(kind: str, postgres_url: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / 'store.db'}"
         return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema(postgres_url) as url:
+        yield url
 
 
 @contextmanager
@@ -78,18 +67,9 @@ def served(database_url: str, variant: str) -> Iterator[tuple[str, dict[str, str
         with TestClient(app, base_url="http://testserver") as local:
             answer = token_request(local, "bench", key, "system/*.rs")
         headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
+    with serving(app) as port:
         yield f"http://127.0.0.1:{port}/fhir", headers
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        app.state.engines.dispose()
+    app.state.engines.dispose()
 
 
 def seed(database_url: str) -> list[str]:

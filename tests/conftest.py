@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -111,9 +112,9 @@ def free_port() -> int:
             return port
 
 
-@pytest.fixture
-def live_server(app: FastAPI) -> Iterator[str]:
-    """The app served by uvicorn on a loopback port, for real HTTP clients; yields the FHIR base URL."""
+@contextmanager
+def serving(app: FastAPI) -> Iterator[int]:
+    """``app`` served by uvicorn in a thread on a free loopback port; yields the port."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -123,9 +124,18 @@ def live_server(app: FastAPI) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/fhir"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[str]:
+    """The app served by uvicorn on a loopback port, for real HTTP clients; yields the FHIR base URL."""
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}/fhir"
 
 
 def example(name: str) -> dict:

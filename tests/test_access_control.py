@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import jwt
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -19,7 +17,7 @@ from fhir_bridge import Settings, create_app
 from fhir_bridge.cli import main
 from fhir_bridge.security.clients import ClientRegistry
 from fhir_bridge.store.database import create_engines
-from tests.conftest import TEST_PSEUDONYM_KEY, free_port
+from tests.conftest import TEST_PSEUDONYM_KEY, serving
 from tests.dicom_samples import multipart, study_set
 from tests.security_helpers import SCOPES, ClientKey, headers_for, token_request
 
@@ -298,13 +296,7 @@ def test_the_readme_python_recipe_gets_a_token_and_searches(
     main(["clients", "add", "pacs-router", "--scope", registration[1], "--new-key", "pacs-router.pem",
           "--database-url", database_url])  # fmt: skip
     app = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
+    with serving(app) as port:
         namespace: dict = {}
         exec(recipe[1].replace("127.0.0.1:8080", f"127.0.0.1:{port}"), namespace)  # the recipe, as printed
         answer = httpx.get(
@@ -312,7 +304,4 @@ def test_the_readme_python_recipe_gets_a_token_and_searches(
         )
         assert answer.status_code == 200
         assert httpx.get(f"{namespace['base']}/ImagingStudy").status_code == 401
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        app.state.engines.dispose()
+    app.state.engines.dispose()

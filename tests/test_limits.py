@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fhir_bridge import Settings, create_app
 from fhir_bridge.api.limits import BodyLimits
 from fhir_bridge.search.query import MAX_CHAIN_CONDITIONS
-from tests.conftest import TEST_PSEUDONYM_KEY, free_port
+from tests.conftest import TEST_PSEUDONYM_KEY, serving
 from tests.dicom_samples import Patient, instance, multipart, uid
 
 KIB = 1024
@@ -157,23 +154,6 @@ def test_the_fhir_json_limit_defaults_to_max_body_bytes() -> None:
     assert limits.limit_for(None) == 5000
 
 
-@contextmanager
-def _served(app: FastAPI) -> Iterator[int]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def _exchange(port: int, head: bytes, pieces: list[tuple[float, bytes]] = ()) -> tuple[int, bytes, float]:  # type: ignore[assignment]
     """Send ``head``, then each (pause, bytes); read the answer until the server closes. (status, answer, seconds)."""
     started = time.monotonic()
@@ -195,7 +175,7 @@ def _outcome(answer: bytes) -> dict:
 @pytest.fixture
 def served_slowly(tmp_path: Path) -> Iterator[int]:
     app = _small_app(tmp_path, body_timeout_s=1.0)
-    with _served(app) as port:
+    with serving(app) as port:
         yield port
     app.state.engines.dispose()
 
