@@ -305,3 +305,25 @@ def test_the_readme_python_recipe_gets_a_token_and_searches(
         assert answer.status_code == 200
         assert httpx.get(f"{namespace['base']}/ImagingStudy").status_code == 401
     app.state.engines.dispose()
+
+
+def test_access_control_is_on_unless_switched_off_and_off_is_logged(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("FHIR_BRIDGE_AUTH", raising=False)  # conftest switches it off for other tests
+    settings = Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY)
+    assert settings.auth == "smart"
+    with caplog.at_level("WARNING", logger="fhir_bridge"):
+        secured_by_default = create_app(settings)
+    assert not [r for r in caplog.records if "access control is OFF" in r.getMessage()]
+    with TestClient(secured_by_default) as client:
+        assert client.get("/fhir/Patient").status_code == 401
+    secured_by_default.state.engines.dispose()
+    monkeypatch.setenv("FHIR_BRIDGE_AUTH", "none")
+    with caplog.at_level("WARNING", logger="fhir_bridge"):
+        open_app = create_app(Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY))
+    assert any("access control is OFF" in r.getMessage() for r in caplog.records)
+    with TestClient(open_app) as client:
+        assert client.get("/fhir/Patient").status_code == 200
+        assert "security" not in client.get("/fhir/metadata").json()["rest"][0]
+    open_app.state.engines.dispose()

@@ -87,7 +87,10 @@ class AccessControl:
         if root and path.startswith(root):
             path = path[len(root) :]
         parameters = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        classified = classify(self.settings, scope["method"], path, parameters, _headers(scope))
+        headers = _headers(scope)
+        classified = classify(
+            self.settings, scope["method"], path, parameters, headers, authorising=self.verifier is not None
+        )
         if classified.needs is None:
             await self.app(scope, receive, send)
             return
@@ -95,11 +98,11 @@ class AccessControl:
         principal: Principal | None = None
         if self.verifier is not None:
             try:
-                principal = self._authenticate(scope)
+                principal = self._authenticate(scope, headers)
                 trail.client_id = principal.client_id
                 _check(principal, classified.needs)
             except FhirError as error:
-                trail.client_id = trail.client_id or _claimed_client(scope)
+                trail.client_id = trail.client_id or _claimed_client(headers)
                 await trail.refuse(error, send)
                 return
             trail.client_id = principal.client_id
@@ -108,9 +111,9 @@ class AccessControl:
         state["audit"] = classified.extra
         await trail.run(receive, send)
 
-    def _authenticate(self, scope: Scope) -> Principal:
+    def _authenticate(self, scope: Scope, headers: dict[str, str]) -> Principal:
         assert self.verifier is not None
-        header = _headers(scope).get("authorization", "")
+        header = headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise FhirError(
@@ -121,7 +124,7 @@ class AccessControl:
                 headers={"WWW-Authenticate": 'Bearer realm="fhir-bridge"'},
             )
         try:
-            return self.verifier.verify(token.strip(), _fhir_base(self.settings, scope))
+            return self.verifier.verify(token.strip(), _fhir_base(self.settings, scope, headers))
         except TokenRejected as error:
             raise FhirError(
                 401,
@@ -222,9 +225,19 @@ def _check(principal: Principal, needs: set[Permission]) -> None:
 
 
 def classify(
-    settings: Settings, method: str, path: str, parameters: list[tuple[str, str]], headers: dict[str, str]
+    settings: Settings,
+    method: str,
+    path: str,
+    parameters: list[tuple[str, str]],
+    headers: dict[str, str],
+    *,
+    authorising: bool = True,
 ) -> Classified:
-    """What a request is, from its method and path inside this app (see the module docstring)."""
+    """What a request is, from its method and path inside this app (see the module docstring).
+
+    Without ``authorising`` (access control off) the needs of FHIR requests are not worked out:
+    only the audit facts are.
+    """
     fhir = settings.fhir_path.rstrip("/")
     if path in PUBLIC_PATHS or path.rstrip("/") == f"{fhir}/metadata":
         return Classified(None)
@@ -243,16 +256,25 @@ def classify(
         return Classified(set(), "create", None, None, path)  # the mapping's types: checked by the route
     if path == fhir or path.startswith(f"{fhir}/"):
         segments = [s for s in path[len(fhir) :].split("/") if s]
-        return _classify_fhir(method, segments, parameters, headers, path)
+        return _classify_fhir(method, segments, parameters, headers, path, authorising)
     return Classified(set(EVERYTHING), "operation", None, None, path)
 
 
 def _classify_fhir(
-    method: str, segments: list[str], parameters: list[tuple[str, str]], headers: dict[str, str], path: str
+    method: str,
+    segments: list[str],
+    parameters: list[tuple[str, str]],
+    headers: dict[str, str],
+    path: str,
+    authorising: bool,
 ) -> Classified:
     if segments and (segments[-1] == "$export" or segments[0] in ("$export-status", "$export-file")):
         return Classified(set(), "operation", None, None, path)  # the exported types: checked by the route
-    needs = rest_needs(method, segments, parameters, conditional_create=bool(headers.get("if-none-exist")))
+    needs = (
+        rest_needs(method, segments, parameters, conditional_create=bool(headers.get("if-none-exist")))
+        if authorising
+        else set()
+    )
     interaction, entity = _interaction(method, segments)
     return Classified(needs, interaction, entity, segments[0] if segments and segments[0][:1].isupper() else None, path)
 
@@ -299,17 +321,16 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def _fhir_base(settings: Settings, scope: Scope) -> str:
+def _fhir_base(settings: Settings, scope: Scope, headers: dict[str, str]) -> str:
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/")
-    headers = _headers(scope)
     host = headers.get("host") or (f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "")
     return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '').rstrip('/')}{settings.fhir_path}"
 
 
-def _claimed_client(scope: Scope) -> str | None:
+def _claimed_client(headers: dict[str, str]) -> str | None:
     """The client a refused token claims to be (unverified, for the trail only), or None."""
-    token = _headers(scope).get("authorization", "").partition(" ")[2].strip()
+    token = headers.get("authorization", "").partition(" ")[2].strip()
     if not token:
         return None
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI, Request
@@ -97,10 +98,7 @@ def _install_access_control(app: FastAPI, settings: Settings) -> None:
         verifier = TokenVerifier(issuer.issuer, issuer.public_key, external)
     app.state.token_verifier = verifier
     secret = settings.pseudonym_secret()
-    keyed_hash = None
-    if secret:
-        pseudonymiser = Pseudonymiser(secret)
-        keyed_hash = lambda value: pseudonymiser.keyed_hash("audit-search", value)  # noqa: E731
+    keyed_hash = partial(Pseudonymiser(secret).keyed_hash, "audit-search") if secret else None
     app.add_middleware(
         AccessControl, settings=settings, verifier=verifier, audit=app.state.audit_log, keyed_hash=keyed_hash
     )
