@@ -197,6 +197,16 @@ def measure(base: str, studies: int, samples: int, seed: int) -> tuple[list[Meas
                 selective,
             ),
             (
+                "20 identifiers ORed",
+                urls(
+                    lambda: (
+                        "/ImagingStudy?identifier="
+                        + ",".join(f"urn:dicom:uid|urn:oid:{UID_ROOT}.{rng.randrange(studies)}" for _ in range(20))
+                    )
+                ),
+                selective,
+            ),
+            (
                 "chained: subject:Patient.identifier",
                 urls(lambda: f"/ImagingStudy?subject:Patient.identifier={MRN}|mrn-{rng.randrange(patients)}"),
                 selective,

@@ -52,6 +52,33 @@ def test_token_search(loaded, query, expected):
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
+        ("identifier=s|a,s|b,t|c", ["a", "b", "c"]),  # two systems: an IN list each
+        ("identifier=s|a,s|zz,t|zz", ["a"]),
+        ("identifier=b,c", ["b", "c"]),  # any system
+        ("identifier=s|,|nosys", ["a", "b", "nosys"]),  # system only, no system: matched one by one
+        ("identifier=t|a,s|c", []),  # a code under the wrong system does not match
+        ("identifier:not=s|a,t|c", ["b", "nosys"]),
+    ],
+)
+def test_token_values_ored_across_systems(client, query, expected):
+    """Comma-separated token values compile to one IN list per system: the same answers as ORed terms."""
+    for resource_id, identifier in [
+        ("a", ("s", "a")),
+        ("b", ("s", "b")),
+        ("c", ("t", "c")),
+        ("nosys", (None, "nosys")),
+    ]:
+        system, value = identifier
+        body = {"resourceType": "Patient", "id": resource_id, "identifier": [{"value": value}]}
+        if system:
+            body["identifier"][0]["system"] = system
+        assert client.put(f"/fhir/Patient/{resource_id}", json=body).status_code == 201
+    assert ids(client, query) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
         ("family=chalm", ["example"]),
         ("family=CHALMERS", ["example"]),
         ("family=halmers", []),

@@ -145,6 +145,35 @@ def _token_match(system: Any, code: Any, value: str) -> ColumnElement[bool]:
     return and_(*conditions)
 
 
+def _token_any(system: Any, code: Any, values: list[str]) -> ColumnElement[bool]:
+    """Token values ORed, as IN lists grouped by system: ``system = ? AND code IN (...)``.
+
+    An OR of many ``(system = ? AND code = ?)`` terms makes both planners give up the index and
+    scan the parameter's rows; an IN list per system is answered from the (system, code) index.
+    """
+    codes_by_system: dict[str | None, list[str]] = {}
+    others: list[ColumnElement[bool]] = []
+    for value in values:
+        wanted_system, bar, wanted_code = value.partition("|")
+        if not bar:
+            codes_by_system.setdefault(None, []).append(value)
+        elif wanted_system and wanted_code:
+            codes_by_system.setdefault(wanted_system, []).append(wanted_code)
+        else:
+            others.append(_token_match(system, code, value))
+    for wanted_system, codes in codes_by_system.items():
+        matched = code == codes[0] if len(codes) == 1 else code.in_(codes)
+        others.append(matched if wanted_system is None else and_(system == wanted_system, matched))
+    return others[0] if len(others) == 1 else or_(*others)
+
+
+def _values_condition(table: Table, criterion: Criterion, values: list[str]) -> ColumnElement[bool]:
+    """Any of ``values`` (a comma-separated OR)."""
+    if criterion.parameter.type == "token" and criterion.modifier in (None, "not"):
+        return _token_any(table.c.system, table.c.code, values)
+    return or_(*(_value_condition(table, criterion, value) for value in values))
+
+
 def _token_condition(table: Table, value: str, modifier: str | None, parameter: str) -> ColumnElement[bool]:
     if modifier == "text":
         return table.c.text.like(_escape_like(normalize_string(value)) + "%", escape="\\")
@@ -272,7 +301,7 @@ def _criterion_condition(
     if criterion.modifier == "missing":
         has_any = pk.in_(select(table.c.res_pk).where(*scope))
         return not_(has_any) if values[-1].lower() == "true" else has_any
-    matches = or_(*(_value_condition(table, criterion, value) for value in values))
+    matches = _values_condition(table, criterion, values)
     if criterion.modifier == "not":
         return pk.not_in(select(table.c.res_pk).where(*scope, matches))
     if not driving:  # checked per candidate through the res_pk index
