@@ -292,3 +292,43 @@ def test_number_search(client, query, expected):
         }
         assert client.put(f"/fhir/RiskAssessment/{rid}", json=risk).status_code == 201
     assert ids(client, query, "RiskAssessment") == expected
+
+
+def test_a_bounded_date_range_finds_wide_values_too(settings) -> None:  # type: ignore[no-untyped-def]
+    """A range search is bounded below by the widest indexed value (idx_date_width): a study that
+    started "in 2024" (a year wide) overlaps March 2024 and must be found, also in a store whose
+    widths were never recorded (they are rebuilt when the service starts)."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import delete
+
+    from fhir_bridge import create_app
+    from fhir_bridge.store.tables import DATE_WIDTH
+
+    started = {"year": "2024", "march": "2024-03-15T10:00:00Z", "february": "2024-02-10T10:00:00Z"}
+    march = "started=ge2024-03-01&started=lt2024-04-01&modality=CT"
+    app = create_app(settings)
+    with TestClient(app) as client:
+        client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"})
+        for name, when in started.items():
+            study = {
+                "resourceType": "ImagingStudy",
+                "id": name,
+                "status": "available",
+                "subject": {"reference": "Patient/p"},
+                "started": when,
+                "series": [
+                    {
+                        "uid": f"2.25.{len(name)}",
+                        "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"},
+                    }
+                ],
+            }
+            assert client.put(f"/fhir/ImagingStudy/{name}", json=study).status_code == 201
+        assert ids(client, march, "ImagingStudy") == ["march", "year"]
+        with app.state.engines.writer.begin() as connection:
+            connection.execute(delete(DATE_WIDTH))
+    app.state.engines.dispose()
+    restarted = create_app(settings)
+    with TestClient(restarted) as client:
+        assert ids(client, march, "ImagingStudy") == ["march", "year"]
+    restarted.state.engines.dispose()

@@ -30,7 +30,7 @@ from fhir_bridge.search.query import (
 )
 from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, date_range, normalize_string, number_range
 from fhir_bridge.spec.registry import patient_compartment
-from fhir_bridge.store.tables import INDEX_TABLES, REFERENCE, VERSION
+from fhir_bridge.store.tables import DATE_WIDTH, INDEX_TABLES, REFERENCE, VERSION
 
 VERSION_COLUMNS = (
     VERSION.c.res_type,
@@ -381,6 +381,21 @@ class _DateRange:
         return bool(prefixes & set(_LOWER_BOUNDS)) and bool(prefixes & set(_UPPER_BOUNDS))
 
 
+_YEAR_US = 366 * 24 * 3600 * 1_000_000
+
+
+def _span(group: _DateRange) -> int:
+    """How wide the searched interval is (microseconds), from its outermost bounds."""
+    lows, highs = [], []
+    for criterion in group.criteria:
+        prefix, low, high = _date_range(criterion.values[0], criterion.parameter.code)
+        if prefix in _LOWER_BOUNDS:
+            lows.append(low)
+        if prefix in _UPPER_BOUNDS:
+            highs.append(high)
+    return min(highs) - max(lows) if lows and highs else MAX_INSTANT - MIN_INSTANT
+
+
 def _mergeable(clause: Clause) -> bool:
     return (
         isinstance(clause, Criterion)
@@ -407,9 +422,9 @@ def _merge_date_ranges(clauses: list[Clause]) -> list[Clause | _DateRange]:
 
 def _selectivity(clause: Clause | _DateRange) -> int:
     if isinstance(clause, _DateRange):
-        # even bounded, an interval index answers "low < B AND high >= A" with a half-index scan:
-        # a token (a code) is the better driver; the range is then one EXISTS per candidate
-        return 3 if clause.bounded else 5
+        # bounded and at most a year wide, the range (bounded on low too, see _low_bounds) is an index
+        # range of a small share of the rows: a better driver than a code that many resources share
+        return 1 if clause.bounded and _span(clause) <= _YEAR_US else 3 if clause.bounded else 5
     if isinstance(clause, Chain | ReverseChain):
         return 1
     if clause.modifier in ("not", "missing", "contains", "text") or clause.parameter.code == "_lastUpdated":
@@ -424,6 +439,25 @@ def _selectivity(clause: Clause | _DateRange) -> int:
     return _SELECTIVITY.get(clause.parameter.type, 6)
 
 
+def _low_bounds(group: _DateRange, resource_type: str) -> list[ColumnElement[bool]]:
+    """``low >= A - width`` for each lower bound on ``high``: turns "high >= A AND low <= B", which an
+    index answers by scanning everything below B, into a range of ``low`` from A - width to B."""
+    table = INDEX_TABLES["date"]
+    parameter = group.criteria[0].parameter
+    width = func.coalesce(
+        select(DATE_WIDTH.c.width)
+        .where(DATE_WIDTH.c.res_type == resource_type, DATE_WIDTH.c.param == parameter.code)
+        .scalar_subquery(),
+        0,
+    )
+    bounds = []
+    for criterion in group.criteria:
+        prefix, search_low, search_high = _date_range(criterion.values[0], parameter.code)
+        if prefix in ("ge", "gt"):
+            bounds.append(table.c.low >= (search_low if prefix == "ge" else search_high) - width)
+    return bounds
+
+
 def _range_condition(
     group: _DateRange, versions: Table, resource_type: str | None, at_seq: int, driving: bool
 ) -> ColumnElement[bool]:
@@ -433,6 +467,8 @@ def _range_condition(
     if resource_type:
         conditions.insert(0, table.c.res_type == resource_type)
     conditions += [_value_condition(table, c, c.values[0]) for c in group.criteria]
+    if resource_type and group.bounded:
+        conditions += _low_bounds(group, resource_type)
     if driving:
         return versions.c.res_pk.in_(select(table.c.res_pk).where(*conditions))
     return exists().where(table.c.res_pk == versions.c.res_pk, *conditions)

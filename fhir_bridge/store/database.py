@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from fhir_bridge.store.tables import AUDIT_METADATA, CLOCK, INFO, SCHEMA_VERSION, SQLModel
+from fhir_bridge.store.tables import AUDIT_METADATA, CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
 
 SQLITE_BUSY_TIMEOUT_S = 60
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
@@ -130,6 +130,12 @@ def prepare_schema(engines: Engines) -> None:
             )
         if connection.execute(select(CLOCK.c.id)).first() is None:
             connection.execute(insert(CLOCK).values(id=1, seq=0, last_updated=0))
+        if connection.execute(select(DATE_WIDTH.c.param).limit(1)).first() is None:
+            # a store made before idx_date_width existed: record the widths of what is indexed
+            widest = select(DATE.c.res_type, DATE.c.param, func.max(DATE.c.high - DATE.c.low)).group_by(
+                DATE.c.res_type, DATE.c.param
+            )
+            connection.execute(insert(DATE_WIDTH).from_select(["res_type", "param", "width"], widest))
 
 
 STATISTICS_FROM = 1024  # writes before the first refresh of planner statistics

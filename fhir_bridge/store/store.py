@@ -20,13 +20,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Dialect, Table, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.search.query import Include, SearchQuery
 from fhir_bridge.search.sql import VERSION_COLUMNS, compile_search, include_statement
 from fhir_bridge.store.database import Engines, refresh_statistics, statistics_due
-from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
+from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
 
 _RESOURCE_COLUMNS = (
     RESOURCE.c.res_type,
@@ -122,6 +124,24 @@ def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]
     sql, order = _insert_sql(connection.dialect, table, columns)
     parameters = [tuple(row[c] for c in order) for row in rows] if order else rows
     connection.exec_driver_sql(sql, parameters)  # type: ignore[arg-type]
+
+
+def widen_dates(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Raise the recorded widest date value of each (type, parameter) in ``rows`` (see DATE_WIDTH)."""
+    widths: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (row["res_type"], row["param"])
+        widths[key] = max(widths.get(key, 0), row["high"] - row["low"])
+    upsert = sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert
+    for (res_type, param), width in widths.items():
+        statement = upsert(DATE_WIDTH).values(res_type=res_type, param=param, width=width)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["res_type", "param"],
+                set_={"width": statement.excluded.width},
+                where=statement.excluded.width > DATE_WIDTH.c.width,
+            )
+        )
 
 
 class WriteSession:
@@ -261,6 +281,8 @@ class WriteSession:
         for kind, rows in self._pending.items():
             if rows:
                 _insert_many(self.connection, INDEX_TABLES[kind], rows)
+                if kind == "date":
+                    widen_dates(self.connection, rows)
                 rows.clear()
         if self._versions:
             _insert_many(self.connection, VERSION, self._versions)

@@ -179,6 +179,18 @@ COMPOSITE = _index_table(
 )
 Index("ix_idx_reference_target", REFERENCE.c.target_type, REFERENCE.c.target_id)
 
+# The widest date value (high - low, microseconds) ever indexed per type and parameter. It bounds a
+# date range search from below: a value that reaches up to A starts at A - width or later, so
+# "started in March" is an index range on low instead of a scan of everything before April.
+# It only ever grows (deletes leave it), so it stays a safe bound for searches as of any seq.
+DATE_WIDTH = Table(
+    "idx_date_width",
+    SQLModel.metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("param", String(64), primary_key=True),
+    Column("width", BigInteger, nullable=False),
+)
+
 INDEX_TABLES: dict[str, Table] = {
     "token": TOKEN,
     "string": STRING,
