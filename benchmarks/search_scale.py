@@ -23,12 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 
 from benchmarks.store_api import DEFAULT_POSTGRES_URL, percentile, postgres_schema, running_server
-from fhir_bridge.search.query import parse_search
+from fhir_bridge.cli import explain_search
 from fhir_bridge.store.database import create_engines, prepare_schema, refresh_statistics
 from fhir_bridge.store.store import Store
 
@@ -238,13 +237,7 @@ def measure(base: str, studies: int, samples: int, seed: int) -> tuple[list[Meas
 
 
 def explain(database_url: str, query: str) -> str:
-    path, _, query_string = query.lstrip("/").partition("?")
-    engines = create_engines(database_url)
-    store = Store(engines)
-    search = parse_search(path, parse_qsl(query_string))
-    search.at_seq = store.last_seq()
-    _sql, plan = store.explain(search)
-    engines.dispose()
+    _sql, plan = explain_search(database_url, query)
     return "      " + "\n      ".join(plan)
 
 

@@ -102,6 +102,39 @@ def ingest(arguments: argparse.Namespace) -> int:
     return EXIT_FAILURES if summary.failed else 0
 
 
+def explain_search(database_url: str, query: str) -> tuple[str, list[str]]:
+    """The SQL of a search (``ImagingStudy?modality=CT``) and the database's plan for it, as of now."""
+    from urllib.parse import parse_qsl
+
+    from fhir_bridge.search.query import parse_search
+    from fhir_bridge.store.database import create_engines
+    from fhir_bridge.store.store import Store
+
+    resource_type, _, query_string = query.strip().lstrip("/").partition("?")
+    engines = create_engines(database_url)
+    try:
+        store = Store(engines)
+        search = parse_search(resource_type or None, parse_qsl(query_string, keep_blank_values=True), strict=True)
+        search.at_seq = store.last_seq()
+        return store.explain(search)
+    finally:
+        engines.dispose()
+
+
+def explain(arguments: argparse.Namespace) -> int:
+    from fhir_bridge.errors import FhirError
+
+    try:
+        sql, plan = explain_search(_settings(arguments).database_url, arguments.query)
+    except FhirError as error:
+        print(f"fhir-bridge: {error.diagnostics}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    print(sql)
+    print("\nplan:")
+    print("\n".join(f"  {line}" for line in plan))
+    return 0
+
+
 def keygen(arguments: argparse.Namespace) -> int:
     """Create a site secret file; an existing one is kept, because a new key would change every pseudonym."""
     path = Path(arguments.path)
@@ -159,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--batch-size", type=int, default=500, help="instances per transaction (and Provenance)")
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
     load.set_defaults(handler=ingest)
+    plan = commands.add_parser("explain", help="print the SQL and the database's plan of a search")
+    plan.add_argument("query", help="a search as in its URL below the FHIR base, e.g. 'ImagingStudy?modality=CT'")
+    plan.add_argument("--database-url", help=database)
+    plan.set_defaults(handler=explain)
     key = commands.add_parser("keygen", help="create a pseudonym key file (an existing one is kept)")
     key.add_argument("path", help="where to write the key, e.g. pseudonym.key")
     key.set_defaults(handler=keygen)

@@ -70,3 +70,18 @@ def test_default_database_is_a_sqlite_file_in_the_working_directory(tmp_path: Pa
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_explain_prints_the_sql_and_the_plan_of_a_search(
+    client, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from fhir_bridge.cli import main
+
+    query = "ImagingStudy?modality=CT&started=ge2024-03-01&started=lt2024-04-01"
+    assert main(["explain", query, "--database-url", database_url]) == 0
+    printed = capsys.readouterr().out
+    sql, _, plan = printed.partition("\nplan:\n")
+    assert "idx_date" in sql and "'modality'" in sql
+    assert "idx_date" in plan  # both databases name the index tables their plans read
+    assert main(["explain", "ImagingStudy?bogus=1", "--database-url", database_url]) == 2
+    assert "bogus" in capsys.readouterr().err
