@@ -10,7 +10,6 @@ a body that is not the multipart message its Content-Type announces, 415 for oth
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from fhir_bridge.api.rendering import spool_body
 from fhir_bridge.dicom.multipart import SPOOL_BYTES, MultipartError, MultipartParser, Part, parse_media_type
 from fhir_bridge.dicom.reader import CANNOT_UNDERSTAND, DicomInstance, DicomReadError, read_stream
 from fhir_bridge.errors import FhirError
@@ -130,19 +130,7 @@ async def _receive_multipart(request: Request, parameters: dict[str, str]) -> li
 
 
 async def _receive_single(request: Request) -> list[DicomInstance | DicomReadError]:
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (handed on; _read_parts closes it)
-    size = 0
-    try:
-        async for chunk in request.stream():
-            spool.write(chunk)
-            size += len(chunk)
-    except BaseException:
-        spool.close()
-        raise
-    if size == 0:
-        spool.close()
-        raise FhirError(400, "the request body is empty", code="invalid")
-    spool.seek(0)
+    spool, size = await spool_body(request, SPOOL_BYTES)  # _read_parts closes it
     return await run_in_threadpool(_read_parts, [Part(0, {"content-type": DICOM}, spool, size)])
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.access import require
+from fhir_bridge.api.rendering import spool_body
 from fhir_bridge.dicom.multipart import parse_media_type
 from fhir_bridge.errors import FhirError
 from fhir_bridge.ingest.clinical import ClinicalIngest, RecordResult, Summary
@@ -136,19 +137,7 @@ def _reader(registry: MappingRegistry, mapping: Mapping, content_type: str | Non
 
 async def _spool(request: Request) -> IO[bytes]:
     """The body in a temporary file; its size and pace are limited by ``api.limits`` (413, 408)."""
-    body = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (handed to the response)
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            body.write(chunk)
-    except BaseException:
-        body.close()
-        raise
-    if size == 0:
-        body.close()
-        raise FhirError(400, "the request body is empty", code="invalid")
-    body.seek(0)
+    body, _size = await spool_body(request, SPOOL_BYTES)  # handed to the response, which closes it
     return body
 
 

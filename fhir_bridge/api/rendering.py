@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from fastapi import Request, Response
@@ -88,6 +89,25 @@ def require_json_body(request: Request) -> None:
         raise FhirError(
             415, f"Content-Type {content_type!r} is not supported: send application/fhir+json", code="not-supported"
         )
+
+
+async def spool_body(request: Request, memory_bytes: int) -> tuple[IO[bytes], int]:
+    """The request body in a temporary file (in memory up to ``memory_bytes``) and its size; 400 when
+    empty. Its size and pace are limited while it streams by ``api.limits`` (413, 408)."""
+    spool = tempfile.SpooledTemporaryFile(max_size=memory_bytes)  # noqa: SIM115 (handed to the caller)
+    size = 0
+    try:
+        async for chunk in request.stream():
+            spool.write(chunk)
+            size += len(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    if size == 0:
+        spool.close()
+        raise FhirError(400, "the request body is empty", code="invalid")
+    spool.seek(0)
+    return spool, size
 
 
 def render(
