@@ -89,16 +89,12 @@ def narrow(requested: str, allowed: str) -> str:
     """The scopes of ``requested`` that the ``allowed`` scopes cover, each cut down to what they cover.
 
     The built-in token endpoint grants a client no more than it was registered with: asking for
-    ``system/*.cruds`` when registered with ``system/ImagingStudy.rs`` yields nothing for ``*``.
+    ``system/*.cruds`` when registered with ``system/ImagingStudy.rs`` yields ``system/ImagingStudy.rs``.
     """
     limit = grant_of(allowed)
     result: list[str] = []
-    for scope in requested.split():
-        parsed = parse_scope(scope)
-        if parsed is None:
-            continue
-        resource_type, letters = parsed
-        # a wildcard request gets the registered types it covers, when the registration has no wildcard
+    for resource_type, letters in grant_of(requested).interactions.items():
+        # a wildcard request also gets each registered type it covers
         for granted_type in [resource_type] + (
             [t for t in limit.interactions if t != "*"] if resource_type == "*" else []
         ):
