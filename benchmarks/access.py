@@ -61,7 +61,7 @@ def served(database_url: str, variant: str) -> Iterator[tuple[str, dict[str, str
     headers: dict[str, str] = {}
     if variant == "auth+audit":
         key = ec_key("bench-1")
-        ClientRegistry(app.state.engines).add("bench", "system/*.rs", jwks=key.jwks(), jwks_url=None)
+        ClientRegistry(app.state.services.engines).add("bench", "system/*.rs", jwks=key.jwks(), jwks_url=None)
         from fastapi.testclient import TestClient
 
         with TestClient(app, base_url="http://testserver") as local:
@@ -69,7 +69,7 @@ def served(database_url: str, variant: str) -> Iterator[tuple[str, dict[str, str
         headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
     with serving(app) as port:
         yield f"http://127.0.0.1:{port}/fhir", headers
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def seed(database_url: str) -> list[str]:
@@ -81,7 +81,7 @@ def seed(database_url: str) -> list[str]:
         for n in range(PATIENTS):
             body = {"resourceType": "Patient", "gender": "female" if n % 2 else "male", "birthDate": "1960"}
             ids.append(client.post("/fhir/Patient", json=body).json()["id"])
-    app.state.engines.dispose()
+    app.state.services.close()
     return ids
 
 
@@ -125,9 +125,9 @@ def verify_cost(rounds: int = 200) -> None:
     """Time of verifying a token never seen before (signature check), against a cached one."""
     with tempfile.TemporaryDirectory() as folder:
         app = create_app(Settings(database_url=f"sqlite:///{folder}/v.db", pseudonym_key=KEY, auth="smart"))
-        issuer, verifier = app.state.token_issuer, app.state.token_verifier
+        issuer, verifier = app.state.services.token_issuer, app.state.services.token_verifier
         key = ec_key("v-1")
-        ClientRegistry(app.state.engines).add("v", "system/*.rs", jwks=key.jwks(), jwks_url=None)
+        ClientRegistry(app.state.services.engines).add("v", "system/*.rs", jwks=key.jwks(), jwks_url=None)
         import jwt
 
         tokens = [
@@ -146,7 +146,7 @@ def verify_cost(rounds: int = 200) -> None:
         for token in tokens:
             verifier.verify(token, "")
         cached = (time.perf_counter() - started) / rounds * 1e6
-        app.state.engines.dispose()
+        app.state.services.close()
     print(f"token verification: new token {fresh:.0f} us, cached {cached:.1f} us (ratio {fresh / cached:.0f})")
 
 

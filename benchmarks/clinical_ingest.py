@@ -66,11 +66,11 @@ def csv_baseline(path: Path) -> float:
 def child(database_url: str, csv_path: Path, checkpoint: int, map_rows: int) -> dict[str, Any]:
     """Runs in its own process: the ingest, with memory read at the checkpoint and at the end."""
     from fhir_bridge import Settings, create_app
-    from fhir_bridge.ingest.dicom import Source
+    from fhir_bridge.ingest.provenance import Source
     from fhir_bridge.mapping.clinical import ReaderOptions
 
     app = create_app(Settings(database_url=database_url, pseudonym_key=KEY, auth="none"))
-    registry, ingest = app.state.mapping_registry, app.state.clinical_ingest
+    registry, ingest = app.state.services.mappings, app.state.services.clinical_ingest
     mapping, reader = registry.load("cancer-diagnosis"), registry.reader("csv")
     mapper = ingest.mapper(mapping)
     with csv_path.open("rb") as source:
@@ -98,7 +98,7 @@ def child(database_url: str, csv_path: Path, checkpoint: int, map_rows: int) -> 
         )
         elapsed = time.perf_counter() - started
     memory["end_rss_mib"], memory["end_peak_mib"] = rss_mib(), peak_mib()
-    app.state.engines.dispose()
+    app.state.services.close()
     return {
         "records": summary.records,
         "failed": summary.failed,

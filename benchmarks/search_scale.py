@@ -105,12 +105,12 @@ def load(database_url: str, studies: int, seed: int) -> float:
     for first in range(0, len(resources), BATCH):
         with store.write() as session:
             for resource in resources[first : first + BATCH]:
-                session.put(resource, "PUT", new=True)
+                session.put(resource, "PUT", None)
         written += len(resources[first : first + BATCH])
     for first in range(0, studies, BATCH):
         with store.write() as session:
             for index in range(first, min(studies, first + BATCH)):
-                session.put(study(index, rng), "PUT", new=True)
+                session.put(study(index, rng), "PUT", None)
         written += min(BATCH, studies - first)
         if first and first % 20000 == 0:
             print(f"    loaded {first:,} studies", file=sys.stderr)

@@ -85,7 +85,7 @@ def settings(database_url: str) -> Settings:
 def app(settings: Settings) -> Iterator[FastAPI]:
     application = create_app(settings)
     yield application
-    application.state.engines.dispose()
+    application.state.services.close()
 
 
 @pytest.fixture
@@ -163,9 +163,9 @@ def secured(database_url: str, client_keys: dict) -> Iterator[TestClient]:
     from tests.security_helpers import SCOPES
 
     application = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
-    registry = ClientRegistry(application.state.engines)
+    registry = ClientRegistry(application.state.services.engines)
     for client_id, scope in SCOPES.items():
         registry.add(client_id, scope, jwks=client_keys[client_id].jwks(), jwks_url=None)
     with TestClient(application, base_url="http://testserver") as test_client:
         yield test_client
-    application.state.engines.dispose()
+    application.state.services.close()

@@ -267,7 +267,7 @@ def test_a_mounted_app_checks_tokens_on_its_own_routes_only(database_url: str, c
     inner = create_app(
         Settings(database_url=database_url, auth="smart", fhir_path="", pseudonym_key=TEST_PSEUDONYM_KEY)
     )
-    ClientRegistry(inner.state.engines).add(
+    ClientRegistry(inner.state.services.engines).add(
         "reader", SCOPES["reader"], jwks=client_keys["reader"].jwks(), jwks_url=None
     )
     host = FastAPI()
@@ -279,7 +279,7 @@ def test_a_mounted_app_checks_tokens_on_its_own_routes_only(database_url: str, c
         assert client.get("/fhir/metadata").status_code == 200
         token = headers_for(client, client_keys, "reader")  # audience: the mounted token URL
         assert client.get("/fhir/Patient", headers=token).status_code == 200
-    inner.state.engines.dispose()
+    inner.state.services.close()
 
 
 def test_the_readme_python_recipe_gets_a_token_and_searches(
@@ -304,7 +304,7 @@ def test_the_readme_python_recipe_gets_a_token_and_searches(
         )
         assert answer.status_code == 200
         assert httpx.get(f"{namespace['base']}/ImagingStudy").status_code == 401
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_access_control_is_on_unless_switched_off_and_off_is_logged(
@@ -318,7 +318,7 @@ def test_access_control_is_on_unless_switched_off_and_off_is_logged(
     assert not [r for r in caplog.records if "access control is OFF" in r.getMessage()]
     with TestClient(secured_by_default) as client:
         assert client.get("/fhir/Patient").status_code == 401
-    secured_by_default.state.engines.dispose()
+    secured_by_default.state.services.close()
     monkeypatch.setenv("FHIR_BRIDGE_AUTH", "none")
     with caplog.at_level("WARNING", logger="fhir_bridge"):
         open_app = create_app(Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY))
@@ -326,4 +326,4 @@ def test_access_control_is_on_unless_switched_off_and_off_is_logged(
     with TestClient(open_app) as client:
         assert client.get("/fhir/Patient").status_code == 200
         assert "security" not in client.get("/fhir/metadata").json()["rest"][0]
-    open_app.state.engines.dispose()
+    open_app.state.services.close()

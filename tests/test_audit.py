@@ -21,7 +21,7 @@ def _events(client: TestClient, auditor: dict, query: str = "") -> list[dict]:
 
 
 def _rows(client: TestClient) -> list:
-    with client.app.state.audit_log.engines.reader.connect() as connection:  # type: ignore[attr-defined]
+    with client.app.state.services.audit_log.engines.reader.connect() as connection:  # type: ignore[attr-defined]
         return list(connection.execute(select(AUDIT).order_by(AUDIT.c.id)).all())
 
 

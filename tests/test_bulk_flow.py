@@ -24,7 +24,7 @@ from tests.bulk_client import create, live, observation, populate, read_raw, run
 def http(live_server: str, app: FastAPI):
     with live(live_server) as client:
         yield client
-    app.state.bulk_exports.worker.stop()
+    app.state.services.bulk_exports.worker.stop()
 
 
 def _newest_write(client) -> str:

@@ -28,8 +28,8 @@ def apps(settings: Settings) -> Iterator[list[FastAPI]]:
     made: list[FastAPI] = []
     yield made
     for app in made:
-        app.state.bulk_exports.worker.stop()
-        app.state.engines.dispose()
+        app.state.services.bulk_exports.worker.stop()
+        app.state.services.close()
 
 
 def _app(apps: list[FastAPI], settings: Settings, workers: int) -> FastAPI:
@@ -68,7 +68,7 @@ def test_a_job_survives_a_restart_and_any_app_answers_for_it(apps, settings: Set
         time.sleep(0.3)
         progress = client.get(status_url)
         assert progress.status_code == 202 and progress.headers["X-Progress"] == "queued"
-    api_only.state.engines.dispose()  # "the server stops"
+    api_only.state.services.close()  # "the server stops"
 
     restarted = _app(apps, settings, workers=1)  # resumes pending jobs when it is created
     with TestClient(_app(apps, settings, workers=0)) as other:  # a second API worker on the same database
@@ -77,7 +77,7 @@ def test_a_job_survives_a_restart_and_any_app_answers_for_it(apps, settings: Set
     assert sorted(patients) == sorted(before)  # the first version of the renamed one; not the late one
     assert late not in "".join(lines)
     assert len(lines) == 3 + 6
-    _wait_until(lambda: not restarted.state.bulk_exports.worker.running)  # idle: its thread has ended
+    _wait_until(lambda: not restarted.state.services.bulk_exports.worker.running)  # idle: its thread has ended
 
 
 def test_a_job_is_taken_over_when_its_workers_lease_runs_out(apps, settings: Settings) -> None:
@@ -90,7 +90,7 @@ def test_a_job_is_taken_over_when_its_workers_lease_runs_out(apps, settings: Set
         stored = sorted(
             [read_raw(client, "Patient", i) for i in ids[:7]] + [read_raw(client, "ImagingStudy", i) for i in ids[7:]]
         )
-    engines = api_only.state.engines
+    engines = api_only.state.services.engines
     jobs = JobStore(engines)
     # a worker claims the job, commits part of it in small chunks and files, then dies (stops renewing)
     small = Limits(batch_rows=2, chunk_bytes=300, file_resources=4, lease_seconds=1.0)
@@ -112,7 +112,7 @@ def test_a_job_is_taken_over_when_its_workers_lease_runs_out(apps, settings: Set
     # the dead worker's writes are fenced off: its lease belongs to nobody now
     with pytest.raises(LeaseLost):
         jobs.write(claimed.id, "dead-worker", 1.0, cursor=Cursor(), exported=0)
-    survivor.state.bulk_exports.worker.stop()
+    survivor.state.services.bulk_exports.worker.stop()
 
 
 def test_cancel_removes_the_job_and_its_files(apps, settings: Settings) -> None:
@@ -122,7 +122,7 @@ def test_cancel_removes_the_job_and_its_files(apps, settings: Settings) -> None:
         finished_url = kick_off(client, "/fhir/$export").headers["Content-Location"]
         assert _exported(client, finished_url)
         manifest = client.get(finished_url).json()
-        engines = app.state.engines
+        engines = app.state.services.engines
         with engines.reader.connect() as connection:
             assert connection.execute(select(func.count()).select_from(BULK_CHUNK)).scalar_one() > 0
         response = client.delete(finished_url)
@@ -140,14 +140,15 @@ def test_cancel_removes_the_job_and_its_files(apps, settings: Settings) -> None:
         assert client.delete(status_url).status_code == 202
         assert client.get(status_url).status_code == 404
     runner = _app(apps, settings, workers=1)
-    assert not runner.state.bulk_exports.worker.running  # nothing pending: no thread was started
+    assert not runner.state.services.bulk_exports.worker.running  # nothing pending: no thread was started
     job_id = status_url.rsplit("/", 1)[1]
-    assert JobStore(runner.state.engines).get(job_id).status is Status.CANCELLED
+    assert JobStore(runner.state.services.engines).get(job_id).status is Status.CANCELLED
 
 
 def test_files_are_cut_into_bounded_parts_and_chunks(apps, settings: Settings) -> None:
     app = _app(apps, settings, workers=0)
-    exports = BulkExports(app.state.engines, Limits(batch_rows=3, chunk_bytes=400, file_resources=5), threads=1)
+    limits = Limits(batch_rows=3, chunk_bytes=400, file_resources=5)
+    exports = BulkExports(app.state.services.engines, limits, threads=1)
     with TestClient(app) as client:
         ids = [create(client, patient(f"Part{i}"))["id"] for i in range(12)]
         job = exports.kick_off("system", [("_type", "Patient")], lenient=False, request_url="http://x/fhir/$export")
@@ -165,13 +166,13 @@ def test_a_job_that_cannot_run_fails_with_an_operation_outcome(apps, settings: S
     with TestClient(api_only) as client:
         status_url = kick_off(client, "/fhir/$export?_type=ImagingStudy").headers["Content-Location"]
     job_id = status_url.rsplit("/", 1)[1]
-    with api_only.state.engines.writer.begin() as connection:  # a stored request this version cannot run
+    with api_only.state.services.engines.writer.begin() as connection:  # a stored request this version cannot run
         stored = orjson.loads(connection.execute(select(BULK_JOB.c.parameters)).scalar_one())
         stored["type_filters"] = {"ImagingStudy": ["started=sometime"]}
         connection.execute(update(BULK_JOB).values(parameters=orjson.dumps(stored).decode()))
     worker_app = _app(apps, settings, workers=1)
     with TestClient(worker_app) as client:
-        _wait_until(lambda: JobStore(worker_app.state.engines).get(job_id).status is Status.FAILED)
+        _wait_until(lambda: JobStore(worker_app.state.services.engines).get(job_id).status is Status.FAILED)
         response = client.get(status_url)
         assert response.status_code == 500
         assert "sometime" in response.json()["issue"][0]["diagnostics"]

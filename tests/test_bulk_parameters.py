@@ -45,7 +45,7 @@ def test_bad_parameters_are_refused(client) -> None:
     for url, expected in REFUSED:
         diagnostics = _refused(kick_off(client, url))
         assert expected in diagnostics, (url, diagnostics)
-    assert client.app.state.bulk_exports.jobs.pending() == (False, None)  # no job was made
+    assert client.app.state.services.bulk_exports.jobs.pending() == (False, None)  # no job was made
 
 
 def test_post_kick_off_takes_a_parameters_resource(client) -> None:

@@ -74,7 +74,7 @@ def catalogue_client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://node.example") as client:
         assert client.post("/fhir", json=transaction()).status_code == 200
         yield client
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def _graph(client: TestClient, accept: str = "application/ld+json") -> Graph:
@@ -227,7 +227,7 @@ def test_a_description_is_reused_within_the_cache_window(database_url: str, tmp_
         before = client.get("/catalogue").content
         client.put("/fhir/Patient/p12", json={"resourceType": "Patient", "id": "p12"})
         assert client.get("/catalogue").content == before  # served from the cache, no recomputation
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_small_counts_and_values_are_left_out_at_the_default_threshold(database_url: str, tmp_path: Path) -> None:
@@ -252,14 +252,14 @@ def test_small_counts_and_values_are_left_out_at_the_default_threshold(database_
             assert graph.value(DATASET, count) is None, count
         assert list(graph.objects(DATASET, EUCAIM.hasImageModality)) == []
         assert graph.value(DATASET, DCAT.distribution) is not None  # the description itself stays
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_an_empty_store_is_described_without_counts(database_url: str, tmp_path: Path) -> None:
     app = create_app(Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY))
     with TestClient(app, base_url="http://node.example") as client:
         graph = _graph(client, "text/turtle")
-    app.state.engines.dispose()
+    app.state.services.close()
     dataset = URIRef("http://node.example/catalogue#dataset")
     assert (dataset, RDF.type, DCAT.Dataset) in graph
     assert graph.value(dataset, DCT.identifier) == Literal(str(dataset))
@@ -277,7 +277,7 @@ def test_urls_follow_the_mounting_and_the_public_base_url(database_url: str) -> 
         app = create_app(settings)
         with TestClient(app, base_url="http://node.example") as client:
             graph = _graph(client, "text/turtle")
-        app.state.engines.dispose()
+        app.state.services.close()
         assert (URIRef(catalogue), RDF.type, DCAT.Catalog) in graph
         service = graph.value(URIRef(f"{catalogue}#fhir"), DCAT.accessService)
         assert graph.value(service, DCAT.endpointURL) == URIRef(endpoint or "https://imaging.example/fhir")

@@ -19,7 +19,7 @@ def counts_client(database_url: str) -> Iterator[TestClient]:
     with TestClient(app) as client:
         assert client.post("/fhir", json=transaction()).status_code == 200
         yield client
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def _counts(client: TestClient, query: str = "") -> dict[str, Any]:

@@ -82,7 +82,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_plugin_adds_an_input_format_and_its_mapping(plugin, database_url):
     app = create_app(Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY))
-    assert "keyvalue" in app.state.mapping_registry.readers
+    assert "keyvalue" in app.state.services.mappings.readers
     with TestClient(app) as client:
         response = client.post(
             "/ingest/clinical",
@@ -97,7 +97,7 @@ def test_a_plugin_adds_an_input_format_and_its_mapping(plugin, database_url):
         grade = client.get("/fhir/Observation", params={"code": "http://loinc.org|33732-9"}).json()["entry"][0]
         assert grade["resource"]["valueCodeableConcept"]["coding"][0]["code"] == "G2"
         assert grade["resource"]["effectiveDateTime"] == "2024-03-12"
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_the_command_line_finds_plugins_too(plugin, tmp_path):

@@ -80,9 +80,9 @@ def test_re_pushing_updates_instead_of_duplicating(client):
 
 
 def test_a_resource_created_over_rest_with_the_identifier_is_the_one_updated(app, client):
-    mapping = app.state.mapping_registry.load("cancer-diagnosis")
+    mapping = app.state.services.mappings.load("cancer-diagnosis")
     row = {"patient_id": "PID-00001", "diagnosis_id": "D-0001", "diagnosis_date": "12/03/2024"}
-    system, value = app.state.clinical_ingest.mapper(mapping).map(row).produced[0].identifier
+    system, value = app.state.services.clinical_ingest.mapper(mapping).map(row).produced[0].identifier
     existing = {
         "resourceType": "Condition",
         "identifier": [{"system": system, "value": value}],
@@ -191,4 +191,4 @@ def test_a_malformed_mapping_is_refused_before_any_data_is_read(database_url, si
         diagnostics = response.json()["issue"][0]["diagnostics"]
         assert "nothing was read" in diagnostics and "line 4, /resources/0/resourceType" in diagnostics
         assert client.get("/fhir/_history").json().get("entry", []) == []
-    app.state.engines.dispose()
+    app.state.services.close()

@@ -38,7 +38,7 @@ def _studies(database_url: str) -> list[dict]:
     app = create_app(Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY))
     with TestClient(app) as client:
         bundle = client.get("/fhir/ImagingStudy", params={"_count": 100}).json()
-    app.state.engines.dispose()
+    app.state.services.close()
     return [entry["resource"] for entry in bundle.get("entry", [])]
 
 
@@ -88,7 +88,7 @@ def test_files_and_stow_land_on_the_same_resources(app, tmp_path, live_server):
         headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=cli-and-stow'},
     )
     assert response.status_code == 200
-    summary = ingest_files(app.state.dicom_ingest, [tmp_path / "half"], workers=2, batch_size=2)
+    summary = ingest_files(app.state.services.dicom_ingest, [tmp_path / "half"], workers=2, batch_size=2)
     assert summary.instances == 3 and not summary.failed
     studies = httpx.get(f"{live_server}/ImagingStudy").json()["entry"]
     assert len(studies) == 1 and studies[0]["resource"]["numberOfInstances"] == 4

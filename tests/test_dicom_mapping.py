@@ -11,11 +11,11 @@ import pytest
 from pydicom.sr._concepts_dict import concepts
 
 from fhir_bridge.dicom.reader import ATTRIBUTES, read_stream
-from fhir_bridge.interactions.validation import validate_resource
 from fhir_bridge.mapping import DicomMapper, MappingConfig, StudyMerge, fill_missing
 from fhir_bridge.mapping.codes import body_parts, body_site, fhir_datetime, lateralities
 from fhir_bridge.mapping.dicom import patient_system
 from fhir_bridge.privacy import AttributePolicy, Pseudonymiser, load_rules
+from fhir_bridge.spec.validation import validate_resource
 from tests.dicom_samples import Patient, instance, uid
 
 KEY = b"mapping-test-site-secret-0123456789"

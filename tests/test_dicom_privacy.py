@@ -109,7 +109,7 @@ def test_no_identifier_reaches_the_store_the_api_or_the_logs(app, client, databa
     stow = client.post("/dicomweb/studies", content=multipart(parts[::2]), headers={"Content-Type": CONTENT_TYPE})
     assert stow.status_code == 200, stow.text
     tree = write_tree(tmp_path / "export", ((f"{n}.dcm", p) for n, p in enumerate(parts[1::2])))
-    summary = ingest_files(app.state.dicom_ingest, [tmp_path / "export"], workers=1)
+    summary = ingest_files(app.state.services.dicom_ingest, [tmp_path / "export"], workers=1)
     assert summary.instances == len(tree) and not summary.failed
     assert client.get("/fhir/ImagingStudy", params={"_summary": "count", "_total": "accurate"}).json()["total"] == 10
 
@@ -135,7 +135,7 @@ def test_the_leak_scan_finds_identifiers_when_pseudonymisation_is_off(database_u
             "/dicomweb/studies", content=multipart(parts), headers={"Content-Type": CONTENT_TYPE}
         ).is_success
         api = _api_text(client)
-    app.state.engines.dispose()
+    app.state.services.close()
     assert "LEAKY-PID-0000" in _leaks(_database_text(database_url), secrets)
     assert "LEAKY-PID-0000" in _leaks(api, secrets)
     assert {"Tarou", "Jérôme", "Erika"}.isdisjoint(_leaks(api, secrets))  # patient names are never read at all
@@ -152,8 +152,8 @@ def test_the_same_patient_is_found_again_on_every_path_and_run(app, client, sett
     assert client.post("/dicomweb/studies", content=first, headers={"Content-Type": "application/dicom"}).is_success
     restarted = create_app(settings)  # a new process would derive the same pseudonym from the same key
     write_tree(tmp_path / "cli", iter([("second.dcm", second)]))
-    assert ingest_files(restarted.state.dicom_ingest, [tmp_path / "cli"]).instances == 1
-    restarted.state.engines.dispose()
+    assert ingest_files(restarted.state.services.dicom_ingest, [tmp_path / "cli"]).instances == 1
+    restarted.state.services.close()
     studies = client.get("/fhir/ImagingStudy", params={"_count": 10}).json()["entry"]
     subjects = {entry["resource"]["subject"]["reference"] for entry in studies}
     assert len(studies) == 2 and len(subjects) == 1
@@ -195,7 +195,7 @@ def test_a_key_file_made_by_keygen_starts_the_app(tmp_path, monkeypatch):
     again = subprocess.run([executable, "keygen", str(key)], capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "kept" in again.stderr and key.read_text() == secret
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'k.db'}", pseudonym_key_file=key))
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_remapped_uids_are_stable_and_the_sender_gets_its_own_back(client):

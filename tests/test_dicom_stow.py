@@ -236,7 +236,7 @@ def _second_server(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        app.state.engines.dispose()
+        app.state.services.close()
 
 
 def test_eight_concurrent_senders_of_overlapping_halves(settings, live_server, dicomweb, big_study):

@@ -89,7 +89,7 @@ def client(database_url: str, provider: IdentityProvider) -> Iterator[TestClient
     app = create_app(settings)
     with TestClient(app, base_url="http://testserver") as test_client:
         yield test_client
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def _get(client: TestClient, path: str, token: str):  # type: ignore[no-untyped-def]
@@ -132,7 +132,7 @@ def test_a_token_signed_by_a_key_the_issuer_does_not_publish_gets_401(
 
 
 def test_rotated_keys_are_fetched_when_a_new_kid_appears(client: TestClient, provider: IdentityProvider) -> None:
-    client.app.state.token_verifier.external.refetch_cooldown_s = 0  # type: ignore[attr-defined]
+    client.app.state.services.token_verifier.external.refetch_cooldown_s = 0  # type: ignore[attr-defined]
     assert _get(client, "/fhir/ImagingStudy", provider.token()).status_code == 200
     fetches = provider.jwks_fetches
     rotated = ec_key("idp-2")

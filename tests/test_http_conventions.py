@@ -125,7 +125,7 @@ def test_oversized_body_is_413(database_url):
 
         streamed = small.post("/fhir/Patient", content=chunks(), headers={"Content-Type": "application/fhir+json"})
         assert streamed.status_code == 413
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_deleting_a_referenced_resource_is_409(client):
@@ -156,7 +156,7 @@ def test_referential_integrity_can_be_switched_off(database_url):
     with TestClient(app) as lenient:
         study = {"resourceType": "ImagingStudy", "status": "available", "subject": {"reference": "Patient/ghost"}}
         assert lenient.post("/fhir/ImagingStudy", json=study).status_code == 201
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_if_none_match_compares_weakly(client):

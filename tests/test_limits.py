@@ -50,7 +50,7 @@ def small(tmp_path: Path) -> Iterator[TestClient]:
     app = _small_app(tmp_path)
     with TestClient(app) as client:
         yield client
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def _patient_of_size(size: int) -> bytes:
@@ -177,7 +177,7 @@ def served_slowly(tmp_path: Path) -> Iterator[int]:
     app = _small_app(tmp_path, body_timeout_s=1.0)
     with serving(app) as port:
         yield port
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_a_client_that_stops_sending_its_body_gets_408(served_slowly: int) -> None:
@@ -331,7 +331,7 @@ def test_max_chain_depth_is_a_setting(tmp_path: Path) -> None:
             "o"
         ]
         assert "2 links" in _too_costly(client, "/fhir/Observation?subject:Patient.general-practitioner.name=x")
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_a_chain_over_every_type_its_references_may_name_is_400(client: TestClient) -> None:

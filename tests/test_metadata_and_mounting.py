@@ -59,7 +59,7 @@ def test_app_mounts_inside_a_host_application(database_url):
         assert http.get("/fhir/metadata").json()["implementation"]["url"] == "http://hospital.example/fhir"
         bundle = http.get("/fhir/Patient").json()
         assert bundle["entry"][0]["fullUrl"].startswith("http://hospital.example/fhir/Patient/")
-    bridge.state.engines.dispose()
+    bridge.state.services.close()
 
 
 def test_public_base_url_is_used_in_links(database_url):
@@ -67,4 +67,4 @@ def test_public_base_url_is_used_in_links(database_url):
     with TestClient(app) as http:
         created = http.post("/fhir/Patient", json={"resourceType": "Patient"})
         assert created.headers["location"].startswith("https://pacs-bridge.hospital.eu/fhir/Patient/")
-    app.state.engines.dispose()
+    app.state.services.close()

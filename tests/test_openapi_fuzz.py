@@ -65,7 +65,7 @@ def fuzzed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
                 resource = json.loads(path.read_text(encoding="utf-8"))
                 client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
     yield app
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +248,7 @@ def test_many_or_values_are_a_400_not_a_sqlite_expression_overflow(fuzzed: TestC
             "/fhir/Observation/_search", content=f"subject:Patient.name={chained}", headers={"Content-Type": FORM}
         )
         assert "too complex for the database" in _refused(response)
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_nul_characters_are_a_400_on_both_databases(client: TestClient) -> None:
@@ -281,7 +281,7 @@ def test_a_nul_in_the_url_path_is_a_400_and_is_audited(client: TestClient) -> No
         "/catalogue/counts?sex=%00",
     ):
         assert "NUL" in _refused(client.get(url), "invalid")
-    with client.app.state.audit_log.engines.reader.connect() as connection:  # type: ignore[attr-defined]
+    with client.app.state.services.audit_log.engines.reader.connect() as connection:  # type: ignore[attr-defined]
         paths = connection.exec_driver_sql("SELECT path FROM audit_event ORDER BY id").scalars().all()
     assert paths[0] == "/fhir/Patient/a\\0b"  # kept, NUL escaped (PostgreSQL text cannot hold NUL)
 

@@ -325,10 +325,10 @@ def test_a_bounded_date_range_finds_wide_values_too(settings) -> None:  # type: 
             }
             assert client.put(f"/fhir/ImagingStudy/{name}", json=study).status_code == 201
         assert ids(client, march, "ImagingStudy") == ["march", "year"]
-        with app.state.engines.writer.begin() as connection:
+        with app.state.services.engines.writer.begin() as connection:
             connection.execute(delete(DATE_WIDTH))
-    app.state.engines.dispose()
+    app.state.services.close()
     restarted = create_app(settings)
     with TestClient(restarted) as client:
         assert ids(client, march, "ImagingStudy") == ["march", "year"]
-    restarted.state.engines.dispose()
+    restarted.state.services.close()

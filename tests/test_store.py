@@ -16,7 +16,7 @@ def test_every_version_gets_a_sequence_number_in_commit_order(client):
     for _ in range(3):
         created = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()
         client.put(f"/fhir/Patient/{created['id']}", json=dict(created, active=True))
-    store: Store = client.app.state.store
+    store: Store = client.app.state.services.store
     versions = store.history(count=100)
     seqs = [v.seq for v in versions]
     assert seqs == sorted(seqs, reverse=True)
@@ -26,7 +26,7 @@ def test_every_version_gets_a_sequence_number_in_commit_order(client):
 
 
 def test_a_failed_write_session_leaves_no_trace(app):
-    store: Store = app.state.store
+    store: Store = app.state.services.store
     with pytest.raises(FhirError), store.write() as session:
         session.put({"resourceType": "Patient", "id": "half", "gender": "male"}, "PUT")
         session.put(
@@ -48,7 +48,7 @@ def test_a_failed_write_session_leaves_no_trace(app):
 
 
 def test_index_rows_are_valid_from_their_version_until_the_next(app):
-    store: Store = app.state.store
+    store: Store = app.state.services.store
     with store.write() as session:
         first = session.put(
             {"resourceType": "Patient", "id": "p", "gender": "male", "name": [{"family": "Old"}]}, "PUT"
@@ -75,11 +75,11 @@ def test_schema_set_up_is_idempotent_and_keeps_data(database_url):
 
     with TestClient(first) as http:
         created = http.post("/fhir/Patient", json={"resourceType": "Patient"}).json()
-    first.state.engines.dispose()
+    first.state.services.close()
     second = create_app(Settings(database_url=database_url))
     with TestClient(second) as http:
         assert http.get(f"/fhir/Patient/{created['id']}").status_code == 200
-    second.state.engines.dispose()
+    second.state.services.close()
 
 
 def test_a_newer_schema_is_refused(database_url):

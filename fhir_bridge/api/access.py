@@ -25,6 +25,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_bridge.api.context import base_url
 from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us, redact_query
 from fhir_bridge.errors import FhirError, operation_outcome
 from fhir_bridge.security.policy import DICOM_PUSH_TYPES, EVERYTHING, rest_needs, writes
@@ -124,7 +125,7 @@ class AccessControl:
                 headers={"WWW-Authenticate": 'Bearer realm="fhir-bridge"'},
             )
         try:
-            return self.verifier.verify(token.strip(), _fhir_base(self.settings, scope, headers))
+            return self.verifier.verify(token.strip(), base_url(self.settings, scope))
         except TokenRejected as error:
             raise FhirError(
                 401,
@@ -319,13 +320,6 @@ def _reference(location: str) -> str | None:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-
-
-def _fhir_base(settings: Settings, scope: Scope, headers: dict[str, str]) -> str:
-    if settings.public_base_url:
-        return settings.public_base_url.rstrip("/")
-    host = headers.get("host") or (f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "")
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '').rstrip('/')}{settings.fhir_path}"
 
 
 def _claimed_client(headers: dict[str, str]) -> str | None:

@@ -7,7 +7,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from fhir_bridge.api.fhir import FHIR_RESPONSES, FhirJsonResponse, _base, _parameters
+from fhir_bridge.api.context import fhir_base, query_parameters, services
+from fhir_bridge.api.fhir import FHIR_RESPONSES, FhirJsonResponse
 from fhir_bridge.api.rendering import Presentation, presentation, render
 from fhir_bridge.audit.events import audit_event, search_conditions
 from fhir_bridge.audit.log import AuditLog
@@ -18,18 +19,18 @@ router = APIRouter(default_response_class=FhirJsonResponse)  # documents what re
 
 
 def _audit(request: Request) -> AuditLog:
-    return request.app.state.audit_log
+    return services(request).audit_log
 
 
 @router.get("/AuditEvent", summary="search the audit trail", responses=FHIR_RESPONSES)
 async def search(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    settings = request.app.state.settings
-    parameters = _parameters(request)
+    settings = services(request).settings
+    parameters = query_parameters(request)
     conditions, after = search_conditions(parameters)
     raw_count = next((v for k, v in parameters if k == "_count"), None)
     count = parse_count(raw_count, settings.max_count) if raw_count is not None else settings.default_count
     rows = await run_in_threadpool(_audit(request).search, conditions, after=after, count=count + 1)
-    base = _base(request)
+    base = fhir_base(request)
     kept = [(k, v) for k, v in parameters if k != "_after"]
     links = [
         {

@@ -14,7 +14,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from fhir_bridge.api.fhir import _base
+from fhir_bridge.api.context import fhir_base, services
+from fhir_bridge.api.media_types import essence
 from fhir_bridge.security.clients import ASSERTION_ALGORITHMS, BuiltinIssuer, OAuthError
 from fhir_bridge.security.scopes import AUDIT_SCOPE
 
@@ -51,13 +52,13 @@ TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _issuer(request: Request) -> BuiltinIssuer:
-    return request.app.state.token_issuer
+    return services(request).token_issuer
 
 
 def smart_configuration(request: Request) -> dict[str, Any]:
     """The SMART App Launch 2.x discovery document of this server."""
-    settings = request.app.state.settings
-    base = _base(request)
+    settings = services(request).settings
+    base = fhir_base(request)
     configuration: dict[str, Any] = {
         "issuer": _issuer(request).issuer,
         "jwks_uri": f"{base}/auth/jwks",
@@ -91,12 +92,12 @@ def jwks(request: Request) -> JSONResponse:
     responses=TOKEN_RESPONSES,
 )
 async def token(request: Request) -> JSONResponse:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = essence(request.headers.get("content-type"))
     if content_type != "application/x-www-form-urlencoded":
         error = OAuthError(400, "invalid_request", "send the token request as application/x-www-form-urlencoded")
         return JSONResponse(error.body(), error.status, headers=NO_STORE)
     form = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
-    audiences = [f"{_base(request)}/auth/token"]
+    audiences = [f"{fhir_base(request)}/auth/token"]
     try:
         answer = await run_in_threadpool(_issuer(request).issue, form, audiences)
     except OAuthError as error:

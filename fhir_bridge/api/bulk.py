@@ -10,22 +10,21 @@ from email.utils import formatdate
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.access import principal_of, require
-from fhir_bridge.api.fhir import FHIR_RESPONSES, _base, _body
+from fhir_bridge.api.context import fhir_base, prefer, read_body, services
+from fhir_bridge.api.fhir import FHIR_RESPONSES
 from fhir_bridge.api.rendering import render, require_json_body
 from fhir_bridge.bulk.manifest import manifest, progress, status_url
-from fhir_bridge.bulk.model import Limits, Status
+from fhir_bridge.bulk.model import Status
 from fhir_bridge.bulk.parameters import read_export_request
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.errors import FhirError, operation_outcome
-from fhir_bridge.interactions.validation import parse_json
 from fhir_bridge.security.policy import reads
-from fhir_bridge.settings import Settings
-from fhir_bridge.store.database import Engines
+from fhir_bridge.spec.validation import parse_json
 
 NDJSON = "application/fhir+ndjson"
 RETRY_AFTER_S = 1
@@ -48,13 +47,7 @@ router = APIRouter()
 
 
 def _exports(request: Request) -> BulkExports:
-    return request.app.state.bulk_exports
-
-
-def _prefer(request: Request) -> set[str]:
-    """The Prefer header's tokens, lower-cased (``respond-async``, ``handling=lenient``, ...)."""
-    header = request.headers.get("prefer", "")
-    return {token.strip().lower().replace(" ", "").replace('"', "") for token in header.replace(";", ",").split(",")}
+    return services(request).bulk_exports
 
 
 def _parameter_value(parameter: dict[str, Any]) -> str:
@@ -70,7 +63,7 @@ def _parameter_value(parameter: dict[str, Any]) -> str:
 
 async def _post_parameters(request: Request) -> list[tuple[str, str]]:
     """The parameters of a POST kick-off: a FHIR ``Parameters`` body."""
-    raw = await _body(request)
+    raw = await read_body(request)
     if not raw.strip():
         return []
     require_json_body(request)
@@ -86,21 +79,21 @@ async def _post_parameters(request: Request) -> list[tuple[str, str]]:
 
 
 async def _kick_off(request: Request, level: str, group_id: str | None = None) -> Response:
-    prefer = _prefer(request)
-    if "respond-async" not in prefer:
+    preferences = prefer(request)
+    if "respond-async" not in preferences:
         raise FhirError(400, "$export runs asynchronously: send Prefer: respond-async", code="invalid")
     parameters = list(request.query_params.multi_items())
     if request.method == "POST":
         parameters += await _post_parameters(request)
     parameters = _authorised_types(request, level, parameters, group_id)
-    base = _base(request)
+    base = fhir_base(request)
     operation = {"system": "$export", "patient": "Patient/$export", "group": f"Group/{group_id}/$export"}[level]
     request_url = f"{base}/{operation}" + (f"?{request.url.query}" if request.url.query else "")
     job = await run_in_threadpool(
         _exports(request).kick_off,
         level,
         parameters,
-        lenient="handling=lenient" in prefer,
+        lenient=preferences.get("handling") == "lenient",
         request_url=request_url,
         group_id=group_id,
         client_id=_client_id(request),
@@ -201,7 +194,7 @@ def export_status(job_id: str, request: Request) -> Response:
     if job.status is Status.FAILED:
         raise FhirError(500, f"the export failed: {job.error}", code="exception")
     expires = (job.finished or job.created) / 1_000_000 + exports.limits.retention_hours * 3600
-    body = orjson.dumps(manifest(job, exports.files(job.id), _base(request)))
+    body = orjson.dumps(manifest(job, exports.files(job.id), fhir_base(request)))
     return Response(body, 200, media_type="application/json", headers={"Expires": formatdate(expires, usegmt=True)})
 
 
@@ -230,17 +223,3 @@ def export_file(job_id: str, file_name: str, request: Request) -> Response:
         media_type=NDJSON,
         headers={"Content-Length": str(found.size)},
     )
-
-
-def install(app: FastAPI, settings: Settings, engines: Engines) -> BulkExports:
-    """Add the bulk routes (call before the REST routes are included) and the export worker.
-
-    Jobs left pending in the database (by a restart) are resumed now; the worker is stopped at
-    shutdown, when the app gets lifespan events (a mounted app does not; its threads end when idle).
-    """
-    exports = BulkExports(engines, Limits(retention_hours=settings.bulk_retention_hours), threads=settings.bulk_workers)
-    app.state.bulk_exports = exports
-    app.include_router(router, prefix=settings.fhir_path, tags=["FHIR Bulk Data"])
-    app.router.on_shutdown.append(exports.worker.stop)
-    exports.worker.resume_pending()
-    return exports

@@ -5,16 +5,14 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from fhir_bridge.catalogue.config import catalogue_config
+from fhir_bridge.api.context import services
 from fhir_bridge.catalogue.dcat import Location
 from fhir_bridge.catalogue.service import SYNTAXES, Catalogue
 from fhir_bridge.catalogue.statistics import DIMENSIONS, Criterion
 from fhir_bridge.errors import FhirError
-from fhir_bridge.settings import Settings
-from fhir_bridge.store.store import Store
 
 JSON_LD = "application/ld+json"
 FORMAT_ALIASES = {
@@ -36,12 +34,12 @@ router = APIRouter()
 
 
 def _catalogue(request: Request) -> Catalogue:
-    return request.app.state.catalogue
+    return services(request).catalogue
 
 
 def _location(request: Request) -> Location:
     """The catalogue's URL (the app's root + /catalogue) and the FHIR base URL, as clients see them."""
-    settings = request.app.state.settings
+    settings = services(request).settings
     fhir_path = settings.fhir_path.rstrip("/")
     if settings.public_base_url:
         fhir_base = settings.public_base_url.rstrip("/")
@@ -165,14 +163,3 @@ def counts(
                 raise FhirError(400, f"{dimension} needs a value", code="invalid", expression=dimension)
             criteria.append((dimension, values))
     return JSONResponse(_catalogue(request).counts(criteria, stratify))
-
-
-def install(app: FastAPI, settings: Settings, store: Store) -> None:
-    """Serve the catalogue; a bad catalogue configuration raises ConfigurationError here, at start-up.
-
-    Call before the FHIR routes: with the FHIR base at the app's root, ``/catalogue`` would otherwise
-    be taken for a resource type.
-    """
-    config = catalogue_config(settings)
-    app.state.catalogue = Catalogue(store, config, settings.catalogue_min_count, settings.catalogue_cache_seconds)
-    app.include_router(router, tags=["Catalogue (DCAT-AP)"])

@@ -18,11 +18,14 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from fhir_bridge.api.context import services
+from fhir_bridge.api.media_types import parse_media_type
+from fhir_bridge.api.multipart import SPOOL_BYTES, MultipartError, MultipartParser, Part
 from fhir_bridge.api.rendering import spool_body
-from fhir_bridge.dicom.multipart import SPOOL_BYTES, MultipartError, MultipartParser, Part, parse_media_type
 from fhir_bridge.dicom.reader import CANNOT_UNDERSTAND, DicomInstance, DicomReadError, read_stream
 from fhir_bridge.errors import FhirError
-from fhir_bridge.ingest.dicom import DicomIngest, IngestResult, Source
+from fhir_bridge.ingest.dicom import DicomIngest, IngestResult
+from fhir_bridge.ingest.provenance import Source
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
@@ -59,7 +62,7 @@ router = APIRouter()
 
 
 def _ingest(request: Request) -> DicomIngest:
-    return request.app.state.dicom_ingest
+    return services(request).dicom_ingest
 
 
 @router.post(

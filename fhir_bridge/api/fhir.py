@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.access import annotate, require
+from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services, settings
+from fhir_bridge.api.media_types import essence
 from fhir_bridge.api.rendering import (
     PATCH_TYPES,
     Presentation,
@@ -23,10 +25,10 @@ from fhir_bridge.api.rendering import (
 )
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.capability import capability_statement
-from fhir_bridge.interactions.server import FhirServer
+from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.transaction import BundleProcessor
-from fhir_bridge.interactions.validation import parse_json
 from fhir_bridge.security.policy import bundle_needs, search_needs
+from fhir_bridge.spec.validation import parse_json
 
 JSON_BODY = {
     "requestBody": {
@@ -64,51 +66,33 @@ class FhirJsonResponse(JSONResponse):
 STARTED = datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _server(request: Request) -> FhirServer:
-    return request.app.state.fhir_server
-
-
-def _base(request: Request) -> str:
-    configured = request.app.state.settings.public_base_url
-    if configured:
-        return configured.rstrip("/")
-    # root_path is where this app is mounted (a host app's Mount, or a proxy's --root-path)
-    root = request.scope.get("root_path", "").rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}{root}{request.app.state.settings.fhir_path}"
-
-
-async def _body(request: Request) -> bytes:
-    """The request body; its size and pace are limited by ``api.limits`` (413, 408) while it streams."""
-    return await request.body()
+def _interactions(request: Request) -> FhirInteractions:
+    return services(request).interactions
 
 
 async def _json_body(request: Request) -> Any:
     require_json_body(request)
-    return parse_json(await _body(request))
+    return parse_json(await read_body(request))
 
 
 async def _patch_body(request: Request) -> Any:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = essence(request.headers.get("content-type"))
     if content_type not in PATCH_TYPES:
         raise FhirError(
             415,
             f"PATCH takes application/json-patch+json, not {content_type or 'no Content-Type'!r}",
             code="not-supported",
         )
-    return parse_json(await _body(request))
+    return parse_json(await read_body(request))
 
 
 async def _form_parameters(request: Request) -> list[tuple[str, str]]:
     """Parameters of a POST _search body (application/x-www-form-urlencoded)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await _body(request)
+    content_type = essence(request.headers.get("content-type"))
+    body = await read_body(request)
     if body and content_type != "application/x-www-form-urlencoded":
         raise FhirError(415, "POST _search takes application/x-www-form-urlencoded parameters", code="not-supported")
     return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-
-
-def _parameters(request: Request) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
 
 
 def _not_modified(request: Request, headers: dict[str, str], last_updated: int) -> bool:
@@ -132,8 +116,8 @@ router = APIRouter(default_response_class=FhirJsonResponse)
 
 @router.get("/metadata", summary="CapabilityStatement", responses=FHIR_RESPONSES)
 def metadata(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    secured = request.app.state.settings.auth != "none"
-    return render(capability_statement(_base(request), STARTED, secured=secured), 200, view)
+    secured = settings(request).auth != "none"
+    return render(capability_statement(fhir_base(request), STARTED, secured=secured), 200, view)
 
 
 @router.post("/", summary="batch or transaction Bundle", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
@@ -141,46 +125,56 @@ def bundle(request: Request, body: Any = Depends(_json_body), view: Presentation
     require(request, bundle_needs(body))
     if isinstance(body, dict) and body.get("type") in ("batch", "transaction"):
         annotate(request, interaction=body["type"])
-    processor = BundleProcessor(_server(request))
-    return render(processor.process(body, _base(request), view.prefer_return == "representation"), 200, view)
+    processor = BundleProcessor(_interactions(request))
+    return render(processor.process(body, fhir_base(request), view.prefer_return == "representation"), 200, view)
 
 
 @router.get("/", summary="search all types", responses=FHIR_RESPONSES)
 def search_system(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(_server(request).search(None, _parameters(request), _base(request), view.strict), 200, view)
+    return render(
+        _interactions(request).search(None, query_parameters(request), fhir_base(request), view.strict), 200, view
+    )
 
 
 @router.post("/_search", summary="search all types (form-encoded parameters)", responses=FHIR_RESPONSES)
 async def search_system_post(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    parameters = _parameters(request) + await _form_parameters(request)
+    parameters = query_parameters(request) + await _form_parameters(request)
     require(request, search_needs(None, parameters))
-    bundle = await run_in_threadpool(_server(request).search, None, parameters, _base(request), view.strict)
+    bundle = await run_in_threadpool(_interactions(request).search, None, parameters, fhir_base(request), view.strict)
     return render(bundle, 200, view)
 
 
 @router.get("/_history", summary="history of all resources", responses=FHIR_RESPONSES)
 def history_system(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(_server(request).history(None, None, _parameters(request), _base(request)), 200, view)
+    return render(_interactions(request).history(None, None, query_parameters(request), fhir_base(request)), 200, view)
 
 
 @router.get("/{resource_type}", summary="search", responses=FHIR_RESPONSES)
 def search_type(resource_type: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(_server(request).search(resource_type, _parameters(request), _base(request), view.strict), 200, view)
+    return render(
+        _interactions(request).search(resource_type, query_parameters(request), fhir_base(request), view.strict),
+        200,
+        view,
+    )
 
 
 @router.post("/{resource_type}/_search", summary="search (form-encoded parameters)", responses=FHIR_RESPONSES)
 async def search_type_post(
     resource_type: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
-    parameters = _parameters(request) + await _form_parameters(request)
+    parameters = query_parameters(request) + await _form_parameters(request)
     require(request, search_needs(resource_type, parameters))
-    bundle = await run_in_threadpool(_server(request).search, resource_type, parameters, _base(request), view.strict)
+    bundle = await run_in_threadpool(
+        _interactions(request).search, resource_type, parameters, fhir_base(request), view.strict
+    )
     return render(bundle, 200, view)
 
 
 @router.get("/{resource_type}/_history", summary="history of a type", responses=FHIR_RESPONSES)
 def history_type(resource_type: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(_server(request).history(resource_type, None, _parameters(request), _base(request)), 200, view)
+    return render(
+        _interactions(request).history(resource_type, None, query_parameters(request), fhir_base(request)), 200, view
+    )
 
 
 @router.post(
@@ -193,25 +187,25 @@ def history_type(resource_type: str, request: Request, view: Presentation = Depe
 def create(
     resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
 ) -> Response:
-    if unexpected := _parameters(request):
+    if unexpected := query_parameters(request):
         raise FhirError(
             400,
             "a create takes no URL parameters; send the criteria of a conditional create in If-None-Exist",
             code="not-supported",
             expression=[name for name, _ in unexpected],
         )
-    outcome = _server(request).create(resource_type, body, request.headers.get("if-none-exist"))
-    return render_write(outcome, view, _base(request))
+    outcome = _interactions(request).create(resource_type, body, request.headers.get("if-none-exist"))
+    return render_write(outcome, view, fhir_base(request))
 
 
 @router.put("/{resource_type}", summary="conditional update", openapi_extra=JSON_BODY, responses=WRITE_RESPONSES)
 def conditional_update(
     resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
 ) -> Response:
-    outcome = _server(request).conditional_update(
+    outcome = _interactions(request).conditional_update(
         resource_type, request.url.query, body, request.headers.get("if-match")
     )
-    return render_write(outcome, view, _base(request))
+    return render_write(outcome, view, fhir_base(request))
 
 
 @router.patch(
@@ -220,22 +214,24 @@ def conditional_update(
 def conditional_patch(
     resource_type: str, request: Request, body: Any = Depends(_patch_body), view: Presentation = Depends(presentation)
 ) -> Response:
-    outcome = _server(request).conditional_patch(
+    outcome = _interactions(request).conditional_patch(
         resource_type, request.url.query, body, request.headers.get("if-match")
     )
-    return render_write(outcome, view, _base(request))
+    return render_write(outcome, view, fhir_base(request))
 
 
 @router.delete("/{resource_type}", summary="conditional delete", responses=FHIR_RESPONSES)
 def conditional_delete(resource_type: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render_write(_server(request).conditional_delete(resource_type, request.url.query), view, _base(request))
+    return render_write(
+        _interactions(request).conditional_delete(resource_type, request.url.query), view, fhir_base(request)
+    )
 
 
 @router.get("/{resource_type}/{resource_id}", summary="read", responses=FHIR_RESPONSES)
 def read(
     resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
-    stored = _server(request).read(resource_type, resource_id)
+    stored = _interactions(request).read(resource_type, resource_id)
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):
         return Response(status_code=304, headers=headers)
@@ -255,8 +251,8 @@ def update(
     body: Any = Depends(_json_body),
     view: Presentation = Depends(presentation),
 ) -> Response:
-    outcome = _server(request).update(resource_type, resource_id, body, request.headers.get("if-match"))
-    return render_write(outcome, view, _base(request))
+    outcome = _interactions(request).update(resource_type, resource_id, body, request.headers.get("if-match"))
+    return render_write(outcome, view, fhir_base(request))
 
 
 @router.patch(
@@ -269,23 +265,27 @@ def patch(
     body: Any = Depends(_patch_body),
     view: Presentation = Depends(presentation),
 ) -> Response:
-    outcome = _server(request).patch(resource_type, resource_id, body, request.headers.get("if-match"))
-    return render_write(outcome, view, _base(request))
+    outcome = _interactions(request).patch(resource_type, resource_id, body, request.headers.get("if-match"))
+    return render_write(outcome, view, fhir_base(request))
 
 
 @router.delete("/{resource_type}/{resource_id}", summary="delete", responses=FHIR_RESPONSES)
 def delete(
     resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
-    outcome = _server(request).delete(resource_type, resource_id, request.headers.get("if-match"))
-    return render_write(outcome, view, _base(request))
+    outcome = _interactions(request).delete(resource_type, resource_id, request.headers.get("if-match"))
+    return render_write(outcome, view, fhir_base(request))
 
 
 @router.get("/{resource_type}/{resource_id}/_history", summary="history of a resource", responses=FHIR_RESPONSES)
 def history_instance(
     resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
-    return render(_server(request).history(resource_type, resource_id, _parameters(request), _base(request)), 200, view)
+    return render(
+        _interactions(request).history(resource_type, resource_id, query_parameters(request), fhir_base(request)),
+        200,
+        view,
+    )
 
 
 @router.get(
@@ -300,8 +300,12 @@ def search_compartment(
 ) -> Response:
     """``Patient/[id]/ImagingStudy``, or ``Patient/[id]/*`` for every type in the compartment."""
     wanted = None if resource_type == "*" else resource_type
-    bundle = _server(request).search(
-        wanted, _parameters(request), _base(request), view.strict, compartment=(compartment_type, compartment_id)
+    bundle = _interactions(request).search(
+        wanted,
+        query_parameters(request),
+        fhir_base(request),
+        view.strict,
+        compartment=(compartment_type, compartment_id),
     )
     return render(bundle, 200, view)
 
@@ -310,7 +314,7 @@ def search_compartment(
 def vread(
     resource_type: str, resource_id: str, version_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
-    stored = _server(request).vread(resource_type, resource_id, version_id)
+    stored = _interactions(request).vread(resource_type, resource_id, version_id)
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):
         return Response(status_code=304, headers=headers)

@@ -19,9 +19,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from fhir_bridge.api.media_types import essence
 from fhir_bridge.api.rendering import error_response
 from fhir_bridge.errors import FhirError
-from fhir_bridge.interactions.server import Limits
 from fhir_bridge.settings import Settings
 
 log = logging.getLogger("fhir_bridge")
@@ -84,12 +84,11 @@ class BodyLimits:
         return cls(default, by_type, settings.body_timeout_s)
 
     def limit_for(self, content_type: str | None) -> int:
-        media = (content_type or "").split(";")[0].strip().lower()
-        return self.by_type.get(media, self.default)
+        return self.by_type.get(essence(content_type), self.default)
 
 
 def too_large(limit: int, content_type: str | None) -> BodyLimitError:
-    media = (content_type or "").split(";")[0].strip().lower() or "a body without Content-Type"
+    media = essence(content_type) or "a body without Content-Type"
     return BodyLimitError(
         413,
         f"the request body is larger than the {limit} bytes this server accepts for {media}",
@@ -190,18 +189,6 @@ class _Guard:
         if self.tripped is not None and not self.started:
             self.started = True
             await error_response(self.tripped)(scope, receive, send)
-
-
-def search_limits(settings: Settings) -> Limits:
-    """The search limits of the settings (page size, includes, chains, parameters, OR-values)."""
-    return Limits(
-        default_count=settings.default_count,
-        max_count=settings.max_count,
-        max_include=settings.max_include,
-        max_chain_depth=settings.max_chain_depth,
-        max_search_parameters=settings.max_search_parameters,
-        max_or_values=settings.max_or_values,
-    )
 
 
 def install(app: Starlette, settings: Settings) -> None:

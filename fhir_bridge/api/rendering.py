@@ -9,8 +9,10 @@ from typing import IO, Any
 import orjson
 from fastapi import Request, Response
 
+from fhir_bridge.api.context import prefer
+from fhir_bridge.api.media_types import essence
 from fhir_bridge.errors import FhirError, operation_outcome
-from fhir_bridge.interactions.server import Outcome
+from fhir_bridge.interactions.writes import Outcome
 from fhir_bridge.store.store import StoredVersion
 
 FHIR_JSON = "application/fhir+json"
@@ -34,10 +36,6 @@ class Presentation:
     strict: bool
 
 
-def _media_type(header: str) -> str:
-    return header.split(";")[0].strip().lower()
-
-
 async def presentation(request: Request) -> Presentation:
     """Read ``_format``, ``Accept``, ``_pretty`` and ``Prefer``; 406 for formats other than JSON.
 
@@ -55,24 +53,19 @@ async def presentation(request: Request) -> Presentation:
             )
     else:
         media_type = _negotiate(request.headers.get("accept", ""))
-    prefer = {}
-    for part in request.headers.get("prefer", "").split(";"):
-        for item in part.split(","):
-            key, _, value = item.strip().partition("=")
-            if key:
-                prefer[key.lower()] = value.strip().strip('"').lower()
+    preferences = prefer(request)
     return Presentation(
         media_type=media_type,
         pretty=request.query_params.get("_pretty", "false").lower() == "true",
-        prefer_return=prefer.get("return", "representation"),
-        strict=prefer.get("handling") == "strict",
+        prefer_return=preferences.get("return", "representation"),
+        strict=preferences.get("handling") == "strict",
     )
 
 
 def _negotiate(accept: str) -> str:
     if not accept.strip():
         return FHIR_JSON
-    offered = [_media_type(part) for part in accept.split(",")]
+    offered = [essence(part) for part in accept.split(",")]
     for media_type in offered:
         if media_type in ("application/fhir+json", "application/json+fhir", "*/*", "application/*"):
             return FHIR_JSON
@@ -85,7 +78,7 @@ def _negotiate(accept: str) -> str:
 
 def require_json_body(request: Request) -> None:
     content_type = request.headers.get("content-type")
-    if content_type and _media_type(content_type) not in JSON_TYPES:
+    if content_type and essence(content_type) not in JSON_TYPES:
         raise FhirError(
             415, f"Content-Type {content_type!r} is not supported: send application/fhir+json", code="not-supported"
         )

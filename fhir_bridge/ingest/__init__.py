@@ -1,9 +1,10 @@
-"""The one function every push path ends in: write the FHIR resources of received data atomically.
+"""Push paths: what received data (DICOM instances, clinical records) becomes, written atomically.
 
-DICOM (STOW-RS, single-file POST, the CLI) calls ``DicomIngest.ingest``; it maps, merges into what
-is stored and writes Patient, ImagingStudy, Endpoint, Device and a Provenance in one transaction.
+Each ingest maps and validates what it received before a transaction opens, then writes through
+the one write path (``interactions.writes.Transaction``) with a Provenance naming the sender.
 """
 
-from fhir_bridge.ingest.dicom import DicomIngest, IngestResult, InstanceOutcome, Source, dicom_mapper
+from fhir_bridge.ingest.dicom import DicomIngest, IngestResult, InstanceOutcome
+from fhir_bridge.ingest.provenance import Source
 
-__all__ = ["DicomIngest", "IngestResult", "InstanceOutcome", "Source", "dicom_mapper"]
+__all__ = ["DicomIngest", "IngestResult", "InstanceOutcome", "Source"]

@@ -17,9 +17,7 @@ others are stored; ``atomic`` writes everything in one transaction, or nothing w
 from __future__ import annotations
 
 import logging
-import socket
 import traceback
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from html import escape
@@ -30,9 +28,9 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from fhir_bridge.errors import FhirError
-from fhir_bridge.ingest.dicom import PARTICIPANT_TYPE, Source
-from fhir_bridge.interactions.server import FhirServer
-from fhir_bridge.interactions.validation import validate_resource
+from fhir_bridge.ingest.provenance import Source, provenance
+from fhir_bridge.interactions.service import FhirInteractions
+from fhir_bridge.interactions.writes import UNREAD, Transaction
 from fhir_bridge.mapping.clinical.compiler import Mapping
 from fhir_bridge.mapping.clinical.mapper import ClinicalMapper, MappedRecord, Produced
 from fhir_bridge.mapping.clinical.readers import SourceRecord
@@ -40,7 +38,8 @@ from fhir_bridge.mapping.clinical.template import FieldError, PendingLookup
 from fhir_bridge.mapping.merge import fill_missing
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.search.query import parse_search
-from fhir_bridge.store.store import Store, StoredVersion, WriteSession, format_instant
+from fhir_bridge.spec.validation import validate_resource
+from fhir_bridge.store.store import StoredVersion
 
 log = logging.getLogger("fhir_bridge.ingest")
 BATCH_SIZE = 200
@@ -104,13 +103,6 @@ class _Prepared:
     failure: RecordResult | None = None
 
 
-class _Unknown:
-    """Not read yet: the careful path reads it in the transaction."""
-
-
-UNKNOWN = _Unknown()
-
-
 @dataclass
 class _BatchState:
     """What a batch's transaction knows: stored resources found by identifier, and (fast path) its live Patients."""
@@ -120,31 +112,18 @@ class _BatchState:
     latest: dict[tuple[str, str], StoredVersion] = field(default_factory=dict)  # as this batch left them
     written: list[StoredVersion] = field(default_factory=list)
 
-    def current(self, session: WriteSession, resource_type: str, resource_id: str) -> StoredVersion | None:
+    def current(self, transaction: Transaction, resource_type: str, resource_id: str) -> StoredVersion | None:
         if (resource_type, resource_id) in self.latest:
             return self.latest[(resource_type, resource_id)]
         if self.patients is None:
-            return session.current(resource_type, resource_id)
+            return transaction.current(resource_type, resource_id)
         return self.patients.get(resource_id)
 
-    def known(
-        self, resource_type: str, resource_id: str, match: StoredVersion | None
-    ) -> StoredVersion | _Unknown | None:
-        """A record's own resource: what the identifier search found; on the careful path, to be read."""
+    def known(self, resource_type: str, resource_id: str, match: StoredVersion | None) -> StoredVersion | Any | None:
+        """A record's own resource: what the identifier search found; on the careful path, UNREAD (to be read)."""
         if (resource_type, resource_id) in self.latest:
             return self.latest[(resource_type, resource_id)]
-        return UNKNOWN if self.patients is None else match
-
-
-def _same(stored: dict[str, Any] | None, resource: dict[str, Any]) -> bool:
-    """Equal but for versionId and lastUpdated (then no new version is made, as update_in decides)."""
-
-    def plain(content: dict[str, Any] | None) -> dict[str, Any]:
-        content = dict(content or {})
-        meta = {k: v for k, v in (content.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
-        return {**content, "meta": meta} if meta else content
-
-    return plain(stored) == plain(resource)
+        return UNREAD if self.patients is None else match
 
 
 class _Rollback(Exception):
@@ -162,10 +141,9 @@ class ClinicalIngest:
     """Writes what mappings make of source records, under the site's privacy policy."""
 
     def __init__(
-        self, store: Store, server: FhirServer, policy: AttributePolicy, default_system: str, zone: ZoneInfo | None
+        self, interactions: FhirInteractions, policy: AttributePolicy, default_system: str, zone: ZoneInfo | None
     ) -> None:
-        self.store = store
-        self.server = server
+        self.interactions = interactions
         self.policy = policy
         self.default_system = default_system
         self.zone = zone
@@ -248,8 +226,8 @@ class ClinicalIngest:
         """
         provenance: list[str] = []
         try:
-            with self.store.write() as session:
-                results = self._write(session, mapping, batch, source, provenance, fast=fast and len(batch) > 1)
+            with self.interactions.transaction() as transaction:
+                results = self._write(transaction, mapping, batch, source, provenance, fast=fast and len(batch) > 1)
             summary.provenance.extend(provenance)
             return results
         except Exception as error:
@@ -280,9 +258,9 @@ class ClinicalIngest:
         provenance: list[str] = []
         problem: str | None = None
         try:
-            with self.store.write() as session:
+            with self.interactions.transaction() as transaction:
                 for batch in batches:
-                    results.extend(self._write(session, mapping, batch, source, provenance, fast=False))
+                    results.extend(self._write(transaction, mapping, batch, source, provenance, fast=False))
                 if any(r.status == "failed" for r in results):
                     raise _Rollback
         except _Rollback:
@@ -300,14 +278,14 @@ class ClinicalIngest:
 
     def _write(
         self,
-        session: WriteSession,
+        transaction: Transaction,
         mapping: Mapping,
         batch: list[_Prepared],
         source: Source,
         provenance: list[str],
         fast: bool,
     ) -> list[RecordResult]:
-        """Write a batch in ``session``.
+        """Write a batch in ``transaction``.
 
         The fast path reads what the batch needs in a few searches (its identifiers, its patients) and
         inserts what is not there without a read per resource. Its one assumption, that a derived id
@@ -315,8 +293,8 @@ class ClinicalIngest:
         insert then fails, and ``_commit`` redoes each record on the careful path (a read per resource).
         """
         mapped_records = [p.mapped for p in batch if p.mapped is not None]
-        existing = self._resolve(session, mapped_records)
-        state = _BatchState(existing, self._patients(session, mapped_records) if fast else None)
+        existing = self._resolve(transaction, mapped_records)
+        state = _BatchState(existing, self._patients(transaction, mapped_records) if fast else None)
         found: dict[tuple[str, str, str], list[str] | str] = {}
         results: list[RecordResult] = []
         written = state.written
@@ -325,19 +303,18 @@ class ClinicalIngest:
                 assert prepared.failure is not None
                 results.append(prepared.failure)
                 continue
-            result = self._record(session, prepared, state, found)
+            result = self._record(transaction, prepared, state, found)
             results.append(result)
         if written:
-            record = self._provenance(mapping, source, batch, written, format_instant(session.now))
-            stored = self.server.create_in(session, record, new_id=record["id"]).stored
-            assert stored is not None
-            provenance.append(stored.res_id)
+            record = self._provenance(mapping, source, batch, written, transaction.recorded)
+            transaction.create(record, new_id=record["id"])
+            provenance.append(record["id"])
         return results
 
     # one record ----------------------------------------------------------------------------------------
     def _record(
         self,
-        session: WriteSession,
+        transaction: Transaction,
         prepared: _Prepared,
         state: _BatchState,
         found: dict[tuple[str, str, str], list[str] | str],
@@ -360,51 +337,40 @@ class ClinicalIngest:
                 )
             elif ids and ids[0] != produced.resource["id"]:
                 self._retarget(mapped, produced, ids[0])
-        unresolved = [lookup for lookup in mapped.lookups if not self._lookup(session, lookup, found, errors)]
+        unresolved = [lookup for lookup in mapped.lookups if not self._lookup(transaction, lookup, found, errors)]
         if errors:
             return RecordResult(row, "failed", line, errors=errors)
         _prune(mapped, unresolved)
         outcomes = []
         if mapped.patient is not None and not any(p.resource_type == "Patient" for p in mapped.produced):
-            current = state.current(session, "Patient", mapped.patient["id"])
-            outcomes.append(self._put(session, fill_missing(_alive(current), mapped.patient), state, current))
+            current = state.current(transaction, "Patient", mapped.patient["id"])
+            outcomes.append(self._put(transaction, fill_missing(_alive(current), mapped.patient), state, current))
         for produced in mapped.produced:
             resource = produced.resource
             if produced.resource_type == "Patient":
-                current = state.current(session, "Patient", resource["id"])
+                current = state.current(transaction, "Patient", resource["id"])
                 resource = _overlay(_alive(current), resource)
             else:
                 matches = state.existing.get((produced.resource_type, *produced.identifier), [])  # type: ignore[arg-type]
                 current = state.known(produced.resource_type, resource["id"], matches[0] if matches else None)
-            outcomes.append(self._put(session, resource, state, current))
+            outcomes.append(self._put(transaction, resource, state, current))
         statuses = [status for _, status in outcomes]
         status = "created" if "created" in statuses else "updated" if "updated" in statuses else "unchanged"
         return RecordResult(row, status, line, [{"reference": ref, "status": s} for ref, s in outcomes])
 
+    @staticmethod
     def _put(
-        self,
-        session: WriteSession,
-        resource: dict[str, Any],
-        state: _BatchState,
-        current: StoredVersion | _Unknown | None,
+        transaction: Transaction, resource: dict[str, Any], state: _BatchState, current: StoredVersion | Any | None
     ) -> tuple[str, str]:
-        key = (resource["resourceType"], resource["id"])
-        if isinstance(current, _Unknown):  # the careful path: update_in reads it
-            before = session.last_seq
-            outcome = self.server.update_in(session, resource, None)
-            stored = outcome.stored
-            assert stored is not None
-            status = "unchanged" if session.last_seq == before else "created" if outcome.status == 201 else "updated"
-        elif current is None or current.deleted:
-            stored, status = session.put(resource, "PUT", new=current is None), "created"
-        elif _same(current.resource, resource):
-            stored, status = current, "unchanged"
-        else:
-            stored, status = session.put(resource, "PUT"), "updated"
-        state.latest[key] = stored
-        if status != "unchanged":
-            state.written.append(stored)
-        return stored.reference, status
+        """Write one resource through the one write path, with what the batch already knows of it."""
+        outcome = transaction.update(resource, None, current)
+        stored = outcome.stored
+        assert stored is not None
+        state.latest[(resource["resourceType"], resource["id"])] = stored
+        if not outcome.changed:
+            return stored.reference, "unchanged"
+        state.written.append(stored)
+        return stored.reference, "created" if outcome.status == 201 else "updated"
 
     @staticmethod
     def _retarget(mapped: MappedRecord, produced: Produced, resource_id: str) -> None:
@@ -415,7 +381,7 @@ class ClinicalIngest:
 
     def _lookup(
         self,
-        session: WriteSession,
+        transaction: Transaction,
         lookup: PendingLookup,
         found: dict[tuple[str, str, str], list[str] | str],
         errors: list[FieldError],
@@ -424,7 +390,7 @@ class ClinicalIngest:
         for criterion in lookup.criteria:
             key = (lookup.resource_type, *criterion)
             if key not in found:
-                matches = session.find(parse_search(lookup.resource_type, [criterion], strict=True), limit=2)
+                matches = transaction.find(parse_search(lookup.resource_type, [criterion], strict=True), limit=2)
                 found[key] = [m.res_id for m in matches]
             ids = found[key]
             if len(ids) > 1:
@@ -443,18 +409,19 @@ class ClinicalIngest:
         return False
 
     @staticmethod
-    def _patients(session: WriteSession, records: list[MappedRecord]) -> dict[str, StoredVersion]:
+    def _patients(transaction: Transaction, records: list[MappedRecord]) -> dict[str, StoredVersion]:
         """The live stored Patients of a batch's records, by id, in a few searches."""
         ids = sorted({m.patient["id"] for m in records if m.patient is not None})
         live: dict[str, StoredVersion] = {}
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             query = parse_search("Patient", [("_id", ",".join(chunk))], strict=True)
-            live.update((stored.res_id, stored) for stored in session.find(query, limit=len(chunk) + 1))
+            live.update((stored.res_id, stored) for stored in transaction.find(query, limit=len(chunk) + 1))
         return live
 
+    @staticmethod
     def _resolve(
-        self, session: WriteSession, records: list[MappedRecord]
+        transaction: Transaction, records: list[MappedRecord]
     ) -> dict[tuple[str, str, str], list[StoredVersion]]:
         """The stored resources carrying each identifier of the batch (a conditional update's match, batched).
 
@@ -473,7 +440,7 @@ class ClinicalIngest:
         existing: dict[tuple[str, str, str], list[StoredVersion]] = {}
         for resource_type, system, value in wanted:
             query = parse_search(resource_type, [("identifier", f"{_escape(system)}|{_escape(value)}")], strict=True)
-            matches = session.find(query, limit=2)
+            matches = transaction.find(query, limit=2)
             if matches:
                 existing[(resource_type, system, value)] = matches
         return existing
@@ -484,35 +451,19 @@ class ClinicalIngest:
     ) -> dict[str, Any]:
         """Who sent which records through which mapping: one Provenance per committed batch."""
         rows = [p.source.row for p in batch]
-        targets = {f"{t.reference}/_history/{t.version}": None for t in written}
         description = f"records {rows[0]}-{rows[-1]} through the mapping {mapping.name}"
-        provenance: dict[str, Any] = {
-            "resourceType": "Provenance",
-            "id": str(uuid.uuid4()),
-            "text": {
-                "status": "generated",
-                "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>Clinical ingest ({escape(source.channel)}) '
-                f"from {escape(source.sender)}: {escape(description)}.</p></div>",
-            },
-            "target": [{"reference": reference} for reference in targets],
-            "recorded": recorded,
-            "activity": {"text": f"clinical ingest ({source.channel})"},
-            "agent": [
-                {
-                    "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "performer", "display": "Performer"}]},
-                    "who": {"display": f"{source.channel} sender: {source.sender}"},
-                },
-                {
-                    "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]},
-                    "who": {"display": f"fhir-bridge on {socket.gethostname()}"},
-                },
-            ],
-            "entity": [{"role": "source", "what": {"display": description}}],
-        }
-        if self.policy.security_labels:
-            provenance["meta"] = {"security": self.policy.security_labels}
-        validate_resource(provenance, "Provenance")
-        return provenance
+        record = provenance(
+            source,
+            written,
+            recorded,
+            activity={"text": f"clinical ingest ({source.channel})"},
+            narrative=f"<p>Clinical ingest ({escape(source.channel)}) from {escape(source.sender)}: "
+            f"{escape(description)}.</p>",
+            entities=[{"role": "source", "what": {"display": description}}],
+            security_labels=self.policy.security_labels or None,
+        )
+        validate_resource(record, "Provenance")
+        return record
 
 
 def _escape(value: str) -> str:

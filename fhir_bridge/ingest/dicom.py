@@ -10,15 +10,11 @@ exact union of their instances.
 from __future__ import annotations
 
 import logging
-import socket
 import traceback
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import OperationalError
 
@@ -30,28 +26,19 @@ from fhir_bridge.dicom.reader import (
     DicomReadError,
 )
 from fhir_bridge.errors import FhirError
-from fhir_bridge.interactions.server import FhirServer
-from fhir_bridge.interactions.validation import validate_resource
+from fhir_bridge.ingest.provenance import Source, provenance
+from fhir_bridge.interactions.service import FhirInteractions
+from fhir_bridge.interactions.writes import Transaction
 from fhir_bridge.mapping.codes import DCM
-from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig, StudyResources
+from fhir_bridge.mapping.dicom import DicomMapper, StudyResources
 from fhir_bridge.mapping.merge import StudyMerge, fill_missing
-from fhir_bridge.privacy.profile import PS3_15_ANNEX_E, AttributePolicy
-from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
-from fhir_bridge.settings import ConfigurationError, Settings
-from fhir_bridge.store.store import Store, StoredVersion, WriteSession, format_instant
+from fhir_bridge.privacy.profile import PS3_15_ANNEX_E
+from fhir_bridge.spec.validation import validate_resource
+from fhir_bridge.store.store import StoredVersion
 
 log = logging.getLogger("fhir_bridge.ingest")
 
 COERCION_OF_DATA_ELEMENTS = 0xB000  # PS3.18 warning: stored, but not exactly as sent
-PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-
-
-@dataclass(frozen=True)
-class Source:
-    """Who sent the data and how, for the Provenance; never a file path (paths can carry names)."""
-
-    channel: str
-    sender: str
 
 
 @dataclass
@@ -95,42 +82,11 @@ class _Study:
     resources: StudyResources | None = None
 
 
-def dicom_mapper(settings: Settings) -> DicomMapper:
-    """The site's privacy policy and mapping; refuses (ConfigurationError) a configuration unsafe to run."""
-    secret = settings.pseudonym_secret()
-    if settings.pseudonymise and secret is None:
-        raise ConfigurationError(
-            "pseudonymisation is on (the default) but no site secret is configured: set FHIR_BRIDGE_PSEUDONYM_KEY "
-            "or FHIR_BRIDGE_PSEUDONYM_KEY_FILE (create a key file with `fhir-bridge keygen pseudonym.key`), or "
-            "turn pseudonymisation off with FHIR_BRIDGE_PSEUDONYMISE=false"
-        )
-    if settings.remap_uids and secret is None:
-        raise ConfigurationError("FHIR_BRIDGE_REMAP_UIDS derives new UIDs from the site secret: configure the key")
-    pseudonymiser = Pseudonymiser(secret, settings.birth_date_precision) if secret else None
-    policy = AttributePolicy(
-        pseudonymiser,
-        pseudonymise=settings.pseudonymise,
-        remap_uids=settings.remap_uids,
-        keep_descriptions=settings.keep_descriptions,
-    )
-    zone = None
-    if settings.dicom_time_zone:
-        try:
-            zone = ZoneInfo(settings.dicom_time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigurationError(
-                f"FHIR_BRIDGE_DICOM_TIME_ZONE {settings.dicom_time_zone!r} is no IANA zone"
-            ) from None
-    config = MappingConfig(settings.patient_identifier_system, settings.wado_rs_base_url, zone)
-    return DicomMapper(policy, config)
-
-
 class DicomIngest:
     """Ingests batches of read instances (and read failures) for all DICOM push paths."""
 
-    def __init__(self, store: Store, server: FhirServer, mapper: DicomMapper) -> None:
-        self.store = store
-        self.server = server
+    def __init__(self, interactions: FhirInteractions, mapper: DicomMapper) -> None:
+        self.interactions = interactions
         self.mapper = mapper
         self.endpoint = mapper.endpoint()
         if self.endpoint is not None:
@@ -215,15 +171,16 @@ class DicomIngest:
     # the transaction ---------------------------------------------------------------------------
     def _write(self, groups: list[_Study], source: Source, result: IngestResult) -> None:
         try:
-            with self.store.write() as session:
+            with self.interactions.transaction() as transaction:
                 targets: list[StoredVersion] = []
                 if self.endpoint is not None:
-                    targets.append(self._fill(session, self.endpoint))
+                    targets.append(self._fill(transaction, self.endpoint))
                 for group in groups:
-                    targets.extend(self._write_study(session, group, result))
-                provenance = self._provenance(targets, groups, source, format_instant(session.now))
-                validate_resource(provenance, "Provenance")
-                result.provenance = self.server.create_in(session, provenance, new_id=provenance["id"]).stored.res_id  # type: ignore[union-attr]
+                    targets.extend(self._write_study(transaction, group, result))
+                record = self._provenance(targets, groups, source, transaction.recorded)
+                validate_resource(record, "Provenance")
+                transaction.create(record, new_id=record["id"])
+                result.provenance = record["id"]
         except Exception as error:  # nothing was written: every instance of the request fails alike
             # The type and code location only: a message (e.g. a database error) can quote values.
             log.error(
@@ -238,10 +195,10 @@ class DicomIngest:
                     outcome.failure = OUT_OF_RESOURCES if _is_operational(error) else PROCESSING_FAILURE
                     outcome.reason = "the store could not write the request; nothing of it was stored"
 
-    def _write_study(self, session: WriteSession, group: _Study, result: IngestResult) -> list[StoredVersion]:
+    def _write_study(self, transaction: Transaction, group: _Study, result: IngestResult) -> list[StoredVersion]:
         resources = group.resources
         assert resources is not None
-        current = session.current("ImagingStudy", resources.study["id"])
+        current = transaction.current("ImagingStudy", resources.study["id"])
         merge = StudyMerge(current.resource if current is not None and not current.deleted else None)
         agrees = merge.add(resources.study)
         merged = merge.result()
@@ -256,18 +213,19 @@ class DicomIngest:
                 outcome.reason = "the instance names another patient than its study, which keeps its first patient"
         written = []
         if merged["subject"]["reference"] == f"Patient/{resources.patient['id']}":
-            written.append(self._fill(session, resources.patient))
-        written.extend(self._fill(session, device) for device in resources.devices)
-        stored = self.server.update_in(session, merged, None).stored
+            written.append(self._fill(transaction, resources.patient))
+        written.extend(self._fill(transaction, device) for device in resources.devices)
+        stored = transaction.update(merged, None, current).stored
         assert stored is not None
         result.studies.append(stored.res_id)
         return [*written, stored]
 
-    def _fill(self, session: WriteSession, resource: dict[str, Any]) -> StoredVersion:
+    @staticmethod
+    def _fill(transaction: Transaction, resource: dict[str, Any]) -> StoredVersion:
         """Write ``resource`` filling the gaps of the stored one (no new version when nothing is new)."""
-        current = session.current(resource["resourceType"], resource["id"])
+        current = transaction.current(resource["resourceType"], resource["id"])
         merged = fill_missing(current.resource if current is not None and not current.deleted else None, resource)
-        stored = self.server.update_in(session, merged, None).stored
+        stored = transaction.update(merged, None, current).stored
         assert stored is not None
         return stored
 
@@ -276,35 +234,23 @@ class DicomIngest:
     ) -> dict[str, Any]:
         """Who sent what, when, and what was de-identified how: one Provenance per ingest request."""
         policy = self.mapper.policy
-        references = {f"{t.reference}/_history/{t.version}": None for t in targets}
         activity: dict[str, Any] = {"text": f"DICOM ingest ({source.channel})"}
         if policy.pseudonymise:
             activity["coding"] = [
                 {"system": DCM, "code": "113100", "display": "Basic Application Confidentiality Profile"}
             ]
-        provenance: dict[str, Any] = {
-            "resourceType": "Provenance",
-            "id": str(uuid.uuid4()),
-            "text": {"status": "generated", "div": _narrative(source, groups, policy.description())},
-            "target": [{"reference": reference} for reference in references],
-            "recorded": recorded,
-            "activity": activity,
-            "agent": [
-                {
-                    "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "performer", "display": "Performer"}]},
-                    "who": {"display": f"{source.channel} sender: {source.sender}"},
-                },
-                {
-                    "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]},
-                    "who": {"display": f"fhir-bridge {_version()} on {socket.gethostname()}"},
-                },
-            ],
-            "entity": [_entity(group) for group in groups],
-        }
+        record = provenance(
+            source,
+            targets,
+            recorded,
+            activity=activity,
+            narrative=_narrative(source, groups, policy.description()),
+            entities=[_entity(group) for group in groups],
+            security_labels=policy.security_labels if policy.pseudonymise else None,
+        )
         if policy.pseudonymise:
-            provenance["meta"] = {"security": policy.security_labels}
-            provenance["policy"] = [PS3_15_ANNEX_E]
-        return provenance
+            record["policy"] = [PS3_15_ANNEX_E]
+        return record
 
 
 def _entity(group: _Study) -> dict[str, Any]:
@@ -323,19 +269,11 @@ def _narrative(source: Source, groups: list[_Study], description: list[str]) -> 
     received = sum(len(group.instances) for group in groups)
     items = "".join(f"<li>{escape(line)}</li>" for line in description)
     return (
-        '<div xmlns="http://www.w3.org/1999/xhtml">'
         f"<p>{received} DICOM instances of {len(groups)} studies received by {escape(source.channel)} "
-        f"from {escape(source.sender)}.</p><ul>{items}</ul></div>"
+        f"from {escape(source.sender)}.</p><ul>{items}</ul>"
     )
 
 
 def _is_operational(error: Exception) -> bool:
     """A database that is unavailable or full (worth retrying later), rather than bad data."""
     return isinstance(error, OperationalError)
-
-
-def _version() -> str:
-    try:
-        return version("fhir-bridge")
-    except PackageNotFoundError:
-        return "0"

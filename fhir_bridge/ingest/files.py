@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fhir_bridge.dicom.reader import DicomInstance, DicomReadError, read_many
-from fhir_bridge.ingest.dicom import DicomIngest, InstanceOutcome, Source
+from fhir_bridge.ingest.dicom import DicomIngest, InstanceOutcome
+from fhir_bridge.ingest.provenance import Source
 
 IGNORED_NAMES = frozenset({"DICOMDIR"})
 FILES_PER_TASK = 32

@@ -7,13 +7,13 @@ only where the search compiler supports its type and the index holds it.
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
 
 from fhir_bridge.search.query import SUPPORTED_MODIFIERS
 from fhir_bridge.spec.registry import FHIR_VERSION, resource_types, search_parameters
+from fhir_bridge.version import package_version
 
 TYPE_INTERACTIONS = (
     "read",
@@ -35,13 +35,6 @@ EXPORT_OPERATIONS = {None: "export", "Patient": "patient-export", "Group": "grou
 def _export_operation(resource_type: str | None) -> list[dict[str, str]]:
     name = EXPORT_OPERATIONS.get(resource_type)
     return [{"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/{name}"}] if name else []
-
-
-def _software_version() -> str:
-    try:
-        return version("fhir-bridge")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _search_params(resource_type: str) -> list[dict[str, Any]]:
@@ -114,7 +107,7 @@ def _capability_json(base: str, date: str, secured: bool) -> bytes:
         "publisher": "fhir-bridge",
         "kind": "instance",
         "instantiates": [f"{BULK_DATA}/CapabilityStatement/bulk-data"],
-        "software": {"name": "fhir-bridge", "version": _software_version()},
+        "software": {"name": "fhir-bridge", "version": package_version()},
         "implementation": {"description": "fhir-bridge: imaging-to-FHIR bridge", "url": base},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],

@@ -10,23 +10,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from typing import Any
 
 import orjson
 from sqlalchemy.exc import DBAPIError
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.cursors import CursorSigner
+from fhir_bridge.interactions.limits import Limits
+from fhir_bridge.interactions.links import page_url
 from fhir_bridge.interactions.subsetting import subset
 from fhir_bridge.search.query import MAX_INCLUDE_ITERATIONS, Compartment, SearchQuery, parse_search
 from fhir_bridge.store.store import Store, StoredVersion
-
-if TYPE_CHECKING:
-    from fhir_bridge.interactions.server import Limits
-
-MAX_INCLUDED = 1000  # included resources per page by default (setting max_include), so one query cannot fan out
-
 
 # What the databases say when a statement is beyond their limits (SQLite: expression depth 1,000, parser
 # stack, variables; PostgreSQL: SQLSTATE class 54, program limit exceeded, e.g. stack depth).
@@ -56,11 +51,6 @@ def _within_database_limits() -> Iterator[None]:
                 code="too-costly",
             ) from None
         raise
-
-
-def _url(path: str, parameters: list[tuple[str, str]]) -> str:
-    query = urlencode(parameters)
-    return f"{path}?{query}" if query else path
 
 
 def _resource_json(row: StoredVersion, query: SearchQuery) -> Any:
@@ -146,11 +136,11 @@ def run_search(
     if query.total in ("accurate", "estimate") or counting_only:
         with _within_database_limits():
             bundle["total"] = store.count(query)
-    links = [{"relation": "self", "url": _url(path, [*query.used, *([("_cursor", cursor)] if cursor else [])])}]
+    links = [{"relation": "self", "url": page_url(path, [*query.used, *([("_cursor", cursor)] if cursor else [])])}]
     if has_next:
         last, sort_values = page[-1]
         position = {"s": query.at_seq, "pk": last.pk, "k": sort_values}
-        links.append({"relation": "next", "url": _url(path, [*query.used, ("_cursor", signer.encode(position))])})
+        links.append({"relation": "next", "url": page_url(path, [*query.used, ("_cursor", signer.encode(position))])})
     bundle["link"] = links
     entries = [_entry(base, row, query, "match") for row in matches]
     if query.includes and matches:

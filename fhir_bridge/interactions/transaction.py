@@ -18,11 +18,12 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from fhir_bridge.errors import FhirError
-from fhir_bridge.interactions.server import STATUS_TEXT, FhirServer, Outcome, parse_if_match
-from fhir_bridge.interactions.validation import check_resource_type, validate_resource
+from fhir_bridge.interactions.service import FhirInteractions
+from fhir_bridge.interactions.writes import STATUS_TEXT, Outcome, Transaction, parse_if_match
 from fhir_bridge.search.query import SearchQuery
 from fhir_bridge.spec.registry import resource_types
-from fhir_bridge.store.store import StoredVersion, WriteSession
+from fhir_bridge.spec.validation import check_resource_type, validate_resource
+from fhir_bridge.store.store import StoredVersion
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -122,8 +123,8 @@ def _json_patch(entry: Entry) -> Any:
 
 
 class BundleProcessor:
-    def __init__(self, server: FhirServer) -> None:
-        self.server = server
+    def __init__(self, interactions: FhirInteractions) -> None:
+        self.interactions = interactions
 
     def process(self, bundle: Any, base: str, return_resources: bool) -> dict[str, Any]:
         kind, entries = _parse_entries(bundle)
@@ -145,17 +146,17 @@ class BundleProcessor:
         _refuse_duplicates(entries)
         outcomes: dict[int, Outcome] = {}
         try:
-            with self.server.store.write() as session:
+            with self.interactions.transaction() as transaction:
                 for entry in sorted(entries, key=lambda e: ORDER[e.method]):
                     if entry.method == "DELETE":
-                        outcomes[entry.index] = self._delete(session, entry)
-                targets = self._assign_ids(session, entries, base)
+                        outcomes[entry.index] = self._delete(transaction, entry)
+                targets = self._assign_ids(transaction, entries, base)
                 for entry in entries:
                     if entry.method in ("POST", "PUT") and isinstance(entry.resource, dict):
-                        _rewrite_references(entry.resource, targets, session, self.server, entry.where)
+                        _rewrite_references(entry.resource, targets, transaction, entry.where)
                 for entry in sorted(entries, key=lambda e: ORDER[e.method]):
                     if entry.method in ("POST", "PUT", "PATCH"):
-                        outcomes[entry.index] = self._write(session, entry, targets)
+                        outcomes[entry.index] = self._write(transaction, entry)
         except FhirError as error:
             if not error.diagnostics.startswith("Bundle.entry"):
                 failing = next(
@@ -198,7 +199,7 @@ class BundleProcessor:
                     expression=f"{entry.where}.resource.id",
                 )
 
-    def _assign_ids(self, session: WriteSession, entries: list[Entry], base: str) -> dict[str, str]:
+    def _assign_ids(self, transaction: Transaction, entries: list[Entry], base: str) -> dict[str, str]:
         """fullUrl -> "Type/id" for every entry that creates or updates, before anything is written."""
         targets: dict[str, str] = {}
         for entry in entries:
@@ -207,15 +208,15 @@ class BundleProcessor:
                 if_none_exist = entry.request.get("ifNoneExist")
                 existing = None
                 if if_none_exist:
-                    query = self.server.criteria(resource_type, if_none_exist, f"{entry.where}.request.ifNoneExist")
-                    existing = self.server.single_match(session, query, f"{entry.where}.request.ifNoneExist")
+                    query = transaction.criteria(resource_type, if_none_exist, f"{entry.where}.request.ifNoneExist")
+                    existing = transaction.single_match(query, f"{entry.where}.request.ifNoneExist")
                 entry.existing = existing
                 resource_id = existing.res_id if existing else str(uuid.uuid4())
                 entry.new_id = resource_id
             elif entry.method == "PUT" and entry.query:
                 resource_type = entry.parts[0]
-                query = self.server.criteria(resource_type, entry.query, f"{entry.where}.request.url")
-                match = self.server.single_match(session, query, f"{entry.where} (conditional update)")
+                query = transaction.criteria(resource_type, entry.query, f"{entry.where}.request.url")
+                match = transaction.single_match(query, f"{entry.where} (conditional update)")
                 resource_id = match.res_id if match else entry.resource.get("id") or str(uuid.uuid4())
                 entry.resource["id"] = resource_id
             elif entry.method == "PUT":
@@ -228,14 +229,15 @@ class BundleProcessor:
             targets[f"{base}/{reference}"] = reference
         return targets
 
-    def _delete(self, session: WriteSession, entry: Entry) -> Outcome:
+    @staticmethod
+    def _delete(transaction: Transaction, entry: Entry) -> Outcome:
         resource_type = entry.parts[0]
         if entry.query:
-            query = self.server.criteria(resource_type, entry.query, f"{entry.where}.request.url")
-            match = self.server.single_match(session, query, f"{entry.where} (conditional delete)")
+            query = transaction.criteria(resource_type, entry.query, f"{entry.where}.request.url")
+            match = transaction.single_match(query, f"{entry.where} (conditional delete)")
             if match is None:
                 return Outcome(204, message="no resource matched: nothing was deleted")
-            return self.server.delete_in(session, match.res_type, match.res_id, None)
+            return transaction.delete(match.res_type, match.res_id)
         if len(entry.parts) != 2:
             raise FhirError(
                 400,
@@ -243,22 +245,21 @@ class BundleProcessor:
                 code="invalid",
                 expression=f"{entry.where}.request.url",
             )
-        return self.server.delete_in(
-            session, resource_type, entry.parts[1], parse_if_match(entry.request.get("ifMatch"))
-        )
+        return transaction.delete(resource_type, entry.parts[1], parse_if_match(entry.request.get("ifMatch")))
 
-    def _write(self, session: WriteSession, entry: Entry, targets: dict[str, str]) -> Outcome:
+    @staticmethod
+    def _write(transaction: Transaction, entry: Entry) -> Outcome:
         if entry.method == "POST":
             if entry.existing is not None:
                 return Outcome(200, entry.existing)
-            return self.server.create_in(session, entry.resource, None, new_id=entry.new_id)
+            return transaction.create(entry.resource, None, new_id=entry.new_id)
         if entry.method == "PUT":
-            return self.server.update_in(session, entry.resource, parse_if_match(entry.request.get("ifMatch")))
+            return transaction.update(entry.resource, parse_if_match(entry.request.get("ifMatch")))
         patch = _json_patch(entry)
         resource_type = entry.parts[0]
         if entry.query:
-            query = self.server.criteria(resource_type, entry.query, f"{entry.where}.request.url")
-            current = self.server.single_match(session, query, f"{entry.where} (conditional patch)")
+            query = transaction.criteria(resource_type, entry.query, f"{entry.where}.request.url")
+            current = transaction.single_match(query, f"{entry.where} (conditional patch)")
             reference = current.reference if current else entry.request["url"]
         else:
             if len(entry.parts) != 2:
@@ -268,9 +269,9 @@ class BundleProcessor:
                     code="invalid",
                     expression=f"{entry.where}.request.url",
                 )
-            current = session.current(resource_type, entry.parts[1])
+            current = transaction.current(resource_type, entry.parts[1])
             reference = f"{resource_type}/{entry.parts[1]}"
-        return self.server.patch_in(session, current, reference, patch, parse_if_match(entry.request.get("ifMatch")))
+        return transaction.patch(current, reference, patch, parse_if_match(entry.request.get("ifMatch")))
 
     # batch -------------------------------------------------------------------------------
     def _batch_entry(self, entry: Entry, base: str, return_resources: bool) -> dict[str, Any]:
@@ -278,14 +279,14 @@ class BundleProcessor:
             if entry.method in ("GET", "HEAD"):
                 return self._read_entry(entry, base)
             self._validate(entry)
-            with self.server.store.write() as session:
+            with self.interactions.transaction() as transaction:
                 if entry.method == "DELETE":
-                    outcome = self._delete(session, entry)
+                    outcome = self._delete(transaction, entry)
                 else:
-                    targets = self._assign_ids(session, [entry], base)
+                    targets = self._assign_ids(transaction, [entry], base)
                     if isinstance(entry.resource, dict) and entry.method in ("POST", "PUT"):
-                        _rewrite_references(entry.resource, targets, session, self.server, entry.where)
-                    outcome = self._write(session, entry, targets)
+                        _rewrite_references(entry.resource, targets, transaction, entry.where)
+                    outcome = self._write(transaction, entry)
             return _response(outcome, return_resources)
         except FhirError as error:
             return {"response": {"status": str(error.status), "outcome": error.outcome()}}
@@ -295,18 +296,21 @@ class BundleProcessor:
         parameters = parse_qsl(entry.query, keep_blank_values=True)
         try:
             if len(parts) == 1 and parts[0] != "_history":
-                return {"resource": self.server.search(parts[0], parameters, base), "response": {"status": "200 OK"}}
+                return {
+                    "resource": self.interactions.search(parts[0], parameters, base),
+                    "response": {"status": "200 OK"},
+                }
             if parts[-1] == "_history":
                 resource_type = parts[0] if len(parts) > 1 else None
                 resource_id = parts[1] if len(parts) > 2 else None
                 return {
-                    "resource": self.server.history(resource_type, resource_id, parameters, base),
+                    "resource": self.interactions.history(resource_type, resource_id, parameters, base),
                     "response": {"status": "200 OK"},
                 }
             if len(parts) == 2:
-                stored = self.server.read(parts[0], parts[1])
+                stored = self.interactions.read(parts[0], parts[1])
             elif len(parts) == 4 and parts[2] == "_history":
-                stored = self.server.vread(parts[0], parts[1], parts[3])
+                stored = self.interactions.vread(parts[0], parts[1], parts[3])
             else:
                 raise FhirError(
                     400,
@@ -337,24 +341,22 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
             seen[key] = entry.index
 
 
-def _rewrite_references(
-    node: Any, targets: dict[str, str], session: WriteSession, server: FhirServer, where: str
-) -> None:
+def _rewrite_references(node: Any, targets: dict[str, str], transaction: Transaction, where: str) -> None:
     """Replace fullUrls and conditional references by the ``Type/id`` they resolve to."""
     if isinstance(node, list):
         for item in node:
-            _rewrite_references(item, targets, session, server, where)
+            _rewrite_references(item, targets, transaction, where)
         return
     if not isinstance(node, dict):
         return
     for key, value in node.items():
         if key == "reference" and isinstance(value, str):
-            node[key] = _resolve(value, targets, session, server, where)
+            node[key] = _resolve(value, targets, transaction, where)
         elif isinstance(value, dict | list):
-            _rewrite_references(value, targets, session, server, where)
+            _rewrite_references(value, targets, transaction, where)
 
 
-def _resolve(reference: str, targets: dict[str, str], session: WriteSession, server: FhirServer, where: str) -> str:
+def _resolve(reference: str, targets: dict[str, str], transaction: Transaction, where: str) -> str:
     if reference in targets:
         return targets[reference]
     if reference.startswith(("urn:uuid:", "urn:oid:")):
@@ -366,8 +368,10 @@ def _resolve(reference: str, targets: dict[str, str], session: WriteSession, ser
         )
     path, _, query_string = reference.partition("?")
     if query_string and path in resource_types():
-        query: SearchQuery = server.criteria(path, query_string, f"{where}: the conditional reference {reference!r}")
-        matches = session.find(query, limit=2)
+        query: SearchQuery = transaction.criteria(
+            path, query_string, f"{where}: the conditional reference {reference!r}"
+        )
+        matches = transaction.find(query, limit=2)
         if len(matches) != 1:
             found = "no resource" if not matches else "more than one resource"
             raise FhirError(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fhir_bridge.store.store import version_free_meta
+
 _DERIVED = {"numberOfSeries", "numberOfInstances", "modality", "series"}
 _UNIONS = {"identifier", "endpoint", "procedureCode", "reasonCode"}
 
@@ -25,10 +27,6 @@ def _add_unique(target: list[Any], items: list[Any]) -> None:
             target.append(item)
 
 
-def _version_free_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (meta or {}).items() if k not in ("versionId", "lastUpdated")}
-
-
 def fill_missing(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """``current`` with the top-level fields it lacks taken from ``new`` (security labels are united)."""
     if current is None:
@@ -37,7 +35,7 @@ def fill_missing(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[st
     for key, value in new.items():
         if key != "meta":
             result.setdefault(key, copy.deepcopy(value))
-    meta = _version_free_meta(current.get("meta"))
+    meta = version_free_meta(current.get("meta"))
     security = list(meta.get("security", []))
     _add_unique(security, (new.get("meta") or {}).get("security", []))
     if security:
@@ -103,7 +101,7 @@ class StudyMerge:
         agrees = "subject" not in study or "subject" not in self.fields or study["subject"] == self.fields["subject"]
         for key, value in study.items():
             if key == "meta":
-                meta = _version_free_meta(value)
+                meta = version_free_meta(value)
                 _add_unique(self.security, meta.pop("security", []))
                 for name, part in meta.items():
                     self.meta.setdefault(name, part)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import Connection, Dialect, Table, bindparam, func, insert, or_, select, tuple_, update
@@ -50,6 +50,9 @@ _SELECT_VERSION = select(*VERSION_COLUMNS).where(
     VERSION.c.res_id == bindparam("res_id"),
     VERSION.c.version == bindparam("version"),
 )
+
+
+STORE_META = ("versionId", "lastUpdated")  # the meta elements the store sets on every version
 
 
 def format_instant(micros: int) -> str:
@@ -92,6 +95,32 @@ class StoredVersion:
     @property
     def reference(self) -> str:
         return f"{self.res_type}/{self.res_id}"
+
+
+def version_free_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """``meta`` without what the store assigns to each version (versionId, lastUpdated)."""
+    return {k: v for k, v in (meta or {}).items() if k not in STORE_META}
+
+
+def version_free(resource: dict[str, Any] | None) -> dict[str, Any]:
+    """``resource`` without the meta the store assigns to each version."""
+    content = dict(resource or {})
+    meta = version_free_meta(content.pop("meta", None))
+    if meta:
+        content["meta"] = meta
+    return content
+
+
+def same_content(stored: dict[str, Any] | None, resource: dict[str, Any]) -> bool:
+    """Equal but for versionId and lastUpdated: storing ``resource`` over ``stored`` would change nothing."""
+    return version_free(stored) == version_free(resource)
+
+
+class _Lookup:
+    """Marks a previous version not given by the caller of ``WriteSession.put``: the session reads it."""
+
+
+LOOKUP: Final = _Lookup()
 
 
 def _version(row: Sequence[Any]) -> StoredVersion:
@@ -192,13 +221,17 @@ class WriteSession:
         self._seq += 1
         return self._seq
 
-    def put(self, resource: dict[str, Any], method: str, *, new: bool = False) -> StoredVersion:
+    def put(
+        self, resource: dict[str, Any], method: str, previous: StoredVersion | _Lookup | None = LOOKUP
+    ) -> StoredVersion:
         """Store ``resource`` (with ``id`` set) as the next version of its resource.
 
-        ``new`` promises that the id was never used (a server-assigned UUID): no lookup is made.
+        ``previous`` is its current version when the caller has read it; None promises that the id
+        was never used (a server-assigned UUID, or an id a search found free): no lookup is made.
         """
         res_type, res_id = resource["resourceType"], resource["id"]
-        previous = None if new else self.current(res_type, res_id)
+        if isinstance(previous, _Lookup) or (previous is not None and previous.pk is None):
+            previous = self.current(res_type, res_id)  # (a version written earlier in this session gets its pk)
         version = previous.version + 1 if previous else 1
         seq = self._next_seq()
         meta = dict(resource.get("meta") or {})

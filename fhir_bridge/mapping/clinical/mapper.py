@@ -14,13 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fhir_bridge.errors import FhirError
-from fhir_bridge.interactions.validation import validate_resource
 from fhir_bridge.mapping import codes
 from fhir_bridge.mapping.clinical.compiler import PATIENT, Mapping, ResourceRule
 from fhir_bridge.mapping.clinical.template import MISSING, Context, FieldError, PendingLookup, as_text
 from fhir_bridge.mapping.dicom import patient_system
 from fhir_bridge.mapping.patient import patient_identity
 from fhir_bridge.privacy.profile import AttributePolicy
+from fhir_bridge.spec.validation import validate_resource
 
 _INDEX = re.compile(r"\[\d+\]")
 

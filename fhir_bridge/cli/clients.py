@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fhir_bridge.security.clients import ClientRegistry, RegistrationError
-from fhir_bridge.settings import Settings
-from fhir_bridge.store.database import create_engines, prepare_schema
+from fhir_bridge.cli.common import EXIT_CONFIGURATION, add_database, services_from
+from fhir_bridge.security.clients import RegistrationError
 
-EXIT_REFUSED = 2
-
-
-def _registry(settings: Settings) -> ClientRegistry:
-    engines = create_engines(settings.database_url)
-    prepare_schema(engines)
-    return ClientRegistry(engines)
+EXIT_REFUSED = EXIT_CONFIGURATION
 
 
 def new_key_pair(private_key_path: Path, key_id: str) -> dict[str, Any]:
@@ -38,14 +30,15 @@ def new_key_pair(private_key_path: Path, key_id: str) -> dict[str, Any]:
     return {"keys": [{**public, "kid": key_id, "alg": "ES384", "use": "sig"}]}
 
 
-def add(arguments: argparse.Namespace, settings: Settings) -> int:
+def add(arguments: argparse.Namespace) -> int:
     jwks = None
     try:
         if arguments.new_key:
             jwks = new_key_pair(Path(arguments.new_key), f"{arguments.client_id}-1")
         elif arguments.jwks:
             jwks = json.loads(Path(arguments.jwks).read_text(encoding="utf-8"))
-        client = _registry(settings).add(arguments.client_id, arguments.scope, jwks=jwks, jwks_url=arguments.jwks_url)
+        with services_from(arguments) as services:
+            client = services.clients.add(arguments.client_id, arguments.scope, jwks=jwks, jwks_url=arguments.jwks_url)
     except FileExistsError:
         print(f"fhir-bridge: {arguments.new_key} exists; choose another file for the new key", file=sys.stderr)
         return EXIT_REFUSED
@@ -58,22 +51,26 @@ def add(arguments: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def list_clients(_arguments: argparse.Namespace, settings: Settings) -> int:
-    for client in _registry(settings).all():
+def list_clients(arguments: argparse.Namespace) -> int:
+    with services_from(arguments) as services:
+        registered = services.clients.all()
+    for client in registered:
         keys = client.jwks_url or f"{len((client.jwks or {}).get('keys', []))} key(s)"
         print(f"{client.client_id}\t{client.scope}\t{keys}")
     return 0
 
 
-def remove(arguments: argparse.Namespace, settings: Settings) -> int:
-    if not _registry(settings).remove(arguments.client_id):
+def remove(arguments: argparse.Namespace) -> int:
+    with services_from(arguments) as services:
+        removed = services.clients.remove(arguments.client_id)
+    if not removed:
         print(f"fhir-bridge: no client {arguments.client_id!r}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"removed {arguments.client_id}: it gets no new tokens (tokens already issued expire on their own)")
     return 0
 
 
-def register(commands: Any, settings_of: Callable[[argparse.Namespace], Settings], database: str) -> None:
+def register(commands: Any) -> None:
     clients = commands.add_parser("clients", help="backend clients of the built-in SMART token endpoint")
     actions = clients.add_subparsers(dest="action", required=True)
     adding = actions.add_parser("add", help="register a client (again: replaces its keys and scopes)")
@@ -83,12 +80,12 @@ def register(commands: Any, settings_of: Callable[[argparse.Namespace], Settings
     keys.add_argument("--jwks", help="file with the client's public JSON Web Key Set")
     keys.add_argument("--jwks-url", help="URL where the client publishes its JWKS")
     keys.add_argument("--new-key", help="make a new key pair: write the private key here, register the public one")
-    adding.add_argument("--database-url", help=database)
-    adding.set_defaults(handler=lambda a: add(a, settings_of(a)))
+    add_database(adding)
+    adding.set_defaults(handler=add)
     listing = actions.add_parser("list", help="the registered clients")
-    listing.add_argument("--database-url", help=database)
-    listing.set_defaults(handler=lambda a: list_clients(a, settings_of(a)))
+    add_database(listing)
+    listing.set_defaults(handler=list_clients)
     removing = actions.add_parser("remove", help="unregister a client")
     removing.add_argument("client_id")
-    removing.add_argument("--database-url", help=database)
-    removing.set_defaults(handler=lambda a: remove(a, settings_of(a)))
+    add_database(removing)
+    removing.set_defaults(handler=remove)

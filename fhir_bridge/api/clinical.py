@@ -20,11 +20,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.access import require
+from fhir_bridge.api.context import services
+from fhir_bridge.api.media_types import parse_media_type
 from fhir_bridge.api.rendering import spool_body
-from fhir_bridge.dicom.multipart import parse_media_type
 from fhir_bridge.errors import FhirError
 from fhir_bridge.ingest.clinical import ClinicalIngest, RecordResult, Summary
-from fhir_bridge.ingest.dicom import Source
+from fhir_bridge.ingest.provenance import Source
 from fhir_bridge.mapping.clinical import MappingError, MappingRegistry, Reader, ReaderOptions, UnknownMapping
 from fhir_bridge.mapping.clinical.compiler import Mapping
 from fhir_bridge.security.policy import writes
@@ -92,11 +93,11 @@ def mapping_types(mapping: Mapping) -> set[str]:
 
 
 def _registry(request: Request) -> MappingRegistry:
-    return request.app.state.mapping_registry
+    return services(request).mappings
 
 
 def _ingest(request: Request) -> ClinicalIngest:
-    return request.app.state.clinical_ingest
+    return services(request).clinical_ingest
 
 
 def load_mapping(registry: MappingRegistry, name: str) -> Mapping:

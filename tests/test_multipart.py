@@ -8,7 +8,8 @@ import tracemalloc
 
 import pytest
 
-from fhir_bridge.dicom.multipart import MultipartError, MultipartParser, parse_media_type
+from fhir_bridge.api.media_types import parse_media_type
+from fhir_bridge.api.multipart import MultipartError, MultipartParser
 
 
 def _body(parts: list[bytes], boundary: str, newline: bytes = b"\r\n", preamble: bytes = b"", lengths: bool = False):

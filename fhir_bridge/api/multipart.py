@@ -11,9 +11,10 @@ incomplete, so the caller can report it rather than half-store it.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
-from email.message import Message
+from dataclasses import dataclass
 from typing import IO
+
+from fhir_bridge.api.media_types import parse_media_type
 
 SPOOL_BYTES = 1024 * 1024
 MAX_HEADER_BYTES = 16 * 1024
@@ -22,26 +23,6 @@ _PREAMBLE, _BODY, _AFTER_DELIMITER, _HEADERS, _EPILOGUE = range(5)
 
 class MultipartError(ValueError):
     """The body is not the multipart message its Content-Type announces."""
-
-
-@dataclass(frozen=True)
-class MediaType:
-    """A parsed Content-Type: ``type/subtype`` in lower case and its parameters (names in lower case)."""
-
-    value: str
-    parameters: dict[str, str] = field(default_factory=dict)
-
-
-def parse_media_type(header: str | None) -> MediaType:
-    """Parse a Content-Type header; quoted and unquoted parameter values alike."""
-    if not header or not header.strip():
-        return MediaType("")
-    message = Message()
-    message["content-type"] = header
-    parameters = {}
-    for name, value in message.get_params(failobj=[], header="content-type")[1:]:
-        parameters[name.lower()] = value if isinstance(value, str) else str(value)
-    return MediaType(message.get_content_type().lower() if "/" in header.split(";")[0] else "", parameters)
 
 
 @dataclass

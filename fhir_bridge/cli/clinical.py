@@ -1,7 +1,4 @@
-"""``fhir-bridge ingest-clinical`` and ``fhir-bridge mappings check|list``: clinical data from the command line.
-
-Kept apart from ``cli.py`` (which only registers these commands) so each command module stays small.
-"""
+"""``fhir-bridge ingest-clinical`` and ``fhir-bridge mappings check|list``: clinical data from the command line."""
 
 from __future__ import annotations
 
@@ -10,26 +7,28 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fhir_bridge.settings import ConfigurationError, Settings
+from fhir_bridge.cli.common import (
+    EXIT_CONFIGURATION,
+    EXIT_FAILURES,
+    add_database,
+    add_key_file,
+    refuse,
+    services_from,
+)
+from fhir_bridge.mapping.clinical import MappingRegistry
+from fhir_bridge.settings import ConfigurationError
 
-EXIT_FAILURES = 1
-EXIT_CONFIGURATION = 2
 LISTED_FAILURES = 50
 
-SettingsFactory = Callable[[argparse.Namespace], Settings]
 
-
-def _registry(arguments: argparse.Namespace) -> Any:
-    from fhir_bridge.mapping.clinical import MappingRegistry
-
-    directory = arguments.mappings_dir or Settings().mappings_dir
-    return MappingRegistry.for_site(directory)
+def _registry(arguments: argparse.Namespace) -> MappingRegistry:
+    with services_from(arguments) as services:  # the mapping registry needs no database
+        return services.mappings
 
 
 def check(arguments: argparse.Namespace) -> int:
@@ -60,25 +59,21 @@ def list_mappings(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def ingest(arguments: argparse.Namespace, settings_factory: SettingsFactory) -> int:
+def ingest(arguments: argparse.Namespace) -> int:
     """Ingest each file through the mapping (one call per file: ``--atomic`` is all or nothing per file)."""
     from tqdm import tqdm
 
-    from fhir_bridge.api.app import create_app
     from fhir_bridge.ingest.clinical import RecordResult, Summary
-    from fhir_bridge.ingest.dicom import Source
+    from fhir_bridge.ingest.provenance import Source
     from fhir_bridge.mapping.clinical import MappingError, ReaderOptions, UnknownMapping
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    services = services_from(arguments)
     try:
-        settings = settings_factory(arguments)
-        if arguments.mappings_dir is not None:
-            settings = settings.model_copy(update={"mappings_dir": arguments.mappings_dir})
-        app = create_app(settings)
+        registry, clinical = services.mappings, services.clinical_ingest
     except ConfigurationError as error:
-        print(f"fhir-bridge: cannot start: {error}", file=sys.stderr)
-        return EXIT_CONFIGURATION
-    registry, clinical = app.state.mapping_registry, app.state.clinical_ingest
+        services.close()
+        return refuse(error)
     try:
         try:
             mapping = registry.load(arguments.mapping)
@@ -141,7 +136,7 @@ def ingest(arguments: argparse.Namespace, settings_factory: SettingsFactory) -> 
         if report is not None:
             report.close()
     finally:
-        app.state.engines.dispose()
+        services.close()
     elapsed = time.perf_counter() - started
     rate = total.records / elapsed if elapsed > 0 else 0.0
     print(
@@ -158,12 +153,7 @@ def ingest(arguments: argparse.Namespace, settings_factory: SettingsFactory) -> 
     return EXIT_FAILURES if total.failed or total.not_written else 0
 
 
-def register(
-    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
-    settings_factory: SettingsFactory,
-    database: str,
-    key_file: str,
-) -> None:
+def register(commands: Any) -> None:
     """Add ``ingest-clinical`` and ``mappings`` to the command's sub-commands."""
     load = commands.add_parser(
         "ingest-clinical",
@@ -176,10 +166,10 @@ def register(
     load.add_argument("--batch-size", type=int, default=200, help="records per transaction (and Provenance)")
     load.add_argument("--report", help="write every record's result to this NDJSON file")
     load.add_argument("--mappings-dir", type=Path, help="the site's mapping folder (else FHIR_BRIDGE_MAPPINGS_DIR)")
-    load.add_argument("--database-url", help=database)
-    load.add_argument("--pseudonym-key-file", type=Path, help=key_file)
+    add_database(load)
+    add_key_file(load)
     load.add_argument("--no-progress", action="store_true", help="no progress bar")
-    load.set_defaults(handler=lambda arguments: ingest(arguments, settings_factory))
+    load.set_defaults(handler=ingest)
     mappings = commands.add_parser("mappings", help="check or list clinical mapping files")
     actions = mappings.add_subparsers(dest="action", required=True)
     checking = actions.add_parser("check", help="report every problem of mapping files (exit 1 when any)")

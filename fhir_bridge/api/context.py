@@ -1,0 +1,54 @@
+"""What every route needs of its request: the services, the settings, the FHIR base URL, the body."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.types import Scope
+
+from fhir_bridge.services import Services
+from fhir_bridge.settings import Settings
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def settings(request: Request) -> Settings:
+    return services(request).settings
+
+
+def base_url(settings: Settings, scope: Scope) -> str:
+    """The FHIR base URL clients see: the configured public one, else from the request's own URL.
+
+    ``root_path`` is where this app is mounted (a host app's Mount, or a proxy's ``--root-path``).
+    """
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+    if not host and scope.get("server"):
+        host = f"{scope['server'][0]}:{scope['server'][1]}"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '').rstrip('/')}{settings.fhir_path}"
+
+
+def fhir_base(request: Request) -> str:
+    return base_url(settings(request), request.scope)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body; its size and pace are limited by ``api.limits`` (413, 408) while it streams."""
+    return await request.body()
+
+
+def query_parameters(request: Request) -> list[tuple[str, str]]:
+    """The query's parameters in order, without the presentation ones (``_format``, ``_pretty``)."""
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+
+
+def prefer(request: Request) -> dict[str, str]:
+    """The Prefer header (RFC 7240), lower-cased: ``{"respond-async": "", "return": "minimal"}``."""
+    found = {}
+    for item in request.headers.get("prefer", "").replace(";", ",").split(","):
+        key, _, value = item.strip().partition("=")
+        if key:
+            found[key.strip().lower()] = value.strip().strip('"').lower()
+    return found

@@ -1,0 +1,64 @@
+"""``fhir-bridge ingest``: DICOM files and folders, read in parallel, written in batched transactions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from fhir_bridge.cli.common import EXIT_FAILURES, add_database, add_key_file, refuse, services_from
+from fhir_bridge.settings import ConfigurationError
+
+
+def ingest(arguments: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fhir_bridge.ingest.files import ingest_files
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with services_from(arguments) as services:
+        try:
+            dicom_ingest = services.dicom_ingest
+        except ConfigurationError as error:
+            return refuse(error)
+        started = time.perf_counter()
+        bar = tqdm(unit="file", file=sys.stderr, disable=True if arguments.no_progress else None, desc="ingest")
+        try:
+            summary = ingest_files(
+                dicom_ingest,
+                arguments.paths,
+                workers=arguments.workers,
+                batch_size=arguments.batch_size,
+                progress=bar.update,
+                on_total=lambda total: bar.reset(total=total),
+            )
+        finally:
+            bar.close()
+    elapsed = time.perf_counter() - started
+    rate = summary.instances / elapsed if elapsed > 0 else 0.0
+    print(
+        f"ingested {summary.instances} instances of {len(summary.studies)} studies and {len(summary.series)} "
+        f"series in {elapsed:.1f} s ({rate:.0f} instances/s)"
+    )
+    for title, rows in (("failed", summary.failed), ("stored with a warning", summary.warnings)):
+        if rows:
+            print(f"{title}: {len(rows)} files")
+            for path, reason in rows:
+                print(f"  {path}: {reason}")
+    if summary.ignored:
+        print(f"ignored: {len(summary.ignored)} files (DICOMDIR and hidden files)")
+    return EXIT_FAILURES if summary.failed else 0
+
+
+def register(commands: Any) -> None:
+    load = commands.add_parser("ingest", help="ingest DICOM files and folders (exit 1 when any file failed)")
+    load.add_argument("paths", nargs="+", help="files or folders (walked recursively; no DICOMDIR needed)")
+    add_database(load)
+    add_key_file(load)
+    load.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="header-reading processes")
+    load.add_argument("--batch-size", type=int, default=500, help="instances per transaction (and Provenance)")
+    load.add_argument("--no-progress", action="store_true", help="no progress bar")
+    load.set_defaults(handler=ingest)

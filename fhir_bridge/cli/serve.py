@@ -1,0 +1,48 @@
+"""``fhir-bridge serve``: the FHIR API, STOW-RS, bulk export and the catalogue over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
+from fhir_bridge.settings import ConfigurationError
+
+
+def serve(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fhir_bridge.api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        services = services_from(arguments)
+        app = create_app(services=services)
+    except ConfigurationError as error:
+        return refuse(error)
+    settings = services.settings
+    logging.getLogger("fhir_bridge").info(
+        "FHIR base URL http://%s:%s%s, STOW-RS http://%s:%s%s/studies (database: %s)",
+        settings.host,
+        settings.port,
+        settings.fhir_path,
+        settings.host,
+        settings.port,
+        settings.dicomweb_path,
+        settings.database_url.split("@")[-1],
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
+    return 0
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser("serve", help="run the FHIR API and STOW-RS (settings also from FHIR_BRIDGE_* variables)")
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    add_database(run)
+    add_key_file(run)
+    run.add_argument(
+        "--auth", choices=["smart", "none"], help="smart (default): bearer tokens required; none: no access control"
+    )
+    run.set_defaults(handler=serve)
