@@ -26,9 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_bridge.api.context import base_url
-from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us, redact_query
+from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us, redact_detail, redact_query
 from fhir_bridge.errors import FhirError, operation_outcome
-from fhir_bridge.security.policy import DICOM_PUSH_TYPES, EVERYTHING, rest_needs, writes
+from fhir_bridge.security.policy import DICOM_PUSH_TYPES, EVERYTHING, counts_needs, rest_needs, writes
 from fhir_bridge.security.scopes import Permission
 from fhir_bridge.security.tokens import IssuerUnavailable, Principal, TokenRejected, TokenVerifier
 from fhir_bridge.settings import Settings
@@ -59,6 +59,7 @@ class Classified:
     entity_type: str | None = None
     audited_path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    criteria: list[tuple[str, str]] = field(default_factory=list)  # If-None-Exist: the search a create ran
 
 
 class AccessControl:
@@ -146,7 +147,7 @@ class _Trail:
         self.access = access
         self.scope = scope
         self.classified = classified
-        self.query = redact_query(parameters, access.keyed_hash)
+        self.parameters = parameters
         self.client_id: str | None = None
         self.written = False
 
@@ -181,6 +182,7 @@ class _Trail:
             entity = _reference(location)
         extra = classified.extra
         client = self.scope.get("client")
+        searched = [*self.parameters, *extra.get("search", ()), *classified.criteria]
         entry = AuditEntry(
             recorded=now_us(),
             client_id=self.client_id,
@@ -188,11 +190,11 @@ class _Trail:
             action=ACTIONS.get(extra.get("interaction", classified.interaction), "E"),
             method=self.scope["method"],
             path=classified.audited_path,
-            query=self.query,
+            query=redact_query(searched, self.access.keyed_hash),
             entity=entity,
             entity_type=classified.entity_type or (entity.split("/")[0] if entity else None),
             status=status,
-            detail=(detail or extra.get("detail"))[:1000] if (detail or extra.get("detail")) else None,
+            detail=redact_detail(detail or extra.get("detail"), self.access.keyed_hash),
             address=client[0] if client else None,
         )
         await run_in_threadpool(self.access.audit.record, entry)
@@ -207,6 +209,11 @@ def require(request: Request, needs: set[Permission]) -> None:
 
 def principal_of(request: Request) -> Principal | None:
     return request.scope.get("state", {}).get("principal")
+
+
+def audit_search(request: Request, parameters: list[tuple[str, str]]) -> None:
+    """Record search parameters the route read from the body (POST _search) with the request's query."""
+    request.scope.setdefault("state", {}).setdefault("audit", {})["search"] = parameters
 
 
 def annotate(request: Request, **facts: str) -> None:
@@ -245,9 +252,7 @@ def classify(
     if any(path.rstrip("/") in (f"{fhir}{p}", p) for p in AUTH_PATHS):
         return Classified(None)
     if path.rstrip("/") == "/catalogue/counts":
-        return Classified(
-            {Permission("Patient", "s"), Permission("ImagingStudy", "s")}, "search-system", None, None, path
-        )
+        return Classified(counts_needs(parameters), "search-system", None, None, path)
     dicomweb = settings.dicomweb_path.rstrip("/")
     if dicomweb and (path == dicomweb or path.startswith(f"{dicomweb}/")):
         needs = writes(DICOM_PUSH_TYPES) if method == "POST" else set(EVERYTHING)
@@ -272,12 +277,12 @@ def _classify_fhir(
     if segments and (segments[-1] == "$export" or segments[0] in ("$export-status", "$export-file")):
         return Classified(set(), "operation", None, None, path)  # the exported types: checked by the route
     needs = (
-        rest_needs(method, segments, parameters, conditional_create=bool(headers.get("if-none-exist")))
-        if authorising
-        else set()
+        rest_needs(method, segments, parameters, if_none_exist=headers.get("if-none-exist")) if authorising else set()
     )
     interaction, entity = _interaction(method, segments)
-    return Classified(needs, interaction, entity, segments[0] if segments and segments[0][:1].isupper() else None, path)
+    entity_type = segments[0] if segments and segments[0][:1].isupper() else None
+    criteria = parse_qsl(headers.get("if-none-exist", "").partition("?")[2] or headers.get("if-none-exist", ""))
+    return Classified(needs, interaction, entity, entity_type, path, criteria=criteria)
 
 
 def _interaction(method: str, segments: list[str]) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from fhir_bridge.api import audit, auth, bulk, catalogue, clinical, dicomweb, fhir, limits
-from fhir_bridge.api.access import AccessControl
+from fhir_bridge.api.access import AccessControl, annotate
 from fhir_bridge.api.rendering import error_response
 from fhir_bridge.errors import FhirError
 from fhir_bridge.services import Services
@@ -75,12 +75,14 @@ def _install_access_control(app: FastAPI, services: Services) -> None:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
-    async def _fhir_error(_request: Request, error: FhirError):  # type: ignore[no-untyped-def]
+    async def _fhir_error(request: Request, error: FhirError):  # type: ignore[no-untyped-def]
+        annotate(request, detail=error.diagnostics)  # the trail records why, as the client was told
         return error_response(error)
 
     @app.exception_handler(HTTPException)
-    async def _http_error(_request: Request, error: HTTPException):  # type: ignore[no-untyped-def]
+    async def _http_error(request: Request, error: HTTPException):  # type: ignore[no-untyped-def]
         code = {404: "not-found", 405: "not-supported"}.get(error.status_code, "processing")
+        annotate(request, detail=str(error.detail))
         return error_response(
             FhirError(error.status_code, str(error.detail), code=code, headers=dict(error.headers or {}))
         )

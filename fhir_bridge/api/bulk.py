@@ -23,7 +23,7 @@ from fhir_bridge.bulk.model import Status
 from fhir_bridge.bulk.parameters import read_export_request
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.errors import FhirError, operation_outcome
-from fhir_bridge.security.policy import reads
+from fhir_bridge.security.policy import reads, type_filter_needs
 from fhir_bridge.spec.validation import parse_json
 
 NDJSON = "application/fhir+ndjson"
@@ -120,7 +120,9 @@ def _authorised_types(
     principal = principal_of(request)
     if principal is None:
         return parameters
-    exported = read_export_request(level, parameters, lenient=True, group_id=group_id).types
+    export = read_export_request(level, parameters, lenient=True, group_id=group_id)
+    require(request, type_filter_needs(export.type_filters))  # each filter is a search of the client's
+    exported = export.types
     if any(name == "_type" for name, _ in parameters):
         require(request, reads(exported))
         return parameters
@@ -194,7 +196,8 @@ def export_status(job_id: str, request: Request) -> Response:
     if job.status is Status.FAILED:
         raise FhirError(500, f"the export failed: {job.error}", code="exception")
     expires = (job.finished or job.created) / 1_000_000 + exports.limits.retention_hours * 3600
-    body = orjson.dumps(manifest(job, exports.files(job.id), fhir_base(request)))
+    secured = services(request).settings.auth != "none"
+    body = orjson.dumps(manifest(job, exports.files(job.id), fhir_base(request), requires_access_token=secured))
     return Response(body, 200, media_type="application/json", headers={"Expires": formatdate(expires, usegmt=True)})
 
 

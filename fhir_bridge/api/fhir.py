@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from fhir_bridge.api.access import annotate, require
+from fhir_bridge.api.access import annotate, audit_search, require
 from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services, settings
 from fhir_bridge.api.media_types import essence
 from fhir_bridge.api.rendering import (
@@ -92,7 +92,9 @@ async def _form_parameters(request: Request) -> list[tuple[str, str]]:
     body = await read_body(request)
     if body and content_type != "application/x-www-form-urlencoded":
         raise FhirError(415, "POST _search takes application/x-www-form-urlencoded parameters", code="not-supported")
-    return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    parameters = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    audit_search(request, parameters)  # the trail records a POSTed search like a GET one
+    return parameters
 
 
 def _not_modified(request: Request, headers: dict[str, str], last_updated: int) -> bool:

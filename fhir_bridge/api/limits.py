@@ -59,6 +59,12 @@ CLINICAL_TYPES = frozenset(  # the built-in clinical readers' media types, appli
 )
 
 
+# The token endpoint is public: an anonymous client must not make the server read and parse a large
+# form. A token request (grant type, assertion type, a signed JWT, scopes) fits in a few KiB.
+TOKEN_REQUEST_BYTES = 16 * 1024
+PATH_LIMITS = {"/auth/token": TOKEN_REQUEST_BYTES}  # by the end of the path (the FHIR base may be anywhere)
+
+
 class BodyLimitError(FhirError):
     """Raised by the wrapped ``receive``: the body is too large (413) or stalled (408)."""
 
@@ -83,8 +89,12 @@ class BodyLimits:
         by_type = {media: limit or default for types, limit in groups for media in types}
         return cls(default, by_type, settings.body_timeout_s)
 
-    def limit_for(self, content_type: str | None) -> int:
-        return self.by_type.get(essence(content_type), self.default)
+    def limit_for(self, content_type: str | None, path: str = "") -> int:
+        limit = self.by_type.get(essence(content_type), self.default)
+        for suffix, path_limit in PATH_LIMITS.items():
+            if path.rstrip("/").endswith(suffix):
+                return min(limit, path_limit)
+        return limit
 
 
 def too_large(limit: int, content_type: str | None) -> BodyLimitError:
@@ -124,7 +134,7 @@ class BodyLimitMiddleware:
             return
         headers = {name.lower(): value for name, value in scope.get("headers", ())}
         content_type = headers.get(b"content-type", b"").decode("latin-1")
-        limit = self.limits.limit_for(content_type)
+        limit = self.limits.limit_for(content_type, scope.get("path", ""))
         declared = headers.get(b"content-length", b"").strip()
         if declared.isdigit() and int(declared) > limit:
             await self._answer(too_large(limit, content_type), scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -58,17 +59,42 @@ def now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
+def is_personal(name: str) -> bool:
+    """Whether a search parameter's value can name a person: any part of its name is personal.
+
+    Chains (``subject:Patient.identifier``), reverse chains (``_has:Observation:patient:identifier``)
+    and modifiers (``patient:identifier``, ``identifier:of-type``) all reach a personal parameter,
+    whichever part of the name holds it; the other parts (types, modifiers) are never personal names.
+    """
+    return any(part in PERSONAL_PARAMETERS for part in re.split(r"[.:]", name))
+
+
 def redact_query(parameters: Sequence[tuple[str, str]], keyed_hash: Callable[[str], str] | None) -> str | None:
     """The query string for the trail, with values of personal parameters replaced by keyed hashes."""
     if not parameters:
         return None
     kept = []
     for name, value in parameters:
-        code = name.split(".")[-1].split(":")[0]
-        if code in PERSONAL_PARAMETERS and value:
+        if value and is_personal(name):
             value = f"hmac:{keyed_hash(value)[:32]}" if keyed_hash else "redacted"
         kept.append((name, value))
     return urlencode(kept)
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def redact_detail(detail: str | None, keyed_hash: Callable[[str], str] | None) -> str | None:
+    """A refusal's reason for the trail, with every quoted value (where messages quote what the client
+    sent: search values, references, ids) replaced by its keyed hash, as personal query values are."""
+    if not detail:
+        return None
+
+    def hashed(match: re.Match[str]) -> str:
+        value = match.group(0)[1:-1]
+        return f"'hmac:{keyed_hash(value)[:16]}'" if keyed_hash else "'redacted'"
+
+    return _QUOTED.sub(hashed, detail)[:1000]
 
 
 class AuditLog:

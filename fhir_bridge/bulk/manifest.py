@@ -18,8 +18,11 @@ def status_url(base: str, job_id: str) -> str:
     return f"{base}/$export-status/{job_id}"
 
 
-def manifest(job: Job, files: list[ExportFile], base: str) -> dict[str, Any]:
-    """The IG's complete-status body: ``transactionTime`` is the commit the export is pinned to."""
+def manifest(job: Job, files: list[ExportFile], base: str, *, requires_access_token: bool) -> dict[str, Any]:
+    """The IG's complete-status body: ``transactionTime`` is the commit the export is pinned to.
+
+    ``requiresAccessToken`` says whether the file URLs need the bearer token (they do whenever
+    access control is on: a client that believed the manifest would be refused with 401)."""
 
     def items(kind: FileKind) -> list[dict[str, Any]]:
         return [
@@ -35,7 +38,7 @@ def manifest(job: Job, files: list[ExportFile], base: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "transactionTime": format_instant(job.transaction_time),
         "request": job.request_url,
-        "requiresAccessToken": False,
+        "requiresAccessToken": requires_access_token,
         "output": items(FileKind.OUTPUT),
         "error": items(FileKind.ERROR),
     }

@@ -3,8 +3,12 @@
 The REST mapping follows SMART App Launch v2: read, vread and history need ``r``; search needs
 ``s`` on the searched type, ``s`` on every type a chain or ``_has`` looks into, and ``r`` on every
 type ``_include``/``_revinclude`` returns; create ``c``, update and patch ``u``, delete ``d``;
-conditional interactions also need ``s`` (they search). Paths this module does not know need
-read and search on every type: a route added later is closed until it is described here.
+conditional interactions also need what their criteria search (``s`` on the type and on every
+type a chain or ``_has`` of the criteria reaches), and so do conditional references in a Bundle
+(``Patient?identifier=...``) and ``_typeFilter`` queries of an export: every search the server runs
+on a client's behalf is authorised as that client's search, or it would answer (200 vs 201, 404 vs
+200, an export's content) what a REST search of the client is refused. Paths this module does not
+know need read and search on every type: a route added later is closed until it is described here.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from urllib.parse import parse_qsl
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.query import Chain, Clause, Include, ReverseChain, parse_search
 from fhir_bridge.security.scopes import Permission
-from fhir_bridge.spec.registry import search_parameters
+from fhir_bridge.spec.registry import resource_types, search_parameters
 
 EVERYTHING = frozenset({Permission("*", "r"), Permission("*", "s")})
 # What a DICOM push writes (fhir_bridge.ingest.dicom): created or updated.
@@ -72,8 +76,30 @@ def _include_needs(include: Include) -> set[Permission]:
     return reads(targets) if targets else {Permission("*", "r")}
 
 
+# What each dimension of the federated counts (/catalogue/counts) searches, beyond Patients and studies.
+_COUNT_DIMENSION_TYPES = {"manufacturer": "Device", "condition": "Condition"}
+
+
+def counts_needs(parameters: Sequence[tuple[str, str]]) -> set[Permission]:
+    """Federated counts search Patients and ImagingStudies, and the types their criteria or strata reach."""
+    needed = {Permission("Patient", "s"), Permission("ImagingStudy", "s")}
+    used = {name for name, _ in parameters} | {value for name, value in parameters if name == "stratify"}
+    return needed | {Permission(t, "s") for name, t in _COUNT_DIMENSION_TYPES.items() if name in used}
+
+
+def criteria_needs(resource_type: str, criteria: str) -> set[Permission]:
+    """What the search of conditional criteria (``identifier=x``, or ``Type?identifier=x``) needs."""
+    if criteria.startswith(f"{resource_type}?"):
+        criteria = criteria[len(resource_type) + 1 :]
+    return search_needs(resource_type, _query_pairs(criteria))
+
+
 def rest_needs(
-    method: str, segments: Sequence[str], parameters: Sequence[tuple[str, str]], *, conditional_create: bool = False
+    method: str,
+    segments: Sequence[str],
+    parameters: Sequence[tuple[str, str]],
+    *,
+    if_none_exist: str | None = None,
 ) -> set[Permission]:
     """The permissions of one FHIR REST request, from its method and path below the FHIR base.
 
@@ -95,7 +121,7 @@ def rest_needs(
     if head.startswith(("$", "_")) or not head[:1].isupper():
         return set(EVERYTHING)
     if count == 1:
-        return _type_level(method, head, parameters, conditional_create)
+        return _type_level(method, head, parameters, if_none_exist)
     if count == 2 and segments[1] == "_search":
         return {Permission(head, "s")}  # and the form body, checked by the route
     if count == 2 and segments[1] == "_history":
@@ -117,17 +143,20 @@ def rest_needs(
 
 
 def _type_level(
-    method: str, resource_type: str, parameters: Sequence[tuple[str, str]], conditional_create: bool
+    method: str, resource_type: str, parameters: Sequence[tuple[str, str]], if_none_exist: str | None
 ) -> set[Permission]:
     if method in ("GET", "HEAD"):
         return search_needs(resource_type, parameters)
-    if method == "POST":
-        return {Permission(resource_type, "c")} | ({Permission(resource_type, "s")} if conditional_create else set())
-    if method in ("PUT", "PATCH"):
-        return {Permission(resource_type, "u"), Permission(resource_type, "s")}
-    if method == "DELETE":
-        return {Permission(resource_type, "d"), Permission(resource_type, "s")}
-    return set(EVERYTHING)
+    action = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}.get(method)
+    if action is None:
+        return set(EVERYTHING)
+    needed = {Permission(resource_type, action)}
+    criteria = [(k, v) for k, v in parameters if k not in ("_format", "_pretty")]
+    if method != "POST" or criteria:  # conditional update, patch, delete; a create with criteria in its URL
+        needed |= search_needs(resource_type, criteria)
+    if method == "POST" and if_none_exist:
+        needed |= criteria_needs(resource_type, if_none_exist)
+    return needed
 
 
 def bundle_needs(bundle: object) -> set[Permission]:
@@ -144,8 +173,36 @@ def bundle_needs(bundle: object) -> set[Permission]:
         segments = [s for s in path.split("/") if s]
         parameters = _query_pairs(query)
         method = str(request.get("method", "GET"))
-        needed |= rest_needs(method, segments, parameters, conditional_create=bool(request.get("ifNoneExist")))
+        if_none_exist = request.get("ifNoneExist")
+        needed |= rest_needs(
+            method, segments, parameters, if_none_exist=if_none_exist if isinstance(if_none_exist, str) else None
+        )
+        needed |= _conditional_reference_needs(entry.get("resource"))
     return needed
+
+
+def _conditional_reference_needs(node: object) -> set[Permission]:
+    """What the conditional references (``Type?criteria``) inside an entry's resource search."""
+    needed: set[Permission] = set()
+    if isinstance(node, list):
+        for item in node:
+            needed |= _conditional_reference_needs(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and "?" in value:
+                resource_type, _, criteria = value.partition("?")
+                if resource_type in resource_types():
+                    needed |= search_needs(resource_type, _query_pairs(criteria))
+            elif isinstance(value, dict | list):
+                needed |= _conditional_reference_needs(value)
+    return needed
+
+
+def type_filter_needs(type_filters: dict[str, list[str]]) -> set[Permission]:
+    """What the ``_typeFilter`` queries of an export search, each a search of its type."""
+    return {
+        p for resource_type, queries in type_filters.items() for q in queries for p in criteria_needs(resource_type, q)
+    }
 
 
 def _query_pairs(query: str) -> list[tuple[str, str]]:
