@@ -28,7 +28,7 @@ from starlette.routing import Mount
 from fhir_bridge import Settings, create_app
 from fhir_bridge.cli import parser
 from fhir_bridge.cli.common import settings_from
-from fhir_bridge.settings_page import PAGE, render_page, setting_flags
+from fhir_bridge.settings_page import PAGE, main, render_page, setting_flags
 from tests.conftest import TEST_PSEUDONYM_KEY, serving
 from tests.dicom_samples import study_set
 
@@ -147,6 +147,14 @@ def test_the_configuration_page_is_generated_from_the_current_settings() -> None
     )
     for name in Settings.model_fields:
         assert f"`FHIR_BRIDGE_{name.upper()}`" in render_page()
+
+
+def test_the_page_generator_check_fails_on_a_stale_page(tmp_path: Path) -> None:
+    page = tmp_path / "configuration.md"
+    assert main(["--output", str(page)]) == 0 and page.read_text(encoding="utf-8") == render_page()
+    assert main(["--check", "--output", str(page)]) == 0
+    page.write_text(render_page().replace("Page size of a search", "Page size"), encoding="utf-8")
+    assert main(["--check", "--output", str(page)]) == 1
 
 
 def test_every_setting_has_a_description() -> None:
