@@ -3,7 +3,7 @@
     python examples/harvest.py http://127.0.0.1:8080/fhir --state harvest.json --out harvest.ndjson
 
 Each run appends one JSON line per new version (creates, updates and deletes) to ``--out`` and
-saves its position in ``--state``. How it works (see README, "Incremental harvesting"):
+saves its position in ``--state``. How it works (see docs/fhir-api.md, "Incremental harvesting"):
 
 - A run reads ``GET [base]/_history?_since=<position>``, newest first, following ``next`` links.
   Pages are cut on the store's commit sequence, so a write that commits while the run pages is

@@ -22,29 +22,50 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         "sqlite:///fhir-bridge.db",
-        description="SQLAlchemy URL: sqlite:///path.db (embedded default) or postgresql+psycopg://user@host/db",
+        description="The store's SQLAlchemy URL: `sqlite:///path.db` (embedded, a file; the audit trail goes to "
+        "`path.audit.db` beside it) or `postgresql+psycopg://user@host:5432/db` (one database shared by any number of "
+        "workers)",
     )
-    host: str = "127.0.0.1"
-    port: int = 8080
-    fhir_path: str = Field("/fhir", description="Where the FHIR base URL sits inside the app ('' for its root)")
-    dicomweb_path: str = Field("/dicomweb", description="Where the DICOMweb (STOW-RS) base sits inside the app")
-    public_base_url: str | None = Field(None, description="The FHIR base URL as clients see it, behind a proxy")
-    default_count: int = Field(20, ge=1, description="Page size of a search without _count")
-    max_count: int = Field(1000, ge=1, description="Largest page size a client may ask for")
+    host: str = Field("127.0.0.1", description="Address `fhir-bridge serve` listens on (`0.0.0.0`: every interface)")
+    port: int = Field(8080, description="TCP port `fhir-bridge serve` listens on")
+    fhir_path: str = Field("/fhir", description="Where the FHIR base URL sits inside the app (``: its root)")
+    dicomweb_path: str = Field(
+        "/dicomweb", description="Where the DICOMweb base sits inside the app (STOW-RS: `POST <path>/studies`)"
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="The FHIR base URL as clients see it, behind a reverse proxy: used in links, Location headers, "
+        "the catalogue and the token audience (default: from each request)",
+    )
+    default_count: int = Field(20, ge=1, description="Page size of a search without `_count`")
+    max_count: int = Field(
+        1000, ge=1, description="Largest page size: a larger `_count` is served as this (the `self` link says so)"
+    )
     max_body_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,
-        description="Largest request body of a media type without its own limit (see request limits; 413 beyond)",
+        description="Largest request body of a media type without a limit of its own (the `max_body_bytes_*` "
+        "settings); 413 beyond",
     )
     enforce_referential_integrity: bool = Field(
-        True, description="Refuse writes that refer to missing local resources and deletes of referred-to ones"
+        True,
+        description="Refuse writes that refer to missing local resources (422) and deletes of resources that "
+        "current ones refer to (409)",
     )
-    access_log: bool = Field(False, description="Log each request line (URLs can carry search values)")
+    access_log: bool = Field(
+        False, description="Log each request line (off by default: URLs carry search values, which can be personal)"
+    )
     bulk_workers: int = Field(
-        1, ge=0, description="Bulk $export jobs this process runs at once (0: it only answers kick-off and status)"
+        1,
+        ge=0,
+        description="Bulk $export jobs this process runs at once, in background threads (0: it only answers "
+        "kick-off, status and file requests; another worker of the same database runs the jobs)",
     )
     bulk_retention_hours: float = Field(
-        24.0, gt=0, description="Finished bulk export jobs and their files are deleted after this many hours"
+        24.0,
+        gt=0,
+        description="Hours after which finished bulk export jobs and their files are deleted (a DELETE of the "
+        "status URL deletes them at once)",
     )
 
     # request limits (see api/limits.py and search/query.py) ----------------------------------------
@@ -52,7 +73,7 @@ class Settings(BaseSettings):
         None,
         ge=1024,
         description="Largest FHIR JSON body (application/fhir+json, application/json, JSON Patch, form-encoded "
-        "_search), read into memory (default: max_body_bytes)",
+        "`_search`), read into memory; 413 beyond (default: the value of `max_body_bytes`)",
     )
     max_body_bytes_multipart: int = Field(
         4 * 1024**3, ge=1024, description="Largest multipart/related body (STOW-RS; streamed and spooled to disk)"
@@ -67,14 +88,22 @@ class Settings(BaseSettings):
         "FHIR JSON here",
     )
     body_timeout_s: float = Field(
-        60.0, gt=0, description="A client that sends no byte of its request body for this long gets 408"
+        60.0,
+        gt=0,
+        description="Seconds a client may send no byte of its request body before it gets 408 and the connection "
+        "is closed",
     )
-    max_include: int = Field(1000, ge=1, description="Included resources (_include, _revinclude) per search page")
+    max_include: int = Field(
+        1000,
+        ge=1,
+        description="Included resources (`_include`, `_revinclude`) per search page; beyond, they are left out with a "
+        "warning in the Bundle",
+    )
     max_chain_depth: int = Field(
         3,
         ge=1,
         le=8,
-        description="Links of a chained or reverse-chained (_has) search parameter (400 beyond); SQLite runs 3 "
+        description="Links of a chained or reverse-chained (`_has`) search parameter (400 beyond); SQLite runs 3 "
         "at most, PostgreSQL more",
     )
     max_search_parameters: int = Field(30, ge=1, description="Parameters of one search request (400 beyond)")
@@ -82,37 +111,53 @@ class Settings(BaseSettings):
         100,
         ge=1,
         le=400,
-        description="Comma-separated values of one search parameter, _sort keys included (400 beyond)",
+        description="Comma-separated values of one search parameter, `_sort` keys included (400 beyond)",
     )
 
     # access control ----------------------------------------------------------------------------
     auth: Literal["smart", "none"] = Field(
         "smart",
-        description="smart: every patient-level request needs an OAuth 2.0 bearer token with SMART v2 scopes; "
-        "none: no access control at all (explicit, logged as a warning at start; for loopback trials only)",
+        description="`smart`: every patient-level request needs an OAuth 2.0 bearer token with SMART v2 scopes; "
+        "`none`: no access control at all (explicit, logged as a warning at start; for loopback trials only)",
     )
     auth_issuer: str | None = Field(
-        None, description="Issuer (iss) of tokens from the site's own OpenID Connect / OAuth 2.0 server"
+        None,
+        description="Issuer (iss) of the site's own OpenID Connect / OAuth 2.0 server, whose tokens are accepted "
+        "besides those of the built-in token endpoint",
     )
     auth_jwks_url: str | None = Field(
-        None, description="That issuer's JWKS URL (default: jwks_uri of its /.well-known/openid-configuration)"
+        None, description="That issuer's JWKS URL (default: `jwks_uri` of its `/.well-known/openid-configuration`)"
     )
     auth_audience: str | None = Field(
         None, description="Audience (aud) that external tokens must carry (default: the FHIR base URL)"
     )
     auth_token_lifetime_s: int = Field(
-        300, ge=30, le=3600, description="Lifetime of access tokens issued by the built-in token endpoint"
+        300, ge=30, le=3600, description="Lifetime in seconds of access tokens issued by the built-in token endpoint"
     )
 
     # privacy ---------------------------------------------------------------------------------
-    pseudonymise: bool = Field(True, description="Pseudonymise patient data before it is stored (the default)")
-    pseudonym_key: SecretStr | None = Field(None, description="The site secret keying the pseudonyms (HMAC-SHA256)")
-    pseudonym_key_file: Path | None = Field(None, description="A file holding the site secret (instead of the key)")
+    pseudonymise: bool = Field(
+        True,
+        description="Pseudonymise patient data before it is stored, on every push path (needs the site secret; "
+        "`false` stores identifiers and dates as sent; DICOM patient names are never read either way)",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        None,
+        description="The site secret (16 characters or more) keying every pseudonym and hash (HMAC-SHA256); "
+        "required while pseudonymising. Changing it changes every pseudonym",
+    )
+    pseudonym_key_file: Path | None = Field(
+        None,
+        description="A file holding the site secret, instead of `pseudonym_key` (`fhir-bridge keygen FILE` makes one; "
+        "an existing file is kept)",
+    )
     birth_date_precision: Literal["year", "year-month"] = Field(
-        "year", description="How much of a birth date is kept when pseudonymising"
+        "year", description="How much of a birth date is kept when pseudonymising (DICOM and clinical data alike)"
     )
     remap_uids: bool = Field(
-        False, description="Replace Study/Series/SOP Instance UIDs by 2.25 UIDs derived from the site secret"
+        False,
+        description="Replace Study, Series and SOP Instance UIDs by `2.25.` UIDs derived from the site secret "
+        "(consistently: the same UID always gives the same new one)",
     )
     keep_descriptions: bool = Field(
         False,
@@ -122,44 +167,63 @@ class Settings(BaseSettings):
 
     # DICOM mapping ---------------------------------------------------------------------------
     wado_rs_base_url: str | None = Field(
-        None, description="The hospital's WADO-RS base URL, published as the studies' Endpoint"
+        None,
+        description="The hospital's WADO-RS base URL, published as the Endpoint every ImagingStudy and series "
+        "refers to, so harvesters know where to ask for the images",
     )
     patient_identifier_system: str = Field(
         "urn:fhir-bridge:patient-id",
         min_length=1,
-        description="Patient.identifier system for PatientIDs that come without an IssuerOfPatientID",
+        description="Patient.identifier system of patient ids given without an issuer (DICOM IssuerOfPatientID, "
+        "a clinical mapping's `patient.system` or `patient.issuer`); a DICOM issuer that is no OID or URI becomes "
+        "`<this system>:<issuer>`",
     )
     dicom_time_zone: str | None = Field(
         None,
-        description="IANA time zone of DICOM dates and times without TimezoneOffsetFromUTC (else their date only "
-        "is kept)",
+        description="IANA time zone (e.g. `Europe/Rome`) of DICOM times without TimezoneOffsetFromUTC and of "
+        "clinical date-times without an offset when the mapping names none (unset: only their date is kept)",
     )
 
     # clinical data -----------------------------------------------------------------------------
     mappings_dir: Path | None = Field(
-        None, description="Folder of the site's clinical mapping files, found before the shipped ones in mappings/"
+        None, description="Folder of the site's clinical mapping files, found before the shipped ones in `mappings/`"
     )
 
     # catalogue (DCAT-AP) ---------------------------------------------------------------------
     catalogue_file: Path | None = Field(
         None, description="JSON file with the catalogue's descriptive fields (the variables below win over it)"
     )
-    catalogue_title: str | None = Field(None, description="Dataset title (dct:title)")
+    catalogue_title: str | None = Field(
+        None, description="Dataset title (dct:title; default: fhir-bridge imaging dataset)"
+    )
     catalogue_description: str | None = Field(None, description="Dataset description (dct:description)")
-    catalogue_publisher_name: str | None = Field(None, description="Publisher's name (foaf:name)")
-    catalogue_publisher_url: str | None = Field(None, description="Publisher's home page")
-    catalogue_contact_email: str | None = Field(None, description="Contact e-mail of the dataset and publisher")
-    catalogue_dataset_id: str | None = Field(None, description="Dataset identifier (dct:identifier), ideally an IRI")
-    catalogue_version: str | None = Field(None, description="Dataset version (default: date of the last write)")
-    catalogue_keywords: list[str] | None = Field(None, description='Keywords, as a JSON list: ["lung", "CT"]')
+    catalogue_publisher_name: str | None = Field(
+        None, description="Publisher's name (foaf:name; default: fhir-bridge node)"
+    )
+    catalogue_publisher_url: str | None = Field(None, description="Publisher's home page (foaf:homepage)")
+    catalogue_contact_email: str | None = Field(
+        None, description="Contact e-mail of the dataset and its publisher (dcat:contactPoint)"
+    )
+    catalogue_dataset_id: str | None = Field(
+        None, description="Dataset identifier (dct:identifier); an absolute IRI also names the dataset"
+    )
+    catalogue_version: str | None = Field(
+        None, description="Dataset version (dcat:version; default: the date of the last write, YYYY.MM.DD)"
+    )
+    catalogue_keywords: list[str] | None = Field(
+        None, description='Keywords (dcat:keyword), as a JSON list: `["lung", "CT"]`'
+    )
     catalogue_access_rights: Literal["PUBLIC", "RESTRICTED", "NON_PUBLIC"] | None = Field(
-        None, description="EU access-right of the dataset (default NON_PUBLIC)"
+        None, description="EU access right of the dataset (dct:accessRights; default `NON_PUBLIC`)"
     )
     catalogue_min_count: int = Field(
-        10, ge=1, description="Smallest number of individuals a published count or value may rest on"
+        10,
+        ge=1,
+        description="Smallest number of individuals a published count, value or age bound may rest on (smaller "
+        "ones are left out)",
     )
     catalogue_cache_seconds: float = Field(
-        60.0, ge=0, description="How long a description may be reused while the store changes"
+        60.0, ge=0, description="Seconds a catalogue description may be reused while the store changes"
     )
 
     def pseudonym_secret(self) -> bytes | None:

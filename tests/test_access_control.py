@@ -282,14 +282,14 @@ def test_a_mounted_app_checks_tokens_on_its_own_routes_only(database_url: str, c
     inner.state.services.close()
 
 
-def test_the_readme_python_recipe_gets_a_token_and_searches(
+def test_the_documented_python_recipe_gets_a_token_and_searches(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    recipe = re.search(r"```python\n(import time, uuid, httpx, jwt\n.*?)```", readme, re.S)
+    page = (Path(__file__).parent.parent / "docs" / "access-control.md").read_text(encoding="utf-8")
+    recipe = re.search(r"```python\n(import time, uuid, httpx, jwt\n.*?)```", page, re.S)
     assert recipe is not None
     registration = re.search(
-        r"fhir-bridge clients add pacs-router --scope \"([^\"]+)\" --new-key pacs-router.pem", readme
+        r"fhir-bridge clients add pacs-router --scope \"([^\"]+)\" --new-key pacs-router.pem", page
     )
     assert registration is not None
     monkeypatch.chdir(tmp_path)
