@@ -151,7 +151,7 @@ def counts(
     ] = None,
 ) -> JSONResponse:
     """Subjects are Patients with at least one matching ImagingStudy; counts concerning fewer subjects
-    than the threshold are null (see README, "Small counts")."""
+    than the threshold are null (docs/catalogue.md, "Small counts")."""
     unknown = sorted({name for name in request.query_params if name not in (*DIMENSIONS, "stratify")})
     if unknown:
         raise FhirError(400, f"unknown parameters: {', '.join(unknown)}", code="not-supported", expression=unknown)

@@ -4,7 +4,7 @@ One rule everywhere (catalogue and count endpoint): a number, a listed value or 
 published only when it rests on at least ``threshold`` individuals. Anything smaller, zero
 included, is left out, so that an absent value never tells "none" from "a few". Threshold
 suppression alone does not stop differencing (subtracting two published counts that differ by a
-few individuals); the README says so.
+few individuals); docs/catalogue.md says so.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Ingest clinical records through a mapping: map and validate, then write in batches through ``Store.write()``.
+"""Ingest clinical records through a mapping: map and validate, then write batches through the one write path.
 
 The one function behind ``POST /ingest/clinical`` and ``fhir-bridge ingest-clinical``. Records are
-read, mapped and validated a batch at a time before the write transaction opens, so a 100,000-row
+read, mapped and validated a batch at a time before the write transaction (``interactions.writes.Transaction``)
+opens, so a 100,000-row
 export streams through in constant memory and the commit lock is held only for database work.
 
 Idempotence: each resource a record makes carries an identifier derived from the record; the
