@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from fhir_bridge.api import audit, auth, bulk, catalogue, dicomweb, fhir, ingest, limits
+from fhir_bridge.api import audit, auth, bulk, catalogue, dicomweb, eucaim, fhir, ingest, limits
 from fhir_bridge.api.access import AccessControl
 from fhir_bridge.api.rendering import error_response
 from fhir_bridge.audit.log import AuditLog
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit.router, prefix=settings.fhir_path, tags=["Audit trail"])  # before the REST routes
     bulk.install(app, settings, engines)  # before the REST routes: Patient/$export is not a read
     catalogue.install(app, settings, store)  # before the REST routes: /catalogue is not a type
+    eucaim.install(app, settings, store)  # before the REST routes: /eucaim is not a type
     app.include_router(ingest.router, prefix="/ingest", tags=["Clinical ingest"])  # before the REST routes
     app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
     app.include_router(dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
