@@ -170,6 +170,24 @@ def export_openapi(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def export_eucaim_cdm(arguments: argparse.Namespace) -> int:
+    from fhir_bridge.eucaim.cdm import ExportError, run, summary
+
+    try:
+        report = run(
+            _settings(arguments),
+            arguments.to,
+            schema=arguments.schema,
+            full=arguments.full,
+            focus_compat=arguments.focus_compat,
+        )
+    except (ConfigurationError, ExportError) as error:
+        print(f"fhir-bridge: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    print(summary(report))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="fhir-bridge", description="Imaging-to-FHIR bridge")
     commands = main.add_subparsers(dest="command", required=True)
@@ -202,6 +220,19 @@ def parser() -> argparse.ArgumentParser:
     export = commands.add_parser("openapi", help="write the OpenAPI document")
     export.add_argument("--output", "-o", default="openapi/openapi.json", help="file to write, or - for stdout")
     export.set_defaults(handler=export_openapi)
+    exports = commands.add_parser("export", help="export the store to another model").add_subparsers(
+        dest="target", required=True
+    )
+    cdm = exports.add_parser("eucaim-cdm", help="fill the EUCAIM common data model (incremental; --full rewrites it)")
+    cdm.add_argument("--to", required=True, help="the CDM's database, postgresql+psycopg://user@host/db")
+    cdm.add_argument("--schema", default="eucaim_cdm_output", help="the CDM's schema (default eucaim_cdm_output)")
+    cdm.add_argument("--full", action="store_true", help="rewrite the whole dataset rather than what changed")
+    cdm.add_argument(
+        "--focus-compat", action="store_true", help="add series_body_site_code, the column Focus's SQL reads"
+    )
+    cdm.add_argument("--database-url", help=database)
+    cdm.add_argument("--pseudonym-key-file", type=Path, help=key_file)
+    cdm.set_defaults(handler=export_eucaim_cdm)
     cli_clinical.register(commands, _settings, database, key_file)  # ingest-clinical, mappings check|list
     cli_clients.register(commands, _settings, database)  # clients add|list|remove
     return main
