@@ -8,6 +8,7 @@ Beacon's informational endpoints are public (they describe the service, not the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,30 +74,32 @@ def search(request: Request) -> JSONResponse:
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.get(BEACON, summary="Beacon v2 information (as /info)")
-@router.get(f"{BEACON}/info", summary="Beacon v2 information")
-def info(request: Request) -> dict[str, Any]:
-    return beacon.info(_about(request))
+# The Beacon's self-description: path below /eucaim/beacon -> (document, summary).
+_DESCRIPTIONS: dict[str, tuple[Callable[[beacon.BeaconDescription], dict[str, Any]], str]] = {
+    "": (beacon.info, "Beacon v2 information (as /info)"),
+    "/info": (beacon.info, "Beacon v2 information"),
+    "/service-info": (beacon.service_info, "GA4GH service-info of the Beacon"),
+    "/configuration": (beacon.configuration, "Beacon v2 configuration"),
+    "/map": (beacon.beacon_map, "Beacon v2 map"),
+    "/entry_types": (beacon.entry_types, "Beacon v2 entry types"),
+}
 
 
-@router.get(f"{BEACON}/service-info", summary="GA4GH service-info of the Beacon")
-def service_info(request: Request) -> dict[str, Any]:
-    return beacon.service_info(_about(request))
+def _describing(document: Callable[[beacon.BeaconDescription], dict[str, Any]]) -> Callable[[Request], dict[str, Any]]:
+    def describe(request: Request) -> dict[str, Any]:
+        return document(_about(request))
+
+    return describe
 
 
-@router.get(f"{BEACON}/configuration", summary="Beacon v2 configuration")
-def configuration(request: Request) -> dict[str, Any]:
-    return beacon.configuration(_about(request))
-
-
-@router.get(f"{BEACON}/map", summary="Beacon v2 map")
-def beacon_map(request: Request) -> dict[str, Any]:
-    return beacon.beacon_map(_about(request))
-
-
-@router.get(f"{BEACON}/entry_types", summary="Beacon v2 entry types")
-def entry_types(request: Request) -> dict[str, Any]:
-    return beacon.entry_types(_about(request))
+for _suffix, (_document, _summary) in _DESCRIPTIONS.items():
+    router.add_api_route(
+        f"{BEACON}{_suffix}",
+        _describing(_document),
+        methods=["GET"],
+        summary=_summary,
+        name=f"beacon{_suffix.replace('/', '_').replace('-', '_') or '_root'}",
+    )
 
 
 @router.get(f"{BEACON}/filtering_terms", summary="The EUCAIM HyperOntology filters this Beacon answers")
