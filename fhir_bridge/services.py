@@ -21,6 +21,7 @@ from fhir_bridge.bulk.model import Limits as BulkLimits
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.catalogue.config import CatalogueConfig, catalogue_config
 from fhir_bridge.catalogue.service import Catalogue
+from fhir_bridge.eucaim.federated import Dataset, FederatedSearch
 from fhir_bridge.ingest.clinical import ClinicalIngest
 from fhir_bridge.ingest.dicom import DicomIngest
 from fhir_bridge.interactions.cursors import CursorSigner
@@ -46,6 +47,7 @@ _STARTED = (
     "audit_log",
     "catalogue",
     "bulk_exports",
+    "federated_search",
     "token_verifier",
 )
 
@@ -190,6 +192,18 @@ class Services:
         settings = self.settings
         config = self.catalogue_config
         return Catalogue(self.store, config, settings.catalogue_min_count, settings.catalogue_cache_seconds)
+
+    @cached_property
+    def federated_search(self) -> FederatedSearch:
+        """EUCAIM federated search (Tier 2): counts for Focus's EUCAIM API and Beacon backends."""
+        settings = self.settings
+        return FederatedSearch(
+            self.store,
+            Dataset.of(self.catalogue_config),
+            settings.catalogue_min_count,
+            settings.eucaim_epsilon,
+            settings.pseudonym_secret(),
+        )
 
     # access control ----------------------------------------------------------------------------------
     @cached_property

@@ -226,6 +226,20 @@ class Settings(BaseSettings):
         60.0, ge=0, description="Seconds a catalogue description may be reused while the store changes"
     )
 
+    # EUCAIM federated search and CDM export (fhir_bridge/eucaim; the dataset is the catalogue's) ----------
+    eucaim_epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="Laplace noise on EUCAIM search counts: privacy budget per count (off when unset; the noise "
+        "is seeded with the site secret and the question, so a repeated question gets the same answer)",
+    )
+    eucaim_beacon_id: str | None = Field(
+        None, description="Beacon id, in reverse domain name notation (default: from the public base URL's host)"
+    )
+    eucaim_environment: Literal["prod", "test", "dev", "staging"] = Field(
+        "prod", description="What the Beacon says it is: production, test, development or staging"
+    )
+
     def pseudonym_secret(self) -> bytes | None:
         """The configured site secret, from the key or the key file; None when neither is set."""
         if self.pseudonym_key is not None and self.pseudonym_key_file is not None:

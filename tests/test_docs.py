@@ -183,6 +183,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "clients": ["clients", "list"],
                     "explain": ["explain", "Patient"],
                     "mappings": ["mappings", "list"],
+                    "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
                 }[command]
                 parsed = parser().parse_args([*arguments, flag, samples[name]])
                 assert str(getattr(settings_from(parsed), name)) == samples[name], (command, flag)

@@ -28,14 +28,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fhir_bridge.api.context import base_url
 from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us, redact_detail, redact_query
 from fhir_bridge.errors import FhirError, operation_outcome
-from fhir_bridge.security.policy import DICOM_PUSH_TYPES, EVERYTHING, counts_needs, rest_needs, writes
+from fhir_bridge.security.policy import (
+    DICOM_PUSH_TYPES,
+    EVERYTHING,
+    FEDERATED_SEARCH,
+    counts_needs,
+    rest_needs,
+    writes,
+)
 from fhir_bridge.security.scopes import Permission
 from fhir_bridge.security.tokens import IssuerUnavailable, Principal, TokenRejected, TokenVerifier
 from fhir_bridge.settings import Settings
 
 log = logging.getLogger("fhir_bridge.access")
 AUTH_PATHS = ("/.well-known/smart-configuration", "/auth/token", "/auth/jwks")
-PUBLIC_PATHS = frozenset({"/catalogue", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+EUCAIM = "/eucaim"  # federated search (api/eucaim.py): counts need FEDERATED_SEARCH, the Beacon's self-description none
+EUCAIM_BEACON = f"{EUCAIM}/beacon"
+EUCAIM_PUBLIC = frozenset(
+    {EUCAIM_BEACON}
+    | {
+        f"{EUCAIM_BEACON}/{p}"
+        for p in ("info", "service-info", "configuration", "map", "entry_types", "filtering_terms")
+    }
+)
+PUBLIC_PATHS = frozenset({"/catalogue", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}) | EUCAIM_PUBLIC
 ACTIONS = {
     "read": "R",
     "vread": "R",
@@ -253,6 +269,8 @@ def classify(
         return Classified(None)
     if path.rstrip("/") == "/catalogue/counts":
         return Classified(counts_needs(parameters), "search-system", None, None, path)
+    if path == EUCAIM or path.startswith(f"{EUCAIM}/"):
+        return Classified({FEDERATED_SEARCH}, "search-system", None, None, path)
     dicomweb = settings.dicomweb_path.rstrip("/")
     if dicomweb and (path == dicomweb or path.startswith(f"{dicomweb}/")):
         needs = writes(DICOM_PUSH_TYPES) if method == "POST" else set(EVERYTHING)

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from fhir_bridge.api import audit, auth, bulk, catalogue, clinical, dicomweb, fhir, limits
+from fhir_bridge.api import audit, auth, bulk, catalogue, clinical, dicomweb, eucaim, fhir, limits
 from fhir_bridge.api.access import AccessControl, annotate
 from fhir_bridge.api.rendering import error_response
 from fhir_bridge.errors import FhirError
@@ -38,12 +38,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     app.router.on_shutdown.append(services.close)
     services.bulk_exports.worker.resume_pending()  # export jobs a restart left pending
-    # Routers whose paths could be taken for FHIR types (Patient/$export, /catalogue, .well-known, auth,
-    # AuditEvent, /ingest) come before the FHIR REST routes.
+    # Routers whose paths could be taken for FHIR types (Patient/$export, /catalogue, /eucaim, .well-known,
+    # auth, AuditEvent, /ingest) come before the FHIR REST routes.
     auth.install(app, settings.fhir_path)
     app.include_router(audit.router, prefix=settings.fhir_path, tags=["Audit trail"])
     app.include_router(bulk.router, prefix=settings.fhir_path, tags=["FHIR Bulk Data"])
     app.include_router(catalogue.router, tags=["Catalogue (DCAT-AP)"])
+    app.include_router(eucaim.router, tags=["EUCAIM federated search"])
     app.include_router(clinical.router, prefix="/ingest", tags=["Clinical ingest"])
     app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
     app.include_router(dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])

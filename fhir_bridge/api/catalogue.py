@@ -37,7 +37,7 @@ def _catalogue(request: Request) -> Catalogue:
     return services(request).catalogue
 
 
-def _location(request: Request) -> Location:
+def catalogue_location(request: Request) -> Location:
     """The catalogue's URL (the app's root + /catalogue) and the FHIR base URL, as clients see them."""
     settings = services(request).settings
     fhir_path = settings.fhir_path.rstrip("/")
@@ -119,7 +119,7 @@ def description(
     format_: Annotated[str | None, Query(alias="_format", description="jsonld, turtle, xml or nt")] = None,
 ) -> Response:
     media_type = negotiate(request.headers.get("accept"), format_)
-    body = _catalogue(request).describe(_location(request), media_type)
+    body = _catalogue(request).describe(catalogue_location(request), media_type)
     etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
     headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "no-cache"}
     if etag in [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]:

@@ -22,6 +22,9 @@ from fhir_bridge.security.scopes import Permission
 from fhir_bridge.spec.registry import resource_types, search_parameters
 
 EVERYTHING = frozenset({Permission("*", "r"), Permission("*", "s")})
+# Counts for federated search (EUCAIM search API and Beacon): aggregates only, never patient-level data, so a
+# scope of their own (``system/FederatedSearch.s``) that grants no FHIR search.
+FEDERATED_SEARCH = Permission("FederatedSearch", "s")
 # What a DICOM push writes (fhir_bridge.ingest.dicom): created or updated.
 DICOM_PUSH_TYPES = ("Patient", "ImagingStudy", "Endpoint", "Device", "Provenance")
 
