@@ -16,8 +16,9 @@ from functools import cache
 import highdicom as hd
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
+from pydicom.uid import ImplicitVRLittleEndian
 
 from tests.dicom_samples import Patient, instance, sample_path, uid
 
@@ -193,19 +194,28 @@ def annotated_study(
     )
 
 
-def real_file(name: str, patient: Patient, number: int, **attributes: object) -> bytes:
-    """One of pydicom's real files (SR, SEG, RTSTRUCT) as ``patient``'s, in a study of its own."""
-    dataset = pydicom.dcmread(sample_path(name), force=True)
+def _as(dataset: Dataset, patient: Patient, study: int, number: int) -> bytes:
+    """``dataset`` as ``patient``'s, with UIDs of its own (study ``uid(study, number)``), as a Part-10 file."""
     dataset.PatientID = patient.patient_id
     dataset.PatientName = patient.name
     dataset.PatientBirthDate = patient.birth_date
-    dataset.StudyInstanceUID = uid(810, number)
-    dataset.AccessionNumber = f"ACC-QUELLDORF-R{number}"
-    for keyword, value in attributes.items():
-        setattr(dataset, keyword, value)
+    dataset.AccessionNumber = f"ACC-QUELLDORF-R{study}-{number}"
+    dataset.StudyInstanceUID = uid(study, number)
+    dataset.SeriesInstanceUID = uid(study, number, 1)
+    dataset.SOPInstanceUID = uid(study, number, 1, 1)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = dataset.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)
+    dataset.file_meta = meta
     buffer = io.BytesIO()
-    dataset.save_as(buffer)
+    dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def real_file(name: str, patient: Patient, number: int) -> bytes:
+    """One of pydicom's real files (SR, SEG, RTSTRUCT) as ``patient``'s, in a study of its own."""
+    return _as(pydicom.dcmread(sample_path(name), force=True), patient, 810, number)
 
 
 def text_report(patient: Patient, number: int) -> bytes:
@@ -214,12 +224,7 @@ def text_report(patient: Patient, number: int) -> bytes:
     first = dataset.ContentSequence[1].ContentSequence[0]
     first.TextValue = "Pemberflint Quelldorf shows a mass of"
     dataset.ContentSequence.append(_text_item("121073", "DCM", "Impression", "Liver lesion, Pemberflint to follow up"))
-    dataset.PatientID = patient.patient_id
-    dataset.PatientName = patient.name
-    dataset.StudyInstanceUID = uid(820, number)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    return buffer.getvalue()
+    return _as(dataset, patient, 820, number)
 
 
 def _text_item(code: str, scheme: str, meaning: str, text: str) -> Dataset:
@@ -239,9 +244,4 @@ def coded_rtstruct(patient: Patient, number: int) -> bytes:
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = LIVER, "SCT", "Liver"
     dataset.RTROIObservationsSequence[0].RTROIIdentificationCodeSequence = [code]
     dataset.StructureSetROISequence[0].ROIName = "Liver of Quelldorf"
-    dataset.PatientID = patient.patient_id
-    dataset.PatientName = patient.name
-    dataset.StudyInstanceUID = uid(830, number)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    return buffer.getvalue()
+    return _as(dataset, patient, 830, number)

@@ -136,8 +136,8 @@ def _cohort() -> tuple[list[bytes], list[tuple[str, bytes]], list[str]]:
     """(STOW-RS parts, folder files, identifying words) of five patients:
 
     1: CT + SEG of a liver lesion (automatic) + SR + KOS; 2: CT + SEG of a liver lesion (manual);
-    3: CT + SEG of a liver neoplasm (automatic); 4: MR, not annotated; 5: real files (SEG of the liver, a
-    coded RTSTRUCT, a text SR)."""
+    3: CT + SEG of a liver neoplasm (automatic); 4: MR + an RTSTRUCT with the liver outlined (manual);
+    5: real files by folder (SEG of the liver, semi-automatic; RTSTRUCT of the liver, manual; a text SR)."""
     one, two = annotated_study(1), annotated_study(2, algorithm="MANUAL")
     three = annotated_study(3, structure=(NEOPLASM, "Neoplasm"))
     four = Patient("MRN-QUELLDORF-4", "Quelldorf^Vexmoor4", "19700101", "M")
@@ -145,9 +145,8 @@ def _cohort() -> tuple[list[bytes], list[tuple[str, bytes]], list[str]]:
         "MR_small.dcm", patient=four, study_uid=uid(840, 4), series_uid=uid(840, 4, 1), sop_uid=uid(840, 4, 1, 1)
     )
     five = Patient("MRN-QUELLDORF-5", "Quelldorf^Vexmoor5", "19800101", "F")
-    stow = [*one.all, two.ct, two.seg, three.ct, three.seg]
+    stow = [*one.all, two.ct, two.seg, three.ct, three.seg, mr, coded_rtstruct(four, 4)]
     files = [
-        ("p4/mr.dcm", mr),
         ("p5/seg.dcm", real_file("liver_1frame.dcm", five, 50)),
         ("p5/rt.dcm", coded_rtstruct(five, 51)),
         ("p5/sr.dcm", text_report(five, 52)),
@@ -201,10 +200,10 @@ def test_annotations_are_found_by_a_fhir_client_with_the_documented_cohort_query
     )
 
     liver = fhir.resources("ImagingStudy").search(segmentation=f"{SNOMED}|{LIVER}").fetch_all()
-    assert len(liver) == 2  # the real SEG and the coded RTSTRUCT
+    assert len(liver) == 3  # the real SEG and the two RTSTRUCTs
     reverse = fhir.resources("ImagingStudy").search(**{"_has:Observation:derived-from:code": f"{SNOMED}|{LIVER}"})
     assert {s.id for s in reverse.fetch_all()} == {s.id for s in liver}  # the same studies, from the Observations
-    assert fhir.resources("ImagingStudy").search(**{"segmentation-method": f"{ALGORITHM_TYPES}|MANUAL"}).count() == 2
+    assert fhir.resources("ImagingStudy").search(**{"segmentation-method": f"{ALGORITHM_TYPES}|MANUAL"}).count() == 3
 
     (study,) = (
         fhir.resources("ImagingStudy")
@@ -253,14 +252,15 @@ def test_the_catalogue_counts_annotations_under_the_small_count_rule(cohort_app)
     either = _get(cohort_app, "/catalogue/counts", segmentation=f"{LESION},{NEOPLASM}", modality="CT").json()
     assert either["subjects"] == 3
     strata = _get(cohort_app, "/catalogue/counts", stratify="segmentation").json()["strata"]
-    assert {(s["code"], s["subjects"]) for s in strata} == {(LESION, 2)}  # neoplasm and liver: one subject each
+    assert {(s["code"], s["subjects"]) for s in strata} == {(LESION, 2), (LIVER, 2)}  # the neoplasm: one subject
 
     graph = Graph().parse(data=_get(cohort_app, "/catalogue", _format="turtle").text, format="turtle")
     (dataset,) = graph.subjects(EUCAIM.nbrOfSegmentations, None)
-    assert int(graph.value(dataset, EUCAIM.nbrOfSegmentations)) == 5  # segmented studies, of 4 subjects
-    assert set(graph.objects(dataset, EUCAIM.hasAnnotationLabel)) == {URIRef(f"http://snomed.info/id/{LESION}")}
+    assert int(graph.value(dataset, EUCAIM.nbrOfSegmentations)) == 6  # segmented studies, of 5 subjects
+    labels = {URIRef(f"http://snomed.info/id/{code}") for code in (LESION, LIVER)}
+    assert set(graph.objects(dataset, EUCAIM.hasAnnotationLabel)) == labels
     methods = {str(graph.value(node, SKOS.notation)) for node in graph.objects(dataset, EUCAIM.hasAlgorithmType)}
-    assert methods == {"AUTOMATIC", "MANUAL"}  # 2 subjects each; semi-automatic (the real SEG) has one
+    assert methods == {"AUTOMATIC", "MANUAL"}  # 2 and 3 subjects; semi-automatic (the real SEG) has one
 
 
 def test_no_name_identifier_or_free_text_of_the_sources_is_stored_or_served(cohort_app, database_url):
