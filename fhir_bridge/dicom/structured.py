@@ -102,12 +102,13 @@ def _sequence(dataset: Dataset, keyword: str, shape: Shape, reading: Reading, de
 def _item(item: Dataset, shape: Shape, reading: Reading, depth: int) -> dict[str, Any]:
     read: dict[str, Any] = {}
     for keyword, kind in shape.items():
+        value: Any
         if kind == "text":
             value = _value(item, keyword, reading)
         elif kind == "codes":
             value = _codes(item, keyword, reading, depth)
         else:
-            value = _sequence(item, keyword, kind, reading, depth + 1)  # type: ignore[arg-type]
+            value = _sequence(item, keyword, kind, reading, depth + 1)  # type: ignore[arg-type]  # a nested shape
         if value:
             read[keyword] = value
     return read
