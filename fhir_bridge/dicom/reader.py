@@ -290,7 +290,7 @@ def _instance(dataset: Dataset, transfer_syntax: str | None) -> DicomInstance:
         if fallback:
             attributes["SOPClassUID"] = fallback
     _check_uids(attributes)
-    _read_structures(dataset, attributes, defects)
+    _read_structures(dataset, attributes, Reading(defects, encodings))
     source = _read(meta, "SourceApplicationEntityTitle", defects) if meta is not None else None
     return DicomInstance(attributes, transfer_syntax, source if isinstance(source, str) else None, tuple(defects))
 
@@ -320,7 +320,7 @@ def _flatten_nested(dataset: Dataset, attributes: dict[str, Any], defects: list[
             attributes.setdefault("ReasonForRequestedProcedureCodeSequence", []).extend(codes)
 
 
-def _read_structures(dataset: Dataset, attributes: dict[str, Any], defects: list[str]) -> None:
+def _read_structures(dataset: Dataset, attributes: dict[str, Any], reading: Reading) -> None:
     """The content tree of an SR, the segments of a SEG, the ROIs of an RTSTRUCT (see ``sr``, ``segmentation``)."""
     sop_class = attributes["SOPClassUID"]
     if sr.is_structured_report(sop_class):
@@ -329,7 +329,6 @@ def _read_structures(dataset: Dataset, attributes: dict[str, Any], defects: list
         shapes = segmentation.SHAPES
     else:
         return
-    reading = Reading(defects)
     for keyword, shape in shapes.items():
         if items := read_structure(dataset, keyword, shape, reading):
             attributes[keyword] = items

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Union
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.values import convert_value
 
 MAX_ITEMS = 20_000
 MAX_DEPTH = 48
@@ -36,9 +39,11 @@ class _TooLarge(Exception):
 
 @dataclass
 class Reading:
-    """The state of reading one instance's structures: defects found and the item budget left."""
+    """The state of reading one instance's structures: defects found, the item budget left, and the
+    Python codecs of the instance's Specific Character Set (nested items inherit it)."""
 
     defects: list[str] = field(default_factory=list)
+    encodings: list[str] = field(default_factory=lambda: convert_encodings(None))
     items_left: int = MAX_ITEMS
 
 
@@ -119,6 +124,9 @@ def _value(item: Dataset, keyword: str, reading: Reading) -> str | list[str] | N
     if tag not in item:
         return None
     try:
+        element = item.get_item(tag)
+        if isinstance(element, RawDataElement):  # decoded directly: no DataElement is built for it (faster)
+            return plain_text(convert_value(element.VR or dictionary_VR(tag), element, reading.encodings))
         return plain_text(item[tag].value)
     except Exception:  # a defective value (bad VR, odd length, undecodable text): leave it out
         reading.defects.append(keyword)
