@@ -52,9 +52,10 @@ SKOS = Namespace("http://www.w3.org/2004/02/skos/core#")
 LIVER_LESION = f"{SNOMED}|{LESION}${SNOMED}|{LIVER}"
 
 
-def _mapped(data: bytes, keep_descriptions: bool = False) -> tuple[dict, dict[str, dict]]:
+def _mapped(data: bytes, keep_descriptions: bool = False, remap_uids: bool = False) -> tuple[dict, dict[str, dict]]:
     """The ImagingStudy fragment and the derived resources of one instance, validated as R4."""
-    policy = AttributePolicy(Pseudonymiser(b"annotation-test-secret-0123456789"), keep_descriptions=keep_descriptions)
+    secret = Pseudonymiser(b"annotation-test-secret-0123456789")
+    policy = AttributePolicy(secret, keep_descriptions=keep_descriptions, remap_uids=remap_uids)
     mapper = DicomMapper(policy, MappingConfig("urn:fhir-bridge:patient-id", None, ZoneInfo("UTC")))
     resources = mapper.study([mapper.deidentify(read_stream(io.BytesIO(data)))])
     derived = {f"{r['resourceType']}/{r['id']}": validate_resource(r, r["resourceType"]) for r in resources.derived}
@@ -106,6 +107,23 @@ def test_a_segmentation_is_recorded_on_its_series_and_as_an_observation_per_segm
     _, kept = _mapped(study.seg, keep_descriptions=True)
     (labelled,) = [r for r in kept.values() if r["resourceType"] == "Observation"]
     assert labelled["code"]["text"] == "Lesion of Quelldorf"  # the Segment Label, kept by configuration
+
+
+def test_remapped_uids_still_link_annotations_reports_and_images():
+    """With FHIR_BRIDGE_REMAP_UIDS every UID inside the structures is remapped like the instances' own."""
+    study = annotated_study(1)
+    ct, _ = _mapped(study.ct, remap_uids=True)
+    seg, derived = _mapped(study.seg, remap_uids=True)
+    (ct_series,) = ct["series"]
+    segmented = [e["valueId"] for e in _entry(seg)["extension"] if e["url"] == SEGMENTED_SERIES_EXTENSION]
+    assert segmented == [ct_series["uid"]] and ct_series["uid"].startswith("2.25.")
+    _, report = _mapped(study.sr, remap_uids=True)
+    tracked = {key for key in derived if key.startswith("BodyStructure/")}
+    assert tracked and tracked <= set(report)  # the same lesion, by its remapped Tracking UID
+    _, key_images = _mapped(study.ko, remap_uids=True)
+    (media,) = [r for r in key_images.values() if r["resourceType"] == "Media"]
+    assert media["identifier"][0]["value"] == f"urn:oid:{ct_series['instance'][0]['uid']}"
+    assert uid(800, 1) not in str([seg, derived, report, key_images])  # no original UID is left
 
 
 def test_real_seg_and_rtstruct_files_become_annotations():
