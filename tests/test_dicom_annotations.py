@@ -24,11 +24,11 @@ from rdflib import Graph, Namespace, URIRef
 from fhir_bridge import Settings, create_app
 from fhir_bridge.dicom.reader import read_stream
 from fhir_bridge.ingest.files import ingest_files
-from fhir_bridge.interactions.validation import validate_resource
 from fhir_bridge.mapping import DicomMapper, MappingConfig
 from fhir_bridge.mapping.annotation import SEGMENT_EXTENSION, SEGMENTED_SERIES_EXTENSION
 from fhir_bridge.mapping.codes import resource_id
 from fhir_bridge.privacy import AttributePolicy, Pseudonymiser
+from fhir_bridge.spec.validation import validate_resource
 from tests.annotation_samples import (
     ALGORITHM_TYPES,
     FREE_TEXT_SECRETS,
@@ -183,11 +183,11 @@ def cohort_app(database_url: str, tmp_path) -> Iterator[FastAPI]:
         client = DICOMwebClient(url=f"http://127.0.0.1:{port}/dicomweb")
         client.store_instances([pydicom.dcmread(io.BytesIO(data)) for data in stow])
         write_tree(tmp_path / "export", iter(files))
-        summary = ingest_files(app.state.dicom_ingest, [tmp_path / "export"], workers=1)
+        summary = ingest_files(app.state.services.dicom_ingest, [tmp_path / "export"], workers=1)
         assert summary.instances == len(files) and not summary.failed
         app.state.port = port
         yield app
-    app.state.engines.dispose()
+    app.state.services.close()
 
 
 def test_annotations_are_found_by_a_fhir_client_with_the_documented_cohort_query(cohort_app):

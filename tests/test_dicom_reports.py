@@ -22,12 +22,12 @@ from fhir_bridge import Settings
 from fhir_bridge.dicom.reader import read_stream
 from fhir_bridge.dicom.structured import MAX_DEPTH
 from fhir_bridge.ingest.files import ingest_files
-from fhir_bridge.interactions.validation import validate_resource
 from fhir_bridge.mapping import DicomMapper, MappingConfig
 from fhir_bridge.mapping.codes import resource_id
 from fhir_bridge.mapping.report import report_status
 from fhir_bridge.mapping.study_context import DICOM_UID
 from fhir_bridge.privacy import AttributePolicy, Pseudonymiser
+from fhir_bridge.spec.validation import validate_resource
 from tests.annotation_samples import FREE_TEXT_SECRETS, LESION, LIVER, SNOMED, annotated_study, real_file, text_report
 from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.dicom_samples import multipart, sample_path, uid, write_tree
@@ -229,7 +229,7 @@ def test_reports_arrive_by_stow_and_by_folder_and_are_found_by_search(app, clien
             ]
         ),
     )
-    summary = ingest_files(app.state.dicom_ingest, [tmp_path / "export"], workers=1)
+    summary = ingest_files(app.state.services.dicom_ingest, [tmp_path / "export"], workers=1)
     assert summary.instances == 2 and not summary.failed
 
     (imaging,) = _search(client, "ImagingStudy", identifier=f"urn:dicom:uid|urn:oid:{study.study_uid}")
