@@ -11,8 +11,6 @@ from importlib.resources import files
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydicom.sr._snomed_dict import mapping as snomed_mapping
-
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 SNOMED = "http://snomed.info/sct"
 RFC_3986 = "urn:ietf:rfc:3986"
@@ -113,7 +111,15 @@ def modality(value: Any) -> dict[str, str]:
 def sct_from_srt(value: str) -> str | None:
     """The SNOMED CT concept id of a legacy SNOMED RT id (``SRT`` codes such as ``T-62000``, Liver), from the
     DICOM standard's SNOMED mapping as pydicom ships it; None when it has none."""
-    return snomed_mapping["SRT"].get(value)
+    return _srt_to_sct().get(value)
+
+
+@cache
+def _srt_to_sct() -> dict[str, str]:
+    """Loaded on first use: the table is 8,000 entries, a second of start-up on a busy machine."""
+    from pydicom.sr._snomed_dict import mapping
+
+    return mapping["SRT"]
 
 
 def designated(code: dict[str, Any]) -> tuple[str, str | None]:
