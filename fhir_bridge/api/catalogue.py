@@ -145,8 +145,12 @@ def counts(
     condition: Annotated[
         Values, Query(description=f"Condition.code of the subject, code or system|code; {_VALUES}")
     ] = None,
+    segmentation: Annotated[
+        Values,
+        Query(description=f"a structure segmented in the study (SEG, RTSTRUCT), code or system|code; {_VALUES}"),
+    ] = None,
     stratify: Annotated[
-        Literal["sex", "modality", "bodypart", "manufacturer", "condition"] | None,
+        Literal["sex", "modality", "bodypart", "manufacturer", "condition", "segmentation"] | None,
         Query(description="also count per value of this dimension (values below the threshold are left out)"),
     ] = None,
 ) -> JSONResponse:
@@ -156,7 +160,8 @@ def counts(
     if unknown:
         raise FhirError(400, f"unknown parameters: {', '.join(unknown)}", code="not-supported", expression=unknown)
     criteria: list[Criterion] = []
-    for dimension, given in zip(DIMENSIONS, (sex, modality, bodypart, manufacturer, condition), strict=True):
+    given_values = (sex, modality, bodypart, manufacturer, condition, segmentation)
+    for dimension, given in zip(DIMENSIONS, given_values, strict=True):
         for value in given or []:
             values = [v.strip() for v in value.split(",") if v.strip()]
             if not values:

@@ -15,7 +15,9 @@ Sources of the property IRIs (EUCAIM DCAT-AP v2.0, github.com/EUCAIM/eucaim_dcat
   ``numberOfRecords`` (EUCAIM: the number of imaging studies), ``minTypicalAge``, ``maxTypicalAge``
   (all ``xsd:nonNegativeInteger``)
 - ``eucaim:`` https://hyperontology.eucaim.cancerimage.eu/# -- ``hasImageModality``,
-  ``hasImageBodyPart``, ``hasEquipmentManufacturer``, ``hasBirthSex``, ``hasCondition``; birth sex
+  ``hasImageBodyPart``, ``hasEquipmentManufacturer``, ``hasBirthSex``, ``hasCondition``, and the
+  annotation properties ``hasAnnotationLabel`` (segmented structures), ``hasAlgorithmType`` (the
+  segmentation method) and ``nbrOfSegmentations`` (the number of segmented studies); birth sex
   female ``eucaim:COM1001370`` and male ``eucaim:COM1001366`` (EUCAIM example and mappings)
 - ``foaf:`` http://xmlns.com/foaf/0.1/ ``name``, ``homepage``; ``vcard:`` http://www.w3.org/2006/vcard/ns#
   ``Kind``, ``fn``, ``hasEmail``, ``hasURL``; ``cv:`` http://data.europa.eu/m8g/ ``contactPoint``,
@@ -259,6 +261,17 @@ class DescriptionBuilder:
             graph.add((dataset, EUCAIM.hasImageBodyPart, self._concept(graph, value)))
         for value in disclosed_values(statistics.manufacturers, self.threshold):
             graph.add((dataset, EUCAIM.hasEquipmentManufacturer, self._manufacturer(graph, value.code)))
+        self._annotations(graph, dataset, statistics)
+
+    def _annotations(self, graph: Graph, dataset: URIRef, statistics: StoreStatistics) -> None:
+        """Whether and how the studies are annotated (segmentations), under the same small-count rule."""
+        subjects, studies = statistics.annotated
+        if disclosed(subjects, self.threshold) is not None:
+            graph.add((dataset, EUCAIM.nbrOfSegmentations, _count(studies)))
+        for value in disclosed_values(statistics.segmentations, self.threshold):
+            graph.add((dataset, EUCAIM.hasAnnotationLabel, self._concept(graph, value)))
+        for value in disclosed_values(statistics.segmentation_methods, self.threshold):
+            graph.add((dataset, EUCAIM.hasAlgorithmType, self._concept(graph, value)))
 
     def _distribution(self, graph: Graph, dataset: URIRef, service: URIRef, where: Location) -> None:
         distribution = URIRef(f"{where.catalogue_url}#fhir")

@@ -12,7 +12,10 @@ Imaging facts follow the FHIR R4 search parameters: ``ImagingStudy.series.modali
 ``ImagingStudy.started`` (``started``). R4 has no search parameter for a series' manufacturer, so
 manufacturers are those of the Devices a study's series name as performer
 (``ImagingStudy.series.performer.actor`` -> ``Device.manufacturer``), which is how the DICOM
-mapping records Manufacturer (0008,0070).
+mapping records Manufacturer (0008,0070). Annotations follow fhir-bridge's local search parameters
+over the segments of SEG and RTSTRUCT instances (``mapping/annotation.py``): ``segmentation`` (the
+segmented structure), ``segmentation-method`` (manual, semiautomatic, automatic) and ``segment``
+(a study with at least one segment is annotated).
 
 These queries read the database directly (through the store's reader engine) rather than through
 ``Store``: they are aggregates that no FHIR interaction needs.
@@ -21,7 +24,7 @@ These queries read the database directly (through the store's reader engine) rat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, distinct, func, literal, or_, select
@@ -32,9 +35,14 @@ from fhir_bridge.search.values import normalize_string
 from fhir_bridge.store.database import Engines
 from fhir_bridge.store.tables import CLOCK, DATE, REFERENCE, RESOURCE, STRING, TOKEN, VERSION
 
-DIMENSIONS = ("sex", "modality", "bodypart", "manufacturer", "condition")
+DIMENSIONS = ("sex", "modality", "bodypart", "manufacturer", "condition", "segmentation")
 YEAR_MICROS = 31_556_952_000_000  # 365.2425 days
-_TOKEN_PARAMS = {"modality": "modality", "bodypart": "bodysite"}
+_TOKEN_PARAMS = {
+    "modality": "modality",
+    "bodypart": "bodysite",
+    "segmentation": "segmentation",
+    "segmentation-method": "segmentation-method",
+}
 
 Criterion = tuple[str, Sequence[str]]  # (dimension, values ORed); criteria of a query are ANDed
 
@@ -70,6 +78,9 @@ class StoreStatistics:
     conditions: dict[Value, int]  # distinct subjects with a Condition of that code
     ages: dict[int, int]  # age in whole years at the first imaging study -> patients
     started: tuple[int, int] | None  # earliest and latest ImagingStudy.started (microseconds)
+    segmentations: dict[Value, int] = field(default_factory=dict)  # distinct subjects with a segment of that structure
+    segmentation_methods: dict[Value, int] = field(default_factory=dict)  # ... made by that method
+    annotated: tuple[int, int] = (0, 0)  # (subjects, studies) with at least one segment
 
 
 # building blocks ----------------------------------------------------------------------------------
@@ -313,7 +324,7 @@ class Statistics:
                     Value(system, str(code)): subjects
                     for system, code, subjects, _ in connection.execute(_strata_statement(dimension, seq))
                 }
-                for dimension in ("modality", "bodypart", "manufacturer")
+                for dimension in ("modality", "bodypart", "manufacturer", "segmentation", "segmentation-method")
             }
             return StoreStatistics(
                 seq=seq,
@@ -328,6 +339,9 @@ class Statistics:
                 conditions=self._conditions(connection, seq),
                 ages=self._ages(connection, seq),
                 started=self._started(connection, seq),
+                segmentations=by_value["segmentation"],
+                segmentation_methods=by_value["segmentation-method"],
+                annotated=self._annotated(connection, seq),
             )
 
     @staticmethod
@@ -342,6 +356,17 @@ class Statistics:
         subjects = connection.execute(
             select(func.count(distinct(subject.c.target_id))).where(_study_subject(subject, subject.c.res_pk, seq))
         ).scalar_one()
+        return subjects, studies
+
+    @staticmethod
+    def _annotated(connection: Connection, seq: int) -> tuple[int, int]:
+        """(distinct subjects, studies) of the ImagingStudies with at least one segment."""
+        segment, subject = REFERENCE.alias("segment"), REFERENCE.alias("study_subject")
+        subjects, studies = connection.execute(
+            select(func.count(distinct(subject.c.target_id)), func.count(distinct(segment.c.res_pk)))
+            .select_from(segment.outerjoin(subject, _study_subject(subject, segment.c.res_pk, seq)))
+            .where(segment.c.res_type == "ImagingStudy", segment.c.param == "segment", index_valid(segment, seq))
+        ).one()
         return subjects, studies
 
     @staticmethod

@@ -26,8 +26,10 @@ from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.values import convert_value
+
+from fhir_bridge.dicom import segmentation, sr
+from fhir_bridge.dicom.structured import Reading, plain_text, read_structure, tags
 
 # Failure reasons of a STOW-RS response (DICOM PS3.18 Table I.2-1 / PS3.4 Annex B status codes).
 PROCESSING_FAILURE = 0x0110
@@ -74,6 +76,8 @@ TEXT_ATTRIBUTES = (
     "ContentLabel",
     "DocumentTitle",
     "ImageType",
+    *sr.TEXT_ATTRIBUTES,
+    *segmentation.TEXT_ATTRIBUTES,
 )
 # Values are lists of coded entries: {"CodeValue", "CodingSchemeDesignator", "CodeMeaning"}.
 CODE_ATTRIBUTES = (
@@ -86,7 +90,11 @@ CODE_ATTRIBUTES = (
 NESTED_ATTRIBUTES = ("IssuerOfPatientIDQualifiersSequence", "RequestAttributesSequence")
 ATTRIBUTES = TEXT_ATTRIBUTES + CODE_ATTRIBUTES + ("UniversalEntityID", "UniversalEntityIDType")
 _CODE_PARTS = ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")
-_TAGS = [tag_for_keyword(k) for k in TEXT_ATTRIBUTES + CODE_ATTRIBUTES + NESTED_ATTRIBUTES]
+_TAGS = [
+    *(tag_for_keyword(k) for k in TEXT_ATTRIBUTES + CODE_ATTRIBUTES + NESTED_ATTRIBUTES),
+    *tags(sr.SHAPES),
+    *tags(segmentation.SHAPES),
+]
 _TAG_OF: dict[str, int] = {
     keyword: tag_for_keyword(keyword)  # type: ignore[misc]
     for keyword in (
@@ -282,6 +290,7 @@ def _instance(dataset: Dataset, transfer_syntax: str | None) -> DicomInstance:
         if fallback:
             attributes["SOPClassUID"] = fallback
     _check_uids(attributes)
+    _read_structures(dataset, attributes, Reading(defects, encodings))
     source = _read(meta, "SourceApplicationEntityTitle", defects) if meta is not None else None
     return DicomInstance(attributes, transfer_syntax, source if isinstance(source, str) else None, tuple(defects))
 
@@ -311,6 +320,20 @@ def _flatten_nested(dataset: Dataset, attributes: dict[str, Any], defects: list[
             attributes.setdefault("ReasonForRequestedProcedureCodeSequence", []).extend(codes)
 
 
+def _read_structures(dataset: Dataset, attributes: dict[str, Any], reading: Reading) -> None:
+    """The content tree of an SR, the segments of a SEG, the ROIs of an RTSTRUCT (see ``sr``, ``segmentation``)."""
+    sop_class = attributes["SOPClassUID"]
+    if sr.is_structured_report(sop_class):
+        shapes = sr.SHAPES
+    elif segmentation.is_segmentation(sop_class):
+        shapes = segmentation.SHAPES
+    else:
+        return
+    for keyword, shape in shapes.items():
+        if items := read_structure(dataset, keyword, shape, reading):
+            attributes[keyword] = items
+
+
 def _check_uids(attributes: dict[str, Any]) -> None:
     sop_class = attributes.get("SOPClassUID") if isinstance(attributes.get("SOPClassUID"), str) else None
     sop_instance = attributes.get("SOPInstanceUID") if isinstance(attributes.get("SOPInstanceUID"), str) else None
@@ -338,23 +361,11 @@ def _read(
     try:
         element = dataset.get_item(tag)
         if encodings is not None and isinstance(element, RawDataElement):
-            return _text(convert_value(element.VR or dictionary_VR(tag), element, encodings))
-        return _text(dataset[tag].value)
+            return plain_text(convert_value(element.VR or dictionary_VR(tag), element, encodings))
+        return plain_text(dataset[tag].value)
     except Exception:  # a defective value (bad VR, odd length, undecodable text): leave it out
         defects.append(keyword)
         return None
-
-
-def _text(value: Any) -> str | list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, MultiValue | list | tuple):
-        values = [text for text in (_text(v) for v in value) if isinstance(text, str)]
-        return values or None
-    if isinstance(value, bytes):
-        return None  # undecoded binary: not text fhir-bridge can map
-    text = str(value).strip().strip("\x00").strip()
-    return text or None
 
 
 def _items(dataset: Dataset, keyword: str, defects: list[str]) -> list[Dataset]:

@@ -29,6 +29,7 @@ from fhir_bridge.errors import FhirError
 from fhir_bridge.ingest.provenance import Source, provenance
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.writes import Transaction
+from fhir_bridge.mapping import derived
 from fhir_bridge.mapping.codes import DCM
 from fhir_bridge.mapping.dicom import DicomMapper, StudyResources
 from fhir_bridge.mapping.merge import StudyMerge, fill_missing
@@ -166,6 +167,8 @@ class DicomIngest:
         validate_resource(resources.patient, "Patient")
         for device in resources.devices:
             validate_resource(device, "Device")
+        for resource in resources.derived:
+            validate_resource(resource, resource["resourceType"])
         return resources
 
     # the transaction ---------------------------------------------------------------------------
@@ -218,7 +221,24 @@ class DicomIngest:
         stored = transaction.update(merged, None, current).stored
         assert stored is not None
         result.studies.append(stored.res_id)
+        written.extend(self._write_derived(transaction, resources.derived, merged["subject"]))
         return [*written, stored]
+
+    def _write_derived(
+        self, transaction: Transaction, resources: list[dict[str, Any]], subject: dict[str, Any]
+    ) -> list[StoredVersion]:
+        """What SR, SEG and RTSTRUCT instances add, as the stored study's patient's: replaced when different
+        (ids come from SOP Instance UIDs, so a re-push makes no new version); shared ones are filled."""
+        derived.assign_subject(resources, subject)
+        written = []
+        for resource in resources:
+            if resource["resourceType"] in derived.SHARED_TYPES:
+                written.append(self._fill(transaction, resource))
+            else:
+                stored = transaction.update(resource).stored
+                assert stored is not None
+                written.append(stored)
+        return written
 
     @staticmethod
     def _fill(transaction: Transaction, resource: dict[str, Any]) -> StoredVersion:

@@ -83,8 +83,9 @@ def unsigned(value: Any) -> int | None:
 def body_site(term: Any, anatomic_regions: Any) -> dict[str, str] | None:
     """SNOMED CT Coding from an SCT-coded Anatomic Region Sequence, else Body Part Examined via the CID 4 table."""
     for code in anatomic_regions or []:
-        if code.get("CodingSchemeDesignator") == "SCT" and text(code.get("CodeValue")):
-            coding = {"system": SNOMED, "code": text(code["CodeValue"])}
+        designator, value = designated(code)
+        if designator == "SCT" and value:
+            coding = {"system": SNOMED, "code": value}
             if meaning := text(code.get("CodeMeaning")):
                 coding["display"] = meaning
             return coding  # type: ignore[return-value]
@@ -107,12 +108,35 @@ def modality(value: Any) -> dict[str, str]:
     return {"system": DCM, "code": code}
 
 
+def sct_from_srt(value: str) -> str | None:
+    """The SNOMED CT concept id of a legacy SNOMED RT id (``SRT`` codes such as ``T-62000``, Liver), from the
+    DICOM standard's SNOMED mapping as pydicom ships it; None when it has none."""
+    return _srt_to_sct().get(value)
+
+
+@cache
+def _srt_to_sct() -> dict[str, str]:
+    """Loaded on first use: the table is 8,000 entries, a second of start-up on a busy machine."""
+    from pydicom.sr._snomed_dict import mapping
+
+    return mapping["SRT"]
+
+
+def designated(code: dict[str, Any]) -> tuple[str, str | None]:
+    """(designator, value) with legacy SNOMED RT codes given as the SNOMED CT concept they stand for."""
+    designator, value = (code.get("CodingSchemeDesignator") or "").upper(), text(code.get("CodeValue"))
+    if designator == "SRT" and value and (sct := sct_from_srt(value)):
+        return "SCT", sct
+    return designator, value
+
+
 def concept(codes: Any, free_text: Any = None) -> dict[str, Any] | None:
     """A CodeableConcept from DICOM code items; schemes without a known FHIR system keep their meaning as text."""
     codings, meanings = [], []
     for code in codes or []:
-        value, meaning = text(code.get("CodeValue")), text(code.get("CodeMeaning"))
-        system = CODING_SCHEMES.get((code.get("CodingSchemeDesignator") or "").upper())
+        designator, value = designated(code)
+        meaning = text(code.get("CodeMeaning"))
+        system = CODING_SCHEMES.get(designator)
         if system and value and _CODE.match(value):
             coding = {"system": system, "code": value}
             if meaning:
@@ -180,6 +204,15 @@ def _datetime(day: str, time: str, offset: str, zone: ZoneInfo | None) -> str | 
     if suffix is None:
         return iso_date
     return f"{iso_date}T{hours:02d}:{minutes:02d}:{seconds:02d}{fraction}{suffix}"
+
+
+def fhir_datetime_of(value: Any, zone: ZoneInfo | None) -> str | None:
+    """A FHIR dateTime from a DICOM DT (``YYYYMMDDHHMMSS.FFFFFF&ZZXX``, any precision from the year)."""
+    candidate = first(value) or ""
+    match = re.fullmatch(r"(\d{4,8})(\d{2,6}(?:\.\d{1,6})?)?([+-]\d{4})?", candidate)
+    if not match:
+        return None
+    return _datetime(match.group(1), match.group(2) or "", match.group(3) or "", zone)
 
 
 def _time(value: str | None) -> tuple[int, int, int, str] | None:

@@ -15,9 +15,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fhir_bridge.dicom.reader import DicomInstance
-from fhir_bridge.mapping import codes
+from fhir_bridge.mapping import codes, derived
 from fhir_bridge.mapping.merge import StudyMerge
 from fhir_bridge.mapping.patient import patient_resource_id
+from fhir_bridge.mapping.study_context import StudyContext
 from fhir_bridge.privacy.profile import AttributePolicy
 
 ACSN = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]}
@@ -43,6 +44,9 @@ class StudyResources:
     patient: dict[str, Any]
     devices: list[dict[str, Any]] = field(default_factory=list)
     conflicting: list[str] = field(default_factory=list)  # SOP Instance UIDs naming another patient
+    # what SR, SEG and RTSTRUCT instances add (``mapping.derived``): DiagnosticReports, Observations, Media,
+    # and the shared Devices and BodyStructures (``derived.SHARED_TYPES``)
+    derived: list[dict[str, Any]] = field(default_factory=list)
 
 
 def patient_system(attributes: dict[str, Any], default: str) -> str:
@@ -107,6 +111,7 @@ class DicomMapper:
         patients: dict[str, dict[str, Any]] = {}
         devices: dict[str, dict[str, Any]] = {}
         conflicting: list[str] = []
+        content: dict[tuple[str, str], dict[str, Any]] = {}
         for attributes in instances:
             patient = self.patient(attributes)
             device = self.device(attributes)
@@ -115,9 +120,34 @@ class DicomMapper:
             if not merge.add(self.instance_study(attributes, patient, device)):
                 conflicting.append(attributes["SOPInstanceUID"])
             patients.setdefault(patient["id"], patient)
+            for resource in derived.derived_resources(attributes, self._context(attributes, patient)):
+                content.setdefault((resource["resourceType"], resource["id"]), resource)
         study = merge.result()
         subject = study["subject"]["reference"].split("/", 1)[1]
-        return StudyResources(study, patients[subject], list(devices.values()), conflicting)
+        resources = list(content.values())
+        derived.assign_subject(resources, study["subject"])
+        return StudyResources(study, patients[subject], list(devices.values()), conflicting, resources)
+
+    def _context(self, attributes: dict[str, Any], patient: dict[str, Any]) -> StudyContext:
+        """The study an instance belongs to, for what its content adds (reports, annotations)."""
+        study_uid = attributes["StudyInstanceUID"]
+        return StudyContext(
+            patient_id=patient["id"],
+            study_id=codes.resource_id("ImagingStudy", study_uid),
+            study_uid=study_uid,
+            security=tuple(self.policy.security_labels),
+            effective=self._started(attributes),
+            time_zone=self.config.time_zone,
+            wado_rs_base_url=self.config.wado_rs_base_url,
+        )
+
+    def _started(self, attributes: dict[str, Any]) -> str | None:
+        return codes.fhir_datetime(
+            attributes.get("StudyDate"),
+            attributes.get("StudyTime"),
+            attributes.get("TimezoneOffsetFromUTC"),
+            self.config.time_zone,
+        )
 
     def patient(self, attributes: dict[str, Any]) -> dict[str, Any]:
         system, value = self._system(attributes), codes.text(attributes.get("PatientID"))
@@ -165,11 +195,8 @@ class DicomMapper:
         }
         if self.policy.security_labels:
             study["meta"] = {"security": self.policy.security_labels}
-        zone = self.config.time_zone
         optional = {
-            "started": codes.fhir_datetime(
-                attributes.get("StudyDate"), attributes.get("StudyTime"), attributes.get("TimezoneOffsetFromUTC"), zone
-            ),
+            "started": self._started(attributes),
             "description": codes.text(attributes.get("StudyDescription")),
             "referrer": {"display": name} if (name := _person(attributes.get("ReferringPhysicianName"))) else None,
         }
@@ -237,6 +264,8 @@ class DicomMapper:
         title = _title(attributes)
         if title:
             instance["title"] = title
+        if extensions := derived.instance_extensions(attributes):
+            instance["extension"] = extensions
         return instance
 
 

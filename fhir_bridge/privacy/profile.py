@@ -16,7 +16,7 @@ from typing import Any
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 
 ACTIONS = frozenset(
-    {"keep", "drop", "patient-pseudonym", "keyed-hash", "generalise-birth-date", "remap-uid", "descriptor"}
+    {"keep", "drop", "patient-pseudonym", "keyed-hash", "generalise-birth-date", "remap-uid", "descriptor", "items"}
 )
 PSEUDED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -92,6 +92,8 @@ class AttributePolicy:
     def _decide(self, action: str, keyword: str, value: Any, patient_system: str) -> Any:
         if action == "remap-uid":
             return self.uid(value) if isinstance(value, str) else None
+        if action == "items":  # a sequence: its items are cleaned by the same rules (also when not pseudonymising)
+            return self._items(value, patient_system)
         if not self.pseudonymise or action == "keep":
             return value
         assert self.pseudonymiser is not None
@@ -105,6 +107,12 @@ class AttributePolicy:
         if action == "descriptor":
             return value if self.keep_descriptions else None
         return None  # drop
+
+    def _items(self, value: Any, patient_system: str) -> list[dict[str, Any]] | None:
+        if not isinstance(value, list):
+            return None
+        items = [self.apply(item, patient_system) for item in value if isinstance(item, dict)]
+        return [item for item in items if item] or None
 
     def description(self) -> list[str]:
         """What is de-identified and how, one sentence per action: the Provenance narrative."""
@@ -133,6 +141,10 @@ class AttributePolicy:
             lines.append("Study, series and instance UIDs: replaced by 2.25 UIDs derived from the site secret.")
         else:
             lines.append("Study, series and instance UIDs: kept (Retain UIDs Option, DCM 113110).")
+        lines.append(
+            "Structured content (SR content trees, segments, ROIs): coded content kept, free text removed like the "
+            "descriptors, person names never read (Clean Structured Content Option, DCM 113104, applied by rule)."
+        )
         if self.keep_descriptions:
             lines.append("Descriptions, procedure and reason codes: kept as sent, by site configuration.")
         return lines
