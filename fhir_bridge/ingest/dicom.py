@@ -93,6 +93,7 @@ class _Study:
 
     instances: list[tuple[InstanceOutcome, dict[str, Any]]]
     resources: StudyResources | None = None
+    derived: dict[str, tuple[str, str]] = field(default_factory=dict)  # UID as sent -> (keyword, UID stored)
 
 
 def dicom_mapper(settings: Settings) -> DicomMapper:
@@ -141,8 +142,14 @@ class DicomIngest:
         items: Sequence[DicomInstance | DicomReadError],
         source: Source,
         study_uid: str | None = None,
+        *,
+        provenance_id: str | None = None,
     ) -> IngestResult:
-        """Store what can be stored of ``items``; each gets an outcome. ``study_uid``: the one the URL names."""
+        """Store what can be stored of ``items``; each gets an outcome. ``study_uid``: the one the URL names.
+
+        ``provenance_id``: the id of the request's Provenance, for a caller that must find out later
+        whether a batch was committed (the DIMSE spool); a new UUID otherwise.
+        """
         outcomes: list[InstanceOutcome] = []
         studies: dict[str, _Study] = {}
         for index, item in enumerate(items):
@@ -152,12 +159,14 @@ class DicomIngest:
                 attributes = self.mapper.deidentify(item)
                 group = studies.setdefault(attributes["StudyInstanceUID"], _Study([]))
                 group.instances.append((outcome, attributes))
+                for keyword in item.nonconformant_uids:
+                    group.derived[item.attributes[keyword]] = (keyword, attributes[keyword])
         for group in studies.values():
             self._map(group)
         ready = [group for group in studies.values() if group.resources is not None]
         result = IngestResult(outcomes)
         if ready:
-            self._write(ready, source, result)
+            self._write(ready, source, result, provenance_id or str(uuid.uuid4()))
         log.info(
             "DICOM ingest (%s): %d instances stored, %d failed, %d studies",
             source.channel,
@@ -168,8 +177,7 @@ class DicomIngest:
         return result
 
     # before the transaction ---------------------------------------------------------------------
-    @staticmethod
-    def _outcome(index: int, item: DicomInstance | DicomReadError, study_uid: str | None) -> InstanceOutcome:
+    def _outcome(self, index: int, item: DicomInstance | DicomReadError, study_uid: str | None) -> InstanceOutcome:
         if isinstance(item, DicomReadError):
             return InstanceOutcome(index, item.sop_class_uid, item.sop_instance_uid, item.code, item.reason)
         outcome = InstanceOutcome(
@@ -178,6 +186,14 @@ class DicomIngest:
         if study_uid is not None and item.study_uid != study_uid:
             outcome.failure = DOES_NOT_MATCH_SOP_CLASS
             outcome.reason = "StudyInstanceUID differs from the study in the request URL"
+        elif item.nonconformant_uids:
+            named = ", ".join(item.nonconformant_uids)
+            if not self.mapper.policy.derives_uids:
+                outcome.failure = DOES_NOT_MATCH_SOP_CLASS
+                outcome.reason = f"{named}: not a conformant UID, and no site secret is configured to derive one"
+            else:
+                outcome.warning = COERCION_OF_DATA_ELEMENTS
+                outcome.reason = f"{named}: not a conformant UID; stored as a 2.25 UID derived from it"
         return outcome
 
     def _map(self, group: _Study) -> None:
@@ -213,7 +229,7 @@ class DicomIngest:
         return resources
 
     # the transaction ---------------------------------------------------------------------------
-    def _write(self, groups: list[_Study], source: Source, result: IngestResult) -> None:
+    def _write(self, groups: list[_Study], source: Source, result: IngestResult, provenance_id: str) -> None:
         try:
             with self.store.write() as session:
                 targets: list[StoredVersion] = []
@@ -221,7 +237,7 @@ class DicomIngest:
                     targets.append(self._fill(session, self.endpoint))
                 for group in groups:
                     targets.extend(self._write_study(session, group, result))
-                provenance = self._provenance(targets, groups, source, format_instant(session.now))
+                provenance = self._provenance(targets, groups, source, format_instant(session.now), provenance_id)
                 validate_resource(provenance, "Provenance")
                 result.provenance = self.server.create_in(session, provenance, new_id=provenance["id"]).stored.res_id  # type: ignore[union-attr]
         except Exception as error:  # nothing was written: every instance of the request fails alike
@@ -272,7 +288,7 @@ class DicomIngest:
         return stored
 
     def _provenance(
-        self, targets: list[StoredVersion], groups: list[_Study], source: Source, recorded: str
+        self, targets: list[StoredVersion], groups: list[_Study], source: Source, recorded: str, provenance_id: str
     ) -> dict[str, Any]:
         """Who sent what, when, and what was de-identified how: one Provenance per ingest request."""
         policy = self.mapper.policy
@@ -284,7 +300,7 @@ class DicomIngest:
             ]
         provenance: dict[str, Any] = {
             "resourceType": "Provenance",
-            "id": str(uuid.uuid4()),
+            "id": provenance_id,
             "text": {"status": "generated", "div": _narrative(source, groups, policy.description())},
             "target": [{"reference": reference} for reference in references],
             "recorded": recorded,
@@ -301,6 +317,8 @@ class DicomIngest:
             ],
             "entity": [_entity(group) for group in groups],
         }
+        if not policy.remap_uids:  # (with remapping, every UID sent stays out of the store)
+            provenance["entity"] += [_derivation(*item) for group in groups for item in group.derived.items()]
         if policy.pseudonymise:
             provenance["meta"] = {"security": policy.security_labels}
             provenance["policy"] = [PS3_15_ANNEX_E]
@@ -315,6 +333,18 @@ def _entity(group: _Study) -> dict[str, Any]:
         "what": {
             "identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"},
             "display": f"DICOM study: {len(group.instances)} instances received",
+        },
+    }
+
+
+def _derivation(sent: str, stored: tuple[str, str]) -> dict[str, Any]:
+    """A UID as sent that is not a conformant DICOM UID, and the UID derived from it that was stored."""
+    keyword, uid = stored
+    return {
+        "role": "derivation",
+        "what": {
+            "identifier": {"type": {"text": f"{keyword} as sent"}, "value": sent},
+            "display": f"{keyword} as sent (not a conformant DICOM UID), stored as {uid}",
         },
     }
 
