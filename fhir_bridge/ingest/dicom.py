@@ -77,6 +77,7 @@ class IngestResult:
     outcomes: list[InstanceOutcome]
     studies: list[str] = field(default_factory=list)  # ImagingStudy ids written or confirmed
     provenance: str | None = None
+    write_failed: bool = False  # the transaction failed: nothing was written (worth retrying later)
 
     @property
     def stored(self) -> int:
@@ -176,6 +177,14 @@ class DicomIngest:
         )
         return result
 
+    def check(self, item: DicomInstance | DicomReadError) -> InstanceOutcome:
+        """What ``ingest`` will say of ``item`` before its transaction (read, UID and privacy checks), without
+        writing: a receiver that answers first and writes in batches later (DIMSE) answers from it."""
+        outcome = self._outcome(0, item, None)
+        if outcome.stored and isinstance(item, DicomInstance):
+            self.mapper.deidentify(item)
+        return outcome
+
     # before the transaction ---------------------------------------------------------------------
     def _outcome(self, index: int, item: DicomInstance | DicomReadError, study_uid: str | None) -> InstanceOutcome:
         if isinstance(item, DicomReadError):
@@ -249,6 +258,7 @@ class DicomIngest:
             )
             result.studies.clear()
             result.provenance = None
+            result.write_failed = True
             for group in groups:
                 for outcome, _ in group.instances:
                     outcome.failure = OUT_OF_RESOURCES if _is_operational(error) else PROCESSING_FAILURE
