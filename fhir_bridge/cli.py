@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ EXIT_CONFIGURATION = 2  # the command could not run at all
 def _settings(arguments: argparse.Namespace) -> Settings:
     overrides = {
         name: getattr(arguments, name)
-        for name in ("database_url", "host", "port", "pseudonym_key_file", "auth")
+        for name in ("database_url", "host", "port", "pseudonym_key_file", "auth", "dimse_port")
         if getattr(arguments, name, None) is not None
     }
     if "pseudonym_key_file" in overrides:
@@ -58,7 +60,44 @@ def serve(arguments: argparse.Namespace) -> int:
         settings.dicomweb_path,
         settings.database_url.split("@")[-1],
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
+    listener = None
+    if settings.dimse_port is not None:  # the DICOM listener shares the app's ingest, store and audit trail
+        from fhir_bridge.listeners.dimse import DimseListener
+
+        try:
+            listener = DimseListener.from_settings(settings, app.state.dicom_ingest, app.state.audit_log.record)
+        except ConfigurationError as error:
+            return _refuse(error)
+        listener.start()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
+    finally:
+        if listener is not None:
+            listener.stop()
+    return 0
+
+
+def dimse(arguments: argparse.Namespace) -> int:
+    """Run the DICOM listener alone (C-STORE, C-ECHO) until SIGINT or SIGTERM, on the same database."""
+    from fhir_bridge.api.app import create_app
+    from fhir_bridge.listeners.dimse import DimseListener
+
+    settings = _settings(arguments)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(settings)
+        listener = DimseListener.from_settings(settings, app.state.dicom_ingest, app.state.audit_log.record)
+    except ConfigurationError as error:
+        return _refuse(error)
+    stopping = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stopping.set())
+    listener.start()
+    try:
+        stopping.wait()
+    finally:
+        listener.stop()
+        app.state.engines.dispose()
     return 0
 
 
@@ -187,6 +226,13 @@ def parser() -> argparse.ArgumentParser:
         "--auth", choices=["smart", "none"], help="smart (default): bearer tokens required; none: no access control"
     )
     run.set_defaults(handler=serve)
+    scp = commands.add_parser(
+        "dimse", help="run the DICOM listener alone: C-STORE and C-ECHO (FHIR_BRIDGE_DIMSE_* settings)"
+    )
+    scp.add_argument("--port", dest="dimse_port", type=int, help="DICOM port (else FHIR_BRIDGE_DIMSE_PORT)")
+    scp.add_argument("--database-url", help=database)
+    scp.add_argument("--pseudonym-key-file", type=Path, help=key_file)
+    scp.set_defaults(handler=dimse)
     load = commands.add_parser("ingest", help="ingest DICOM files and folders (exit 1 when any file failed)")
     load.add_argument("paths", nargs="+", help="files or folders (walked recursively; no DICOMDIR needed)")
     load.add_argument("--database-url", help=database)

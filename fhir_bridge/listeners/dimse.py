@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from fhir_bridge.audit.log import AuditEntry, dimse_entry
@@ -154,6 +155,7 @@ class DimseListener:
     def __init__(
         self, config: DimseConfig, ingest: DicomIngest, audit: Callable[[AuditEntry], None] | None = None
     ) -> None:
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines name every instance sent
         self.config = config
         self.ingest = ingest
         self.audit = audit
@@ -169,12 +171,18 @@ class DimseListener:
         self._server: Any = None
         self.ae = self._application_entity()
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, ingest: DicomIngest, audit: Callable[[AuditEntry], None] | None
+    ) -> DimseListener:
+        return cls(DimseConfig.from_settings(settings), ingest, audit)
+
     # set-up ------------------------------------------------------------------------------------
     def _application_entity(self) -> AE:
         ae = AE(self.config.ae_title)
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes)
+        ae.add_supported_context(Verification, AllTransferSyntaxes)
         ae.maximum_associations = self.config.max_associations
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from senders that honour it
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.config.timeout_s
@@ -313,11 +321,12 @@ class DimseListener:
         self.spool.forget(association.id)
         ending = "released" if event.assoc.is_released else "aborted"
         statuses = association.statuses
-        failed = sum(count for status, count in statuses.items() if status >= 0xA000)
-        stored = sum(count for status, count in statuses.items() if status < 0xA000)
+        stored = sum(count for status, count in statuses.items() if _stored(status))
+        failed = sum(statuses.values()) - stored
         service = "C-STORE" if statuses or not association.echoes else "C-ECHO"
+        warned = sum(count for status, count in statuses.items() if status and _stored(status))
         detail = f"association from AE title {association.calling_ae} at {association.address} {ending}: " + (
-            f"{stored} instances stored, {statuses[0xB000]} with a warning, {failed} failed"
+            f"{stored} instances stored, {warned} with a warning, {failed} failed"
             if service == "C-STORE"
             else f"{association.echoes} C-ECHO"
         )
@@ -478,6 +487,11 @@ class DimseListener:
         log.warning("the store could not take a DICOM batch (attempt %d); next try in %d s", batch.attempts, wait)
         with self._wake:
             self._queue.append(batch)
+
+
+def _stored(status: int) -> bool:
+    """0000 success, Bxxx warning (PS3.4 Annex B): the instance was stored."""
+    return status == SUCCESS or status & 0xF000 == 0xB000
 
 
 def _read(data: bytes) -> DicomInstance | DicomReadError:
