@@ -7,16 +7,20 @@ against what the store holds after the listener wrote its batches, and the store
 from __future__ import annotations
 
 import io
+import os
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
 import pydicom
-import pytest
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from fhir_bridge import Settings, create_app
+from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import Patient, instance, study_set, uid, write_tree
 from tests.dimse_peers import AE_TITLE, dimse_records, fhir_get, instance_uids, listening, need, orthanc, studies
 from tests.store_consistency import assert_store_consistent
@@ -228,7 +232,9 @@ def test_an_association_aborted_mid_study_leaves_exactly_what_was_acknowledged(d
     big.PixelData = bytes(64 * 1024 * 1024)  # long enough on the wire for the abort to land inside it
     big.Rows, big.Columns, big.NumberOfFrames = 4096, 8192, 1
     with listening(database_url, tmp_path / "spool", batch_size=4) as (bridge, app):
-        assoc = _scu(datasets[0], big).associate("127.0.0.1", bridge.port, ae_title=AE_TITLE)
+        scu = _scu(datasets[0], big)
+        scu.dimse_timeout = 10  # after the abort no answer comes: do not wait the default 30 s for it
+        assoc = scu.associate("127.0.0.1", bridge.port, ae_title=AE_TITLE)
         acknowledged = [ds.SOPInstanceUID for ds in datasets[:7] if assoc.send_c_store(ds).Status == 0x0000]
         assert len(acknowledged) == 7
         threading.Timer(0.3, assoc.abort).start()
@@ -244,27 +250,100 @@ def test_an_association_aborted_mid_study_leaves_exactly_what_was_acknowledged(d
 
 
 def test_two_associations_sending_overlapping_instances_end_with_the_exact_union(database_url, tmp_path):
-    datasets = _study(360, 40, series=4)
-    first, second = datasets[:28], datasets[12:]  # 16 instances sent by both
+    """Two storescu processes, each to its own listener (two workers on one database), 16 instances in common."""
+    storescu = need("storescu")
+    files = list(study_set(studies=1, series=4, instances=10))
+    write_tree(tmp_path / "first", iter(files[:28]))
+    write_tree(tmp_path / "second", iter(files[12:]))
     with (
         listening(database_url, tmp_path / "spool-a", batch_size=5, batch_ms=50) as (one, app),
         listening(database_url, tmp_path / "spool-b", batch_size=3, batch_ms=50) as (other, _),
     ):
-        statuses: list[int] = []
-
-        def send(bridge, part) -> None:  # type: ignore[no-untyped-def]
-            assoc = _scu(part[0]).associate("127.0.0.1", bridge.port, ae_title=AE_TITLE)
-            statuses.extend(assoc.send_c_store(ds).Status for ds in part)
-            assoc.release()
-
-        threads = [threading.Thread(target=send, args=args) for args in ((one, first), (other, second))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-        assert statuses == [0] * 56
+        senders = [
+            subprocess.Popen(
+                [storescu, "-aec", AE_TITLE, "+sd", "+r", "127.0.0.1", str(bridge.port), str(tmp_path / folder)],
+                stderr=subprocess.PIPE,
+            )
+            for bridge, folder in ((one, "first"), (other, "second"))
+        ]
+        for sender in senders:
+            _, errors = sender.communicate(timeout=300)
+            assert sender.returncode == 0, errors.decode()
         assert one.drain() and other.drain()
         [study] = studies(app).values()
+        assert study["numberOfSeries"] == 4
         assert study["numberOfInstances"] == 40
-        assert instance_uids(app) == {ds.SOPInstanceUID for ds in datasets}
+        assert instance_uids(app) == {pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID for _, data in files}
+    assert_store_consistent(database_url)
+
+
+# crash safety: a killed listener loses nothing it acknowledged and writes nothing twice ------------------
+def _bridge_process(database_url: str, spool: Path, port: int) -> subprocess.Popen:
+    environment = {
+        **os.environ,
+        "FHIR_BRIDGE_DATABASE_URL": database_url,
+        "FHIR_BRIDGE_DIMSE_ALLOWED_CALLERS": '["PYNETDICOM@127.0.0.1"]',
+        "FHIR_BRIDGE_DIMSE_SPOOL_DIR": str(spool),
+        "FHIR_BRIDGE_DIMSE_BATCH_MS": "600000",  # nothing is written before the association ends
+        "FHIR_BRIDGE_DIMSE_BATCH_SIZE": "1000",
+    }
+    command = [str(Path(sys.executable).parent / "fhir-bridge"), "dimse", "--port", str(port)]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assoc = _scu().associate("127.0.0.1", port, ae_title=AE_TITLE)
+        if assoc.is_established:
+            assoc.release()
+            return process
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("fhir-bridge dimse did not start")
+
+
+def _wait_until(condition, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_a_killed_listener_writes_what_it_acknowledged_after_restart_and_only_once(database_url, tmp_path):
+    spool, port = tmp_path / "spool", free_port()
+    datasets = _study(370, 6, series=2)
+    process = _bridge_process(database_url, spool, port)
+    try:
+        assoc = _scu(datasets[0]).associate("127.0.0.1", port, ae_title=AE_TITLE)
+        assert [assoc.send_c_store(ds).Status for ds in datasets] == [0] * 6
+        process.kill()  # while the association is open: acknowledged, not yet written
+        process.wait(30)
+    finally:
+        process.kill()
+    app = create_app(Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY))
+    try:
+        assert studies(app) == {}
+        [segment] = spool.glob("*.seg")
+        kept = segment.read_bytes()
+        with segment.open("ab") as torn:  # a 7th instance cut off mid-append: never acknowledged
+            torn.write(b"FBSP" + (70_000).to_bytes(8, "little") + b"\x00" * 12_000)
+        process = _bridge_process(database_url, spool, port)
+        try:
+            _wait_until(lambda: not list(spool.glob("*.seg")))
+            assert instance_uids(app) == {ds.SOPInstanceUID for ds in datasets}
+            [study] = studies(app).values()
+            # a crash after the batch was written, before its segment was removed: found written, not redone
+            segment.write_bytes(kept)
+        finally:
+            process.terminate()
+            process.wait(30)
+        process = _bridge_process(database_url, spool, port)
+        try:
+            _wait_until(lambda: not list(spool.glob("*.seg")))
+        finally:
+            process.terminate()
+            process.wait(30)
+        assert studies(app) == {study["identifier"][0]["value"]: study}  # same version
+        assert len(fhir_get(app, "/fhir/Provenance")["entry"]) == 1
+    finally:
+        app.state.engines.dispose()
     assert_store_consistent(database_url)
