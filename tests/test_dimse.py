@@ -12,17 +12,20 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pydicom
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from sqlalchemy import create_engine, text
 
 from fhir_bridge import Settings, create_app
 from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import Patient, instance, study_set, uid, write_tree
 from tests.dimse_peers import AE_TITLE, dimse_records, fhir_get, instance_uids, listening, need, orthanc, studies
+from tests.server_process import ServerProcess
 from tests.store_consistency import assert_store_consistent
 
 # One instance per transfer syntax the listener must take (pydicom's bundled files, UIDs rewritten).
@@ -347,3 +350,59 @@ def test_a_killed_listener_writes_what_it_acknowledged_after_restart_and_only_on
     finally:
         app.state.engines.dispose()
     assert_store_consistent(database_url)
+
+
+def test_a_batch_the_store_cannot_take_stays_in_the_spool_and_is_written_when_it_can(postgres_server, tmp_path):
+    """The store fails (its schema is gone for a while): the batch is kept, retried, then written once."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    url = f"{postgres_server}?options=-csearch_path%3D{schema}"
+    datasets = _study(380, 3)
+    try:
+        with listening(url, tmp_path / "spool", batch_ms=50) as (bridge, app):
+            with admin.begin() as connection:
+                connection.execute(text(f"ALTER SCHEMA {schema} RENAME TO {schema}_away"))
+            try:
+                assoc = _scu(datasets[0]).associate("127.0.0.1", bridge.port, ae_title=AE_TITLE)
+                assert [assoc.send_c_store(ds).Status for ds in datasets] == [0] * 3  # durable in the spool
+                assoc.release()
+                _wait_until(lambda: bridge._queue and bridge._queue[0].attempts >= 1)  # tried, failed, kept
+                segments = len(list((tmp_path / "spool").glob("*.seg")))
+                assert segments >= 1
+            finally:
+                with admin.begin() as connection:
+                    connection.execute(text(f"ALTER SCHEMA {schema}_away RENAME TO {schema}"))
+            assert bridge.drain(120)
+            assert instance_uids(app) == {ds.SOPInstanceUID for ds in datasets}
+            assert len(fhir_get(app, "/fhir/Provenance")["entry"]) == segments  # one per batch, none twice
+        assert_store_consistent(url)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema}_away CASCADE"))
+        admin.dispose()
+
+
+def test_serve_runs_the_listener_beside_the_api_when_a_dimse_port_is_set(tmp_path, monkeypatch):
+    storescu = need("storescu")
+    port = free_port()
+    monkeypatch.setenv("FHIR_BRIDGE_DIMSE_PORT", str(port))
+    monkeypatch.setenv("FHIR_BRIDGE_DIMSE_ALLOWED_CALLERS", '["STORESCU@127.0.0.1"]')
+    monkeypatch.setenv("FHIR_BRIDGE_DIMSE_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("FHIR_BRIDGE_DIMSE_BATCH_MS", "100")
+    write_tree(tmp_path / "export", study_set(studies=1, series=1, instances=3))
+    server = ServerProcess(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "server.log").start()
+    try:
+        command = [storescu, "-aec", AE_TITLE, "+sd", "+r", "127.0.0.1", str(port), str(tmp_path / "export")]
+        sent = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert sent.returncode == 0, sent.stderr
+
+        def stored() -> int:
+            bundle = httpx.get(f"{server.fhir}/ImagingStudy", timeout=10).json()
+            return sum(e["resource"]["numberOfInstances"] for e in bundle.get("entry", []))
+
+        _wait_until(lambda: stored() == 3)
+    finally:
+        server.stop()
