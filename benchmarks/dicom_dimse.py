@@ -47,6 +47,7 @@ from benchmarks.dicom_ingest import (
     bridge_reader,
     database,
     header_parse,
+    print_rows,
 )
 from fhir_bridge.listeners.dimse import DimseListener
 from tests.dicom_samples import study_set, write_tree
@@ -204,12 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nDICOM C-STORE ingest: {len(files)} instances ({arguments.studies} studies x {arguments.series} series x "
         f"{arguments.instances}), {size:.0f} MB, {os.cpu_count()} cores, load average {load[0]:.1f} at the start"
     )
-    print(f"{'path':44} {'seconds':>8} {'inst/s':>8} {'(a) inst/s':>10} {'vs (a)':>7}  note")
-    for row in rows:
-        print(
-            f"{row.label:44} {row.seconds:8.2f} {row.rate:8.0f} {row.baseline_rate:10.0f} {row.ratio:7.2f}  {row.note}"
-        )
-    print("(a) is measured again right before each row; the ratio is against that measure")
+    print_rows(rows)
     best = max((row.ratio for row in rows if row.key.startswith("c_store")), default=0.0)
     verdict = "met" if best >= TARGET else "NOT met"
     print(f"\ntarget: C-STORE ingest >= {TARGET:.1f} x the header-parse rate: {verdict} (best {best:.2f})")
