@@ -26,11 +26,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from fhir_bridge.audit.log import AuditEntry, dimse_entry
@@ -76,7 +77,7 @@ def parse_callers(entries: list[str]) -> list[Caller]:
         addresses = None
         if host:
             try:
-                addresses = frozenset(info[4][0] for info in socket.getaddrinfo(host, None))
+                addresses = frozenset(str(info[4][0]) for info in socket.getaddrinfo(host, None))
             except OSError:
                 raise ConfigurationError(
                     f"FHIR_BRIDGE_DIMSE_ALLOWED_CALLERS: the host of {entry!r} cannot be resolved"
@@ -181,7 +182,7 @@ class DimseListener:
     def _application_entity(self) -> AE:
         ae = AE(self.config.ae_title)
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes)
+            ae.add_supported_context(cast(str, context.abstract_syntax), AllTransferSyntaxes)
         ae.add_supported_context(Verification, AllTransferSyntaxes)
         ae.maximum_associations = self.config.max_associations
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs from senders that honour it
@@ -201,7 +202,7 @@ class DimseListener:
             self._waiting_bytes += size
         self._committer = threading.Thread(target=self._commit_loop, name="dimse-committer", daemon=True)
         self._committer.start()
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_open),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -257,7 +258,7 @@ class DimseListener:
         """
         wrapper = event.assoc.dul.socket
         raw = wrapper.socket if wrapper is not None else None
-        if raw is None:
+        if wrapper is None or raw is None:
             return
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         quick_ack = getattr(socket, "TCP_QUICKACK", None)  # Linux; re-armed before each read
@@ -269,12 +270,14 @@ class DimseListener:
             raw.setsockopt(socket.IPPROTO_TCP, quick_ack, 1)
             return receive(count)
 
-        wrapper.recv = recv
+        wrapper.recv = recv  # type: ignore[method-assign,assignment]  # this association's socket only
 
     def _on_requested(self, event: evt.Event) -> None:
         """Reject callers not on the allow-list (A-ASSOCIATE-RJ: calling AE title not recognised)."""
         assoc = event.assoc
-        calling = assoc.requestor.primitive.calling_ae_title.strip()
+        request = assoc.requestor.primitive
+        assert request is not None  # EVT_REQUESTED: the A-ASSOCIATE-RQ has arrived
+        calling = request.calling_ae_title.strip()
         address = assoc.requestor.address
         if any(caller.admits(calling, address) for caller in self.config.callers):
             return
@@ -366,10 +369,10 @@ class DimseListener:
             return OUT_OF_RESOURCES, "out of resources: the store is behind; send again later"
         data = event.encoded_dataset()
         try:
-            item: DicomInstance | DicomReadError = read_stream(io.BytesIO(data))
+            item = read_stream(io.BytesIO(data))
         except DicomReadError as error:
             return error.code, error.reason
-        request = event.request
+        request = cast(C_STORE, event.request)
         if item.sop_class_uid != request.AffectedSOPClassUID or item.sop_instance_uid != request.AffectedSOPInstanceUID:
             return DOES_NOT_MATCH_SOP_CLASS, "the data set's SOP Class or Instance UID differs from the command's"
         try:
