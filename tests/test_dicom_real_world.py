@@ -11,6 +11,9 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 
 from fhir_bridge import Settings, create_app
 from fhir_bridge.dicom.reader import DICOMDIR, NotAnInstance, read_path, read_stream
@@ -52,6 +55,27 @@ def test_elements_encoded_as_un_are_read_with_their_dictionary_vr():
     assert read.study_uid == uid(70)
     assert read.attributes["Modality"] == "CT"
     assert read.attributes["SeriesNumber"] == "1"
+    assert read.defects == ()
+
+
+def test_a_code_sequence_encoded_as_un_is_read_as_the_sequence_it_is():
+    """A UN sequence holds its items in implicit VR little endian (PS3.5 6.2.2), as GDCM writes it."""
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "RPID16", "RADLEX", "CT CHEST"
+    holder = Dataset()
+    holder.ProcedureCodeSequence = [code]
+    implicit = DicomBytesIO()
+    implicit.is_implicit_VR, implicit.is_little_endian = True, True
+    write_dataset(implicit, holder)
+    encoded = implicit.getvalue()  # tag, length, items
+    element = encoded[:4] + b"UN\x00\x00" + struct.pack("<L", len(encoded) - 8) + encoded[8:]
+    data = _instance()
+    at = data.find(struct.pack("<HH", 0x0008, 0x1090))  # (0008,1032) goes before Manufacturer's Model Name
+    assert at > 0
+    read = read_stream(io.BytesIO(data[:at] + element + data[at:]))
+    assert read.attributes["ProcedureCodeSequence"] == [
+        {"CodeValue": "RPID16", "CodingSchemeDesignator": "RADLEX", "CodeMeaning": "CT CHEST"}
+    ]
     assert read.defects == ()
 
 
