@@ -329,6 +329,7 @@ def test_a_killed_listener_writes_what_it_acknowledged_after_restart_and_only_on
         kept = segment.read_bytes()
         with segment.open("ab") as torn:  # a 7th instance cut off mid-append: never acknowledged
             torn.write(b"FBSP" + (70_000).to_bytes(8, "little") + b"\x00" * 12_000)
+        (spool / f"{'0' * 32}-000000.seg").write_bytes(b"FB")  # a segment cut off as it was created
         process = _bridge_process(database_url, spool, port)
         try:
             _wait_until(lambda: not list(spool.glob("*.seg")))

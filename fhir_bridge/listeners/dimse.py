@@ -452,11 +452,14 @@ class DimseListener:
         if items is None:  # a leftover from before a restart
             if self.ingest.store.read("Provenance", key) is not None:
                 log.info("spool segment %s was written before the restart: removed", batch.path.name)
-                self.spool.remove(batch.path)
-                with self._wake:
-                    self._waiting_bytes -= batch.size
+                self._forget(batch)
                 return
-            batch.source, records = read_segment(batch.path)
+            try:
+                batch.source, records = read_segment(batch.path)
+            except ValueError:  # cut off before its first record: nothing in it was acknowledged
+                log.warning("spool segment %s holds no instance: removed", batch.path.name)
+                self._forget(batch)
+                return
             items = [_read(data) for data in records]
             log.info("spool segment %s: %d instances left from before the restart", batch.path.name, len(items))
         result = self.ingest.ingest(items, batch.source, provenance_id=key)
@@ -465,6 +468,10 @@ class DimseListener:
             self._retry(batch)
             return
         self._set_aside(batch, result)
+        self._forget(batch)
+
+    def _forget(self, batch: _Batch) -> None:
+        """The batch is in the store (or was never acknowledged): remove its segment."""
         self.spool.remove(batch.path)
         with self._wake:
             self._waiting_bytes -= batch.size
