@@ -16,11 +16,14 @@ from pathlib import Path
 
 import httpx
 import pydicom
+import pytest
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy import create_engine, text
 
 from fhir_bridge import Settings, create_app
+from fhir_bridge.listeners.dimse import DimseListener
+from fhir_bridge.settings import ConfigurationError
 from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import Patient, instance, study_set, uid, write_tree
 from tests.dimse_peers import AE_TITLE, dimse_records, fhir_get, instance_uids, listening, need, orthanc, studies
@@ -405,3 +408,12 @@ def test_serve_runs_the_listener_beside_the_api_when_a_dimse_port_is_set(tmp_pat
         _wait_until(lambda: stored() == 3)
     finally:
         server.stop()
+
+
+def test_two_listeners_cannot_share_a_spool(tmp_path):
+    """A second listener would take the first one's open segments for a crash's leftovers."""
+    with (
+        listening(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "spool") as (bridge, app),
+        pytest.raises(ConfigurationError, match="in use by another process"),
+    ):
+        DimseListener(bridge.config, app.state.dicom_ingest)

@@ -44,7 +44,7 @@ from fhir_bridge.dicom.reader import (
     read_stream,
 )
 from fhir_bridge.ingest.dicom import DicomIngest, IngestResult, Source
-from fhir_bridge.listeners.spool import Segment, Spool, provenance_id, read_segment
+from fhir_bridge.listeners.spool import Segment, Spool, SpoolInUse, provenance_id, read_segment
 from fhir_bridge.settings import ConfigurationError, Settings
 
 log = logging.getLogger("fhir_bridge.dimse")
@@ -160,7 +160,12 @@ class DimseListener:
         self.config = config
         self.ingest = ingest
         self.audit = audit
-        self.spool = Spool(config.spool_dir)
+        try:
+            self.spool = Spool(config.spool_dir)
+        except SpoolInUse as error:
+            raise ConfigurationError(
+                f"{error}: give each DICOM listener a FHIR_BRIDGE_DIMSE_SPOOL_DIR of its own"
+            ) from None
         self._associations: dict[int, _Association] = {}
         self._lock = threading.Lock()
         self._queue: list[_Batch] = []
@@ -232,6 +237,7 @@ class DimseListener:
         if self._committer is not None:
             self._committer.join(timeout)
         self.ae.shutdown()
+        self.spool.close()
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every instance received so far is written (or set aside); False on timeout."""

@@ -20,6 +20,7 @@ a segment was committed (its Provenance exists) and nothing is written twice or 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -102,12 +103,26 @@ def read_segment(path: Path) -> tuple[Source, list[bytes]]:
     return Source(meta["channel"], meta["sender"]), records[1:]
 
 
+class SpoolInUse(RuntimeError):
+    """Another process holds the spool folder (two listeners must not share one)."""
+
+
 class Spool:
-    """The spool folder: new segments, leftover segments, and ``rejected/`` for instances set aside."""
+    """The spool folder: new segments, leftover segments, and ``rejected/`` for instances set aside.
+
+    One process owns a spool at a time (an exclusive ``flock`` on ``.lock``): a second listener on
+    the same folder would take the first one's open segments for leftovers of a crash.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._owner = (folder / ".lock").open("a")
+        try:
+            fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._owner.close()
+            raise SpoolInUse(f"the spool {folder} is in use by another process") from None
         self.rejected = folder / "rejected"
         self._lock = threading.Lock()
         self._numbers: dict[str, int] = {}
@@ -117,6 +132,10 @@ class Spool:
             number = self._numbers.get(association, 0)
             self._numbers[association] = number + 1
         return Segment(self.folder / f"{association}-{number:06d}{SUFFIX}", source)
+
+    def close(self) -> None:
+        """Give the folder up (another process may then own it)."""
+        self._owner.close()
 
     def forget(self, association: str) -> None:
         with self._lock:
