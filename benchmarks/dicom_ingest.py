@@ -224,6 +224,16 @@ def stow_ingest(url: str, studies: dict[str, list[Path]], kind: str, scratch: Pa
     )
 
 
+def print_rows(rows: list[Row]) -> None:
+    """The table: each row's rate and its ratio to the baseline measured right before it."""
+    print(f"{'path':44} {'seconds':>8} {'inst/s':>8} {'(a) inst/s':>10} {'vs (a)':>7}  note")
+    for row in rows:
+        print(
+            f"{row.label:44} {row.seconds:8.2f} {row.rate:8.0f} {row.baseline_rate:10.0f} {row.ratio:7.2f}  {row.note}"
+        )
+    print("(a) is measured again right before each row; the ratio is against that measure")
+
+
 def _with_database(kind: str, scratch: Path, postgres_url: str, run: Callable[[str], Row]) -> Row:
     with database(kind, scratch, postgres_url) as url:
         return run(url)
@@ -279,12 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nDICOM ingest: {len(files)} instances ({arguments.studies} studies x {arguments.series} series x "
         f"{arguments.instances}), {size:.0f} MB, {os.cpu_count()} cores"
     )
-    print(f"{'path':44} {'seconds':>8} {'inst/s':>8} {'(a) inst/s':>10} {'vs (a)':>7}  note")
-    for row in rows:
-        print(
-            f"{row.label:44} {row.seconds:8.2f} {row.rate:8.0f} {row.baseline_rate:10.0f} {row.ratio:7.2f}  {row.note}"
-        )
-    print("(a) is measured again right before each row; the ratio is against that measure")
+    print_rows(rows)
     ingest_rows = rows[2:]
     worst = min((row.ratio for row in ingest_rows), default=0.0)
     verdict = "met" if worst >= TARGET else "NOT met"

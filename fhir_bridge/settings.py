@@ -184,6 +184,40 @@ class Settings(BaseSettings):
         "clinical date-times without an offset when the mapping names none (unset: only their date is kept)",
     )
 
+    # DICOM DIMSE listener (C-STORE, C-ECHO; see docs/dicom-dimse.md) ------------------------------
+    dimse_port: int | None = Field(
+        None, ge=1, le=65535, description="TCP port of the DICOM Storage SCP (C-STORE, C-ECHO); unset: no listener"
+    )
+    dimse_host: str | None = Field(None, description="Address the DICOM listener binds (default: the host setting)")
+    dimse_ae_title: str = Field(
+        "FHIR_BRIDGE", min_length=1, max_length=16, description="AE title of the DICOM listener (called AE title)"
+    )
+    dimse_allowed_callers: list[str] = Field(
+        default_factory=list,
+        description='Calling AE titles allowed to associate, as a JSON list: "PACS" (any address), "PACS@10.1.2.3" '
+        '(only from that address or host name), "*@10.1.2.3" (any AE title from there); others are rejected '
+        "(calling AE title not recognised). Empty: every association is rejected",
+    )
+    dimse_spool_dir: Path = Field(
+        Path("dimse-spool"),
+        description="Folder where received instances are made durable before they are acknowledged and then "
+        "written to the store in batches (keep it on a local disk; leftovers are committed at start)",
+    )
+    dimse_batch_size: int = Field(500, ge=1, description="Instances of one association written in one transaction")
+    dimse_batch_ms: int = Field(
+        2000, ge=10, description="Longest time a received instance waits before its batch is written to the store"
+    )
+    dimse_max_spool_bytes: int = Field(
+        8 * 1024**3,
+        ge=1024 * 1024,
+        description="Instances waiting in the spool beyond this many bytes (store down or slow) are refused "
+        "with A700 Out of Resources, which senders retry",
+    )
+    dimse_max_associations: int = Field(10, ge=1, description="Associations the DICOM listener serves at once")
+    dimse_timeout_s: float = Field(
+        60.0, gt=0, description="A DICOM peer silent for this long (association, message or network) is dropped"
+    )
+
     # clinical data -----------------------------------------------------------------------------
     mappings_dir: Path | None = Field(
         None, description="Folder of the site's clinical mapping files, found before the shipped ones in `mappings/`"

@@ -50,11 +50,14 @@ def test_a_folder_tree_is_ingested_with_a_summary_and_failures_listed(database_u
     finished = _ingest(str(tree), str(tmp_path / "missing"), *arguments, cwd=tmp_path)
     assert finished.returncode == 1, finished.stdout + finished.stderr
     assert "ingested 24 instances of 3 studies and 6 series" in finished.stdout
-    assert "failed: 3 files" in finished.stdout
-    assert f"{tree / 'notes.txt'}: not a DICOM file" in finished.stdout
+    assert "failed: 2 files" in finished.stdout
+    assert "notes.txt" not in finished.stdout.split("skipped:")[0]  # not an instance: skipped, not failed
     assert f"{tree / 'cut.dcm'}: " in finished.stdout  # cut at an element edge: its UIDs are missing
     assert f"{tmp_path / 'missing'}: no such file or folder" in finished.stdout
-    assert "ignored: 2 files (DICOMDIR and hidden files)" in finished.stdout
+    assert (
+        "skipped: 3 files that are not instances (a DICOMDIR (media directory): 1, a hidden file: 1, "
+        "not a DICOM file: 1)" in finished.stdout
+    )
     studies = _studies(database_url)
     assert sorted(s["numberOfInstances"] for s in studies) == [8, 8, 8]
     assert all(s["numberOfSeries"] == 2 for s in studies)

@@ -125,7 +125,7 @@ def test_pydicoms_bad_vr_file_is_read():
         (_bytes("examples_jpeg2k.dcm")[:-1000], CANNOT_UNDERSTAND, "truncated: the pixel data"),
         (_rewritten("MR_small.dcm", SOPInstanceUID=None), DOES_NOT_MATCH_SOP_CLASS, "missing SOPInstanceUID"),
         (_rewritten("MR_small.dcm", StudyInstanceUID=None), DOES_NOT_MATCH_SOP_CLASS, "missing StudyInstanceUID"),
-        (_rewritten("CT_small.dcm", SeriesInstanceUID="1.2.abc"), DOES_NOT_MATCH_SOP_CLASS, "not a valid UID"),
+        (_rewritten("CT_small.dcm", SOPClassUID="1.2.abc"), DOES_NOT_MATCH_SOP_CLASS, "not a valid UID"),
     ],
     ids=["empty", "not-dicom", "cut-header", "cut-pixels", "cut-fragments", "no-sop", "no-study", "bad-uid"],
 )

@@ -170,6 +170,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
         "pseudonym_key_file": str(tmp_path / "site.key"),
         "auth": "none",
         "mappings_dir": str(tmp_path),
+        "dimse_port": "11112",
     }
     flags = setting_flags(parser())
     assert set(flags) == set(samples)
@@ -184,6 +185,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "explain": ["explain", "Patient"],
                     "mappings": ["mappings", "list"],
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
+                    "dimse": ["dimse"],
                 }[command]
                 parsed = parser().parse_args([*arguments, flag, samples[name]])
                 assert str(getattr(settings_from(parsed), name)) == samples[name], (command, flag)

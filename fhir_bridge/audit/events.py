@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row, or_
 
+from fhir_bridge.audit.log import DIMSE, DIMSE_CLIENT_PREFIX
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.values import date_range
 from fhir_bridge.store.tables import AUDIT
@@ -26,6 +27,13 @@ SOURCE_TYPE = {
     "display": "Application Server",
 }
 RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+# DICOM audit event types (PS3.15 A.5, DCM codes) of DIMSE records, by service; a refused association is an alert
+DIMSE_EVENT_TYPES = {
+    "C-STORE": {"system": DCM, "code": "110104", "display": "DICOM Instances Transferred"},
+    "C-ECHO": {"system": DCM, "code": "110100", "display": "Application Activity"},
+    "A-ASSOCIATE": {"system": DCM, "code": "110113", "display": "Security Alert"},
+}
 # The searches the trail answers (R4 AuditEvent search parameters) and the paging control.
 SEARCH_PARAMETERS = ("date", "altid", "agent-name", "action", "outcome", "subtype", "entity", "entity-type", "address")
 CONTROL_PARAMETERS = ("_count", "_after", "_format", "_pretty")
@@ -45,7 +53,13 @@ def _instant(microseconds: int) -> str:
 def audit_event(row: Row) -> dict[str, Any]:
     """One audit record as an AuditEvent (R4)."""
     agent: dict[str, Any] = {"requestor": True}
-    if row.client_id:
+    dimse = row.method == DIMSE
+    if dimse and row.client_id:
+        title = row.client_id.removeprefix(DIMSE_CLIENT_PREFIX)
+        agent["who"] = {"display": f"DICOM AE title {title}"}
+        agent["altId"] = row.client_id
+        agent["name"] = title
+    elif row.client_id:
         agent["who"] = {"identifier": {"system": CLIENT_SYSTEM, "value": row.client_id}, "display": row.client_id}
         agent["altId"] = row.client_id
         agent["name"] = row.client_id
@@ -66,17 +80,25 @@ def audit_event(row: Row) -> dict[str, Any]:
         "resourceType": "AuditEvent",
         "id": str(row.id),
         "meta": {"lastUpdated": _instant(row.recorded)},
-        "type": EVENT_TYPE,
+        "type": DIMSE_EVENT_TYPES.get(row.path.rsplit("/", 1)[-1], EVENT_TYPE) if dimse else EVENT_TYPE,
         "subtype": [{"system": INTERACTION_SYSTEM, "code": row.interaction}],
         "action": row.action,
         "recorded": _instant(row.recorded),
         "outcome": outcome_code(row.status),
-        "outcomeDesc": f"HTTP {row.status}" + (f": {row.detail}" if row.detail else ""),
+        "outcomeDesc": (row.detail or "")
+        if dimse
+        else f"HTTP {row.status}" + (f": {row.detail}" if row.detail else ""),
         "agent": [agent],
         "source": {"observer": {"display": "fhir-bridge"}, "type": [SOURCE_TYPE]},
         "entity": entities,
     }
     return event
+
+
+def _outcome_description(row: Row, dimse: bool) -> str:
+    if dimse:  # no HTTP status: the detail says what happened
+        return row.detail or "DIMSE"
+    return f"HTTP {row.status}" + (f": {row.detail}" if row.detail else "")
 
 
 def search_conditions(parameters: Sequence[tuple[str, str]]) -> tuple[list, int | None]:

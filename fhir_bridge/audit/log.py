@@ -55,6 +55,42 @@ class AuditEntry:
     address: str | None
 
 
+DIMSE = "DIMSE"  # the ``method`` of records of DICOM network (DIMSE) associations; ``path`` names the service
+DIMSE_CLIENT_PREFIX = "dicom-ae:"  # ``client_id`` of a DIMSE record: the calling AE title, so prefixed
+# DIMSE records have no HTTP status; ``status`` holds the class of their outcome on the same scale, so that
+# AuditEvent.outcome and the ``outcome`` search treat both alike.
+DIMSE_OUTCOME_STATUS = {"success": 200, "refused": 403, "partial": 422, "failed": 503}
+
+
+def dimse_entry(
+    service: str,
+    called_ae: str,
+    calling_ae: str,
+    address: str | None,
+    outcome: str,
+    detail: str,
+) -> AuditEntry:
+    """The record of one DICOM association (C-STORE, C-ECHO) or of one refused association request.
+
+    ``outcome``: success, refused (association rejected), partial (some instances failed), failed.
+    """
+    storing = service == "C-STORE"
+    return AuditEntry(
+        recorded=now_us(),
+        client_id=(DIMSE_CLIENT_PREFIX + calling_ae)[:128],
+        interaction="create" if storing else "operation",
+        action="C" if storing else "E",
+        method=DIMSE,
+        path=f"dicom:{called_ae}/{service}",
+        query=None,
+        entity=None,
+        entity_type="ImagingStudy" if storing else None,
+        status=DIMSE_OUTCOME_STATUS[outcome],
+        detail=detail[:1000],
+        address=address,
+    )
+
+
 def now_us() -> int:
     return int(time.time() * 1_000_000)
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from fhir_bridge.cli.common import EXIT_FAILURES, add_database, add_key_file, refuse, services_from
@@ -48,8 +49,10 @@ def ingest(arguments: argparse.Namespace) -> int:
             print(f"{title}: {len(rows)} files")
             for path, reason in rows:
                 print(f"  {path}: {reason}")
-    if summary.ignored:
-        print(f"ignored: {len(summary.ignored)} files (DICOMDIR and hidden files)")
+    if summary.skipped:
+        reasons = Counter(reason for _, reason in summary.skipped)
+        listed = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
+        print(f"skipped: {len(summary.skipped)} files that are not instances ({listed})")
     return EXIT_FAILURES if summary.failed else 0
 
 

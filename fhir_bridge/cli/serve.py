@@ -32,7 +32,20 @@ def serve(arguments: argparse.Namespace) -> int:
         settings.dicomweb_path,
         settings.database_url.split("@")[-1],
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
+    listener = None
+    if settings.dimse_port is not None:  # the DICOM listener shares the app's services (ingest, store, audit)
+        from fhir_bridge.listeners.dimse import DimseListener
+
+        try:
+            listener = DimseListener.from_settings(settings, services.dicom_ingest, services.audit_log.record)
+        except ConfigurationError as error:
+            return refuse(error)
+        listener.start()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
+    finally:
+        if listener is not None:
+            listener.stop()
     return 0
 
 

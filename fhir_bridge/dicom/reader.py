@@ -39,11 +39,17 @@ CANNOT_UNDERSTAND = 0xC000
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
+DICOMDIR = "a DICOMDIR (media directory)"
 IN_MEMORY_BYTES = 4 * 1024 * 1024
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
 ITEM, SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
-UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # what a UID looks like enough to name an instance by
+CONFORMANT_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")  # PS3.5 9.1: no leading zeros
+MAX_UID_LENGTH = 64
+# UIDs an instance is stored by; when not conformant they are replaced by derived ones (see ingest.dicom).
+DERIVABLE_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 # Values are text (or lists of text for multi-valued attributes).
 TEXT_ATTRIBUTES = (
@@ -122,6 +128,11 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
 logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
+def is_conformant_uid(value: str) -> bool:
+    """A UID as PS3.5 9.1 defines it: dot-separated numbers without leading zeros, at most 64 characters."""
+    return len(value) <= MAX_UID_LENGTH and CONFORMANT_UID.match(value) is not None
+
+
 class DicomReadError(Exception):
     """An instance that cannot be ingested; ``reason`` is safe to show (it never quotes values)."""
 
@@ -135,7 +146,11 @@ class DicomReadError(Exception):
         self.sop_instance_uid = sop_instance_uid
 
     def __reduce__(self) -> tuple[Any, ...]:  # results travel back from the CLI's worker processes
-        return (DicomReadError, (self.code, self.reason, self.sop_class_uid, self.sop_instance_uid))
+        return (type(self), (self.code, self.reason, self.sop_class_uid, self.sop_instance_uid))
+
+
+class NotAnInstance(DicomReadError):
+    """A file that is not a DICOM instance at all (a DICOMDIR, a text file): a folder ingest skips it."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,7 @@ class DicomInstance:
     transfer_syntax: str | None = None
     source_ae_title: str | None = None
     defects: tuple[str, ...] = field(default_factory=tuple)
+    nonconformant_uids: tuple[str, ...] = field(default_factory=tuple)  # keywords of DERIVABLE_UIDS
 
     @property
     def study_uid(self) -> str:
@@ -190,6 +206,8 @@ def read_stream(stream: BinaryIO) -> DicomInstance:
         raise DicomReadError(TRANSFER_SYNTAX_NOT_SUPPORTED, "the transfer syntax cannot be read") from None
     except Exception as error:  # pydicom raises many types on broken input; its messages may quote values
         raise DicomReadError(CANNOT_UNDERSTAND, f"unreadable DICOM header ({type(error).__name__})") from None
+    if meta is not None and _read(meta, "MediaStorageSOPClassUID", []) == MEDIA_STORAGE_DIRECTORY:
+        raise NotAnInstance(CANNOT_UNDERSTAND, DICOMDIR)
     if transfer_syntax != DEFLATED:  # a deflated stream was inflated whole: zlib has checked it
         try:
             _check_complete(stream, start + size, dataset)
@@ -215,7 +233,7 @@ def _check_looks_like_dicom(head: bytes, size: int) -> None:
         struct.unpack("<H", head[:2])[0] in (0x0002, 0x0008) or struct.unpack(">H", head[:2])[0] in (0x0002, 0x0008)
     ):
         return
-    raise DicomReadError(CANNOT_UNDERSTAND, "not a DICOM file")
+    raise NotAnInstance(CANNOT_UNDERSTAND, "not a DICOM file")
 
 
 def _check_complete(stream: BinaryIO, end: int, dataset: Dataset) -> None:
@@ -289,10 +307,12 @@ def _instance(dataset: Dataset, transfer_syntax: str | None) -> DicomInstance:
         fallback = _read(meta, "MediaStorageSOPClassUID", defects)
         if fallback:
             attributes["SOPClassUID"] = fallback
-    _check_uids(attributes)
+    nonconformant = _check_uids(attributes)
     _read_structures(dataset, attributes, Reading(defects, encodings))
     source = _read(meta, "SourceApplicationEntityTitle", defects) if meta is not None else None
-    return DicomInstance(attributes, transfer_syntax, source if isinstance(source, str) else None, tuple(defects))
+    return DicomInstance(
+        attributes, transfer_syntax, source if isinstance(source, str) else None, tuple(defects), nonconformant
+    )
 
 
 def _encodings(dataset: Dataset, defects: list[str]) -> list[str]:
@@ -334,17 +354,27 @@ def _read_structures(dataset: Dataset, attributes: dict[str, Any], reading: Read
             attributes[keyword] = items
 
 
-def _check_uids(attributes: dict[str, Any]) -> None:
+def _check_uids(attributes: dict[str, Any]) -> tuple[str, ...]:
+    """Refuse an instance without its UIDs; return the keywords of those present but not conformant.
+
+    Hashing anonymisers write hex digests, some writers pad components with zeros: a PACS took such
+    instances and forwards them, so they are stored, by UIDs derived from them (ingest.dicom).
+    A SOP Class UID names a standard class and cannot be derived: a malformed one is refused.
+    """
     sop_class = attributes.get("SOPClassUID") if isinstance(attributes.get("SOPClassUID"), str) else None
     sop_instance = attributes.get("SOPInstanceUID") if isinstance(attributes.get("SOPInstanceUID"), str) else None
+    nonconformant = []
     for keyword, tag in (*_REQUIRED_UIDS.items(), ("SOPClassUID", "(0008,0016)")):
         value = attributes.get(keyword)
         if not value:
             raise DicomReadError(DOES_NOT_MATCH_SOP_CLASS, f"missing {keyword} {tag}", sop_class, sop_instance)
-        if not isinstance(value, str) or len(value) > 64 or not UID_PATTERN.match(value):
+        if isinstance(value, str) and keyword in DERIVABLE_UIDS and not is_conformant_uid(value):
+            nonconformant.append(keyword)
+        elif not isinstance(value, str) or len(value) > MAX_UID_LENGTH or not UID_PATTERN.match(value):
             raise DicomReadError(
                 DOES_NOT_MATCH_SOP_CLASS, f"{keyword} {tag} is not a valid UID", sop_class, sop_instance
             )
+    return tuple(nonconformant)
 
 
 def _read(
@@ -361,7 +391,9 @@ def _read(
     try:
         element = dataset.get_item(tag)
         if encodings is not None and isinstance(element, RawDataElement):
-            return plain_text(convert_value(element.VR or dictionary_VR(tag), element, encodings))
+            # VR UN (explicit VR files after GDCM or anonymiser passes): the dictionary says what it is
+            vr = element.VR if element.VR not in (None, "UN") else dictionary_VR(tag)
+            return plain_text(convert_value(vr, element, encodings))
         return plain_text(dataset[tag].value)
     except Exception:  # a defective value (bad VR, odd length, undecodable text): leave it out
         defects.append(keyword)

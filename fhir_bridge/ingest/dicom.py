@@ -65,6 +65,7 @@ class IngestResult:
     outcomes: list[InstanceOutcome]
     studies: list[str] = field(default_factory=list)  # ImagingStudy ids written or confirmed
     provenance: str | None = None
+    write_failed: bool = False  # the transaction failed: nothing was written (worth retrying later)
 
     @property
     def stored(self) -> int:
@@ -81,6 +82,7 @@ class _Study:
 
     instances: list[tuple[InstanceOutcome, dict[str, Any]]]
     resources: StudyResources | None = None
+    derived: dict[str, tuple[str, str]] = field(default_factory=dict)  # UID as sent -> (keyword, UID stored)
 
 
 class DicomIngest:
@@ -98,8 +100,14 @@ class DicomIngest:
         items: Sequence[DicomInstance | DicomReadError],
         source: Source,
         study_uid: str | None = None,
+        *,
+        provenance_id: str | None = None,
     ) -> IngestResult:
-        """Store what can be stored of ``items``; each gets an outcome. ``study_uid``: the one the URL names."""
+        """Store what can be stored of ``items``; each gets an outcome. ``study_uid``: the one the URL names.
+
+        ``provenance_id``: the id of the request's Provenance, for a caller that must find out later
+        whether a batch was committed (the DIMSE spool); a new UUID otherwise.
+        """
         outcomes: list[InstanceOutcome] = []
         studies: dict[str, _Study] = {}
         for index, item in enumerate(items):
@@ -109,12 +117,14 @@ class DicomIngest:
                 attributes = self.mapper.deidentify(item)
                 group = studies.setdefault(attributes["StudyInstanceUID"], _Study([]))
                 group.instances.append((outcome, attributes))
+                for keyword in item.nonconformant_uids:
+                    group.derived[item.attributes[keyword]] = (keyword, attributes[keyword])
         for group in studies.values():
             self._map(group)
         ready = [group for group in studies.values() if group.resources is not None]
         result = IngestResult(outcomes)
         if ready:
-            self._write(ready, source, result)
+            self._write(ready, source, result, provenance_id)
         log.info(
             "DICOM ingest (%s): %d instances stored, %d failed, %d studies",
             source.channel,
@@ -124,9 +134,20 @@ class DicomIngest:
         )
         return result
 
+    def committed(self, provenance_id: str) -> bool:
+        """Whether the ingest that was given ``provenance_id`` committed (its Provenance is stored)."""
+        return self.interactions.store.read("Provenance", provenance_id) is not None
+
+    def check(self, item: DicomInstance | DicomReadError) -> InstanceOutcome:
+        """What ``ingest`` will say of ``item`` before its transaction (read, UID and privacy checks), without
+        writing: a receiver that answers first and writes in batches later (DIMSE) answers from it."""
+        outcome = self._outcome(0, item, None)
+        if outcome.stored and isinstance(item, DicomInstance):
+            self.mapper.deidentify(item)
+        return outcome
+
     # before the transaction ---------------------------------------------------------------------
-    @staticmethod
-    def _outcome(index: int, item: DicomInstance | DicomReadError, study_uid: str | None) -> InstanceOutcome:
+    def _outcome(self, index: int, item: DicomInstance | DicomReadError, study_uid: str | None) -> InstanceOutcome:
         if isinstance(item, DicomReadError):
             return InstanceOutcome(index, item.sop_class_uid, item.sop_instance_uid, item.code, item.reason)
         outcome = InstanceOutcome(
@@ -135,6 +156,14 @@ class DicomIngest:
         if study_uid is not None and item.study_uid != study_uid:
             outcome.failure = DOES_NOT_MATCH_SOP_CLASS
             outcome.reason = "StudyInstanceUID differs from the study in the request URL"
+        elif item.nonconformant_uids:
+            named = ", ".join(item.nonconformant_uids)
+            if not self.mapper.policy.derives_uids:
+                outcome.failure = DOES_NOT_MATCH_SOP_CLASS
+                outcome.reason = f"{named}: not a conformant UID, and no site secret is configured to derive one"
+            else:
+                outcome.warning = COERCION_OF_DATA_ELEMENTS
+                outcome.reason = f"{named}: not a conformant UID; stored as a 2.25 UID derived from it"
         return outcome
 
     def _map(self, group: _Study) -> None:
@@ -172,7 +201,7 @@ class DicomIngest:
         return resources
 
     # the transaction ---------------------------------------------------------------------------
-    def _write(self, groups: list[_Study], source: Source, result: IngestResult) -> None:
+    def _write(self, groups: list[_Study], source: Source, result: IngestResult, provenance_id: str | None) -> None:
         try:
             with self.interactions.transaction() as transaction:
                 targets: list[StoredVersion] = []
@@ -180,7 +209,7 @@ class DicomIngest:
                     targets.append(self._fill(transaction, self.endpoint))
                 for group in groups:
                     targets.extend(self._write_study(transaction, group, result))
-                record = self._provenance(targets, groups, source, transaction.recorded)
+                record = self._provenance(targets, groups, source, transaction.recorded, provenance_id)
                 validate_resource(record, "Provenance")
                 transaction.create(record, new_id=record["id"])
                 result.provenance = record["id"]
@@ -193,6 +222,7 @@ class DicomIngest:
             )
             result.studies.clear()
             result.provenance = None
+            result.write_failed = True
             for group in groups:
                 for outcome, _ in group.instances:
                     outcome.failure = OUT_OF_RESOURCES if _is_operational(error) else PROCESSING_FAILURE
@@ -250,7 +280,12 @@ class DicomIngest:
         return stored
 
     def _provenance(
-        self, targets: list[StoredVersion], groups: list[_Study], source: Source, recorded: str
+        self,
+        targets: list[StoredVersion],
+        groups: list[_Study],
+        source: Source,
+        recorded: str,
+        provenance_id: str | None,
     ) -> dict[str, Any]:
         """Who sent what, when, and what was de-identified how: one Provenance per ingest request."""
         policy = self.mapper.policy
@@ -267,7 +302,10 @@ class DicomIngest:
             narrative=_narrative(source, groups, policy.description()),
             entities=[_entity(group) for group in groups],
             security_labels=policy.security_labels if policy.pseudonymise else None,
+            provenance_id=provenance_id,
         )
+        if not policy.remap_uids:  # (with remapping, every UID sent stays out of the store)
+            record["entity"] += [_derivation(*item) for group in groups for item in group.derived.items()]
         if policy.pseudonymise:
             record["policy"] = [PS3_15_ANNEX_E]
         return record
@@ -281,6 +319,18 @@ def _entity(group: _Study) -> dict[str, Any]:
         "what": {
             "identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"},
             "display": f"DICOM study: {len(group.instances)} instances received",
+        },
+    }
+
+
+def _derivation(sent: str, stored: tuple[str, str]) -> dict[str, Any]:
+    """A UID as sent that is not a conformant DICOM UID, and the UID derived from it that was stored."""
+    keyword, uid = stored
+    return {
+        "role": "derivation",
+        "what": {
+            "identifier": {"type": {"text": f"{keyword} as sent"}, "value": sent},
+            "display": f"{keyword} as sent (not a conformant DICOM UID), stored as {uid}",
         },
     }
 

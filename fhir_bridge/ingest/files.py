@@ -16,7 +16,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fhir_bridge.dicom.reader import DicomInstance, DicomReadError, read_many
+from fhir_bridge.dicom.reader import DICOMDIR, DicomInstance, DicomReadError, NotAnInstance, read_many
 from fhir_bridge.ingest.dicom import DicomIngest, InstanceOutcome
 from fhir_bridge.ingest.provenance import Source
 
@@ -33,7 +33,7 @@ class Summary:
     series: set[str] = field(default_factory=set)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not instances, not failures
 
     def add(self, path: str, outcome: InstanceOutcome) -> None:
         if not outcome.stored:
@@ -59,7 +59,7 @@ def walk(paths: Iterable[str | os.PathLike[str]], summary: Summary) -> list[str]
                 for name in sorted(names):
                     full = os.path.join(folder, name)
                     if name in IGNORED_NAMES or name.startswith("."):
-                        summary.ignored.append(full)
+                        summary.skipped.append((full, DICOMDIR if name in IGNORED_NAMES else "a hidden file"))
                     else:
                         found.append(full)
         else:
@@ -114,7 +114,11 @@ def ingest_files(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> Summary:
-    """Ingest every file under ``paths``; the summary says what was stored, failed or ignored."""
+    """Ingest every file under ``paths``; the summary says what was stored, failed or skipped.
+
+    Files that are no instance at all (DICOMDIRs by name or by content, files that are not DICOM)
+    are skipped, not failed: exports and media carry them beside the instances.
+    """
     summary = Summary()
     files = walk(paths, summary)
     if on_total:
@@ -122,9 +126,12 @@ def ingest_files(
     source = Source("command line", f"fhir-bridge ingest on {socket.gethostname()}")
     batch: list[tuple[str, DicomInstance | DicomReadError]] = []
     for item in read_all(files, workers):
-        batch.append(item)
         if progress:
             progress(1)
+        if isinstance(item[1], NotAnInstance):
+            summary.skipped.append((item[0], item[1].reason))
+            continue
+        batch.append(item)
         if len(batch) >= batch_size:
             _flush(ingest, batch, source, summary)
     if batch:

@@ -30,12 +30,13 @@ def provenance(
     narrative: str,
     entities: list[dict[str, Any]],
     security_labels: list[dict[str, Any]] | None = None,
+    provenance_id: str | None = None,
 ) -> dict[str, Any]:
     """A Provenance naming each version written (once), the sender as performer and this service as assembler."""
     references = {f"{t.reference}/_history/{t.version}": None for t in targets}
     record: dict[str, Any] = {
         "resourceType": "Provenance",
-        "id": str(uuid.uuid4()),
+        "id": provenance_id or str(uuid.uuid4()),
         "text": {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{narrative}</div>'},
         "target": [{"reference": reference} for reference in references],
         "recorded": recorded,

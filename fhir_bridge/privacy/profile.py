@@ -13,6 +13,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from fhir_bridge.dicom.reader import is_conformant_uid
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 
 ACTIONS = frozenset(
@@ -23,6 +24,10 @@ PSEUDED = {
     "code": "PSEUDED",
     "display": "pseudonymized",
 }
+NONCONFORMANT_UIDS = (
+    "UIDs that are not conformant DICOM UIDs (PS3.5 9.1) are replaced by 2.25 UIDs derived from them with the "
+    "site secret; each such UID as sent is named as a derivation entity."
+)
 PS3_15_ANNEX_E = "https://dicom.nema.org/medical/dicom/current/output/chtml/part15/chapter_E.html"
 
 
@@ -73,9 +78,17 @@ class AttributePolicy:
         """``meta.security`` of the resources built under this policy."""
         return [dict(PSEUDED)] if self.pseudonymise else []
 
+    @property
+    def derives_uids(self) -> bool:
+        """Whether a UID that is not conformant can be replaced (that needs the site secret)."""
+        return self.pseudonymiser is not None
+
     def uid(self, uid: str) -> str:
-        """A UID as stored: remapped when configured (also for UIDs named in a request URL)."""
-        return self.pseudonymiser.uid(uid) if self.remap_uids and self.pseudonymiser else uid
+        """A UID as stored (also for UIDs named in a request URL): remapped when configured, and always
+        when it is not a conformant DICOM UID, so that the same study maps the same way and FHIR stays valid."""
+        if self.pseudonymiser is not None and (self.remap_uids or not is_conformant_uid(uid)):
+            return self.pseudonymiser.uid(uid)
+        return uid
 
     def apply(self, attributes: dict[str, Any], patient_system: str) -> dict[str, Any]:
         """The attributes that may be stored; ``patient_system`` namespaces the patient pseudonym."""
@@ -122,6 +135,8 @@ class AttributePolicy:
             ]
             if self.remap_uids:
                 lines.append("Study, series and instance UIDs are replaced by 2.25 UIDs derived from the site secret.")
+            elif self.derives_uids:
+                lines.append(NONCONFORMANT_UIDS)
             return lines
         by_action: dict[str, list[str]] = {}
         for rule in self.rules.values():
@@ -141,6 +156,7 @@ class AttributePolicy:
             lines.append("Study, series and instance UIDs: replaced by 2.25 UIDs derived from the site secret.")
         else:
             lines.append("Study, series and instance UIDs: kept (Retain UIDs Option, DCM 113110).")
+            lines.append(NONCONFORMANT_UIDS)
         lines.append(
             "Structured content (SR content trees, segments, ROIs): coded content kept, free text removed like the "
             "descriptors, person names never read (Clean Structured Content Option, DCM 113104, applied by rule)."

@@ -1,0 +1,43 @@
+"""``fhir-bridge dimse``: the DICOM listener alone (C-STORE, C-ECHO), on the same services and database."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
+from fhir_bridge.settings import ConfigurationError
+
+
+def dimse(arguments: argparse.Namespace) -> int:
+    """Run the listener until SIGINT or SIGTERM."""
+    from fhir_bridge.listeners.dimse import DimseListener
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with services_from(arguments) as services:
+        try:
+            listener = DimseListener.from_settings(services.settings, services.dicom_ingest, services.audit_log.record)
+        except ConfigurationError as error:
+            return refuse(error)
+        stopping = threading.Event()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: stopping.set())
+        listener.start()
+        try:
+            stopping.wait()
+        finally:
+            listener.stop()
+    return 0
+
+
+def register(commands: Any) -> None:
+    scp = commands.add_parser(
+        "dimse", help="run the DICOM listener alone: C-STORE and C-ECHO (FHIR_BRIDGE_DIMSE_* settings)"
+    )
+    scp.add_argument("--port", dest="dimse_port", type=int, help="DICOM port (else FHIR_BRIDGE_DIMSE_PORT)")
+    add_database(scp)
+    add_key_file(scp)
+    scp.set_defaults(handler=dimse)

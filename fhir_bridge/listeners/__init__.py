@@ -1,0 +1,1 @@
+"""Network listeners (edges): DICOM DIMSE; they take the services, never build them."""
