@@ -32,7 +32,7 @@ from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import ConfigurationError, Settings
-from fhir_bridge.store.database import Engines, audit_engines, create_engines, prepare_schema, read_info
+from fhir_bridge.store.database import Engines, create_engines, engines_beside, prepare_schema, read_info
 from fhir_bridge.store.store import Store
 
 # configuration checks first: a mistake stops the start before the database is touched
@@ -169,7 +169,7 @@ class Services:
     # serving -----------------------------------------------------------------------------------------
     @cached_property
     def audit_log(self) -> AuditLog:
-        engines = audit_engines(self.settings.database_url, self.engines)
+        engines = engines_beside(self.settings.database_url, self.engines, "audit")
         if engines is not self.engines:
             self._closers.append(engines.dispose)
         return AuditLog(engines)

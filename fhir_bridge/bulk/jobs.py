@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
+from fhir_bridge.bulk.tables import BULK_CHUNK, BULK_FILE, BULK_JOB, BULK_JOB_CLIENT
 from fhir_bridge.store.database import Engines
-from fhir_bridge.store.tables import BULK_CHUNK, BULK_FILE, BULK_JOB, BULK_JOB_CLIENT
 
 from .model import PENDING, Cursor, ExportFile, ExportRequest, FileKind, Job, Status, sources_of
 

@@ -23,9 +23,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from fhir_bridge.security.scopes import narrow, unenforceable_scopes
+from fhir_bridge.security.tables import AUTH_ASSERTION, AUTH_CLIENT
 from fhir_bridge.security.tokens import LEEWAY_S
 from fhir_bridge.store.database import Engines, ensure_info
-from fhir_bridge.store.tables import AUTH_ASSERTION, AUTH_CLIENT
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256"]

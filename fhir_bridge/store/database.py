@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from fhir_bridge.store.tables import AUDIT_METADATA, CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
+from fhir_bridge.store.tables import CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
 
 SQLITE_BUSY_TIMEOUT_S = 60
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
@@ -86,34 +86,42 @@ def _lock_schema_setup(connection: Connection) -> None:
     )
 
 
-def audit_engines(database_url: str, engines: Engines) -> Engines:
-    """Where the audit trail is kept, its table created: ``<name>.audit.db`` beside a SQLite store
-    (SQLite has one writer per file: a read's audit record must not queue behind a long ingest),
-    the store's own database on PostgreSQL."""
+def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
+    """Where a package keeps tables apart from the store's (the audit trail): ``<store>.<name>.db``
+    beside a SQLite store (SQLite has one writer per file: a read's audit record must not queue
+    behind a long ingest), the store's own database on PostgreSQL (``engines`` returned as given)."""
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        path = Path(url.database or "").expanduser()
-        audit_url = url.set(database=str(path.with_name(f"{path.stem}.audit{path.suffix or '.db'}")))
-        engines = Engines(
-            reader=_sqlite_engine(audit_url.render_as_string(hide_password=False), "BEGIN"),
-            writer=_sqlite_engine(audit_url.render_as_string(hide_password=False), "BEGIN IMMEDIATE"),
-        )
+    if url.get_backend_name() != "sqlite":
+        return engines
+    path = Path(url.database or "").expanduser()
+    beside = url.set(database=str(path.with_name(f"{path.stem}.{name}{path.suffix or '.db'}")))
+    text_url = beside.render_as_string(hide_password=False)
+    return Engines(reader=_sqlite_engine(text_url, "BEGIN"), writer=_sqlite_engine(text_url, "BEGIN IMMEDIATE"))
+
+
+def prepare_tables(engines: Engines, metadata: MetaData) -> None:
+    """Create the tables of ``metadata`` (and indexes added to them since), idempotently and safely
+    when several workers start together: the schema API for tables kept apart from the store's."""
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
-        AUDIT_METADATA.create_all(connection)
-    return engines
+        _create_all(connection, metadata)
+
+
+def _create_all(connection: Connection, metadata: MetaData) -> None:
+    metadata.create_all(connection)
+    for table in metadata.sorted_tables:  # indexes added by an upgrade, on existing tables
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 def prepare_schema(engines: Engines) -> None:
-    """Create or upgrade the schema, idempotently and safely when several workers start together."""
+    """Create or upgrade the schema, idempotently and safely when several workers start together:
+    the store's tables and those its owner packages declared through ``store.schema``."""
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
-        SQLModel.metadata.create_all(connection)
-        for table in SQLModel.metadata.sorted_tables:  # indexes added by an upgrade, on existing tables
-            for index in table.indexes:
-                index.create(connection, checkfirst=True)
+        _create_all(connection, SQLModel.metadata)
         known = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
         if "schema_version" not in known:
             connection.execute(
