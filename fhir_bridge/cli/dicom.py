@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from fhir_bridge.cli.common import EXIT_FAILURES, add_database, add_key_file, refuse, services_from
-from fhir_bridge.settings import ConfigurationError
+from fhir_bridge.errors import ConfigurationError
 
 
 def ingest(arguments: argparse.Namespace) -> int:
