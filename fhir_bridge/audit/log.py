@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Row, insert, select
 
-from fhir_bridge.audit.tables import AUDIT, AUDIT_METADATA
-from fhir_bridge.store.database import Engines, prepare_tables
+from fhir_bridge.audit.tables import AUDIT
+from fhir_bridge.store.database import Engines, ensure_tables
 
 # Search parameters whose values can name a person directly: kept in the trail only as keyed hashes,
 # so that "who searched for this identifier" can be answered without the trail holding the identifier.
@@ -76,7 +76,7 @@ class AuditLog:
 
     def __init__(self, engines: Engines) -> None:
         """A trail on ``engines`` (``store.database.engines_beside`` the store's), its table created if new."""
-        prepare_tables(engines, AUDIT_METADATA)
+        ensure_tables(engines, [AUDIT])
         self.engines = engines
         self._insert = insert(AUDIT)
 

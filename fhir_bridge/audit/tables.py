@@ -1,5 +1,6 @@
 """The audit trail's table, on a metadata of its own: on SQLite it lives in a file of its own
-(``store.database.engines_beside``), so that recording a read never waits for a long write transaction.
+(``store.database.engines_beside``), so that recording a read never waits for a long write transaction;
+``AuditLog`` creates it there (``store.database.ensure_tables``).
 
 Only ``audit.log`` reads and writes it; ``audit.events`` turns its columns into search conditions.
 """

@@ -10,12 +10,13 @@ Dialect differences live here and nowhere else:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, func, insert, select, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.schema import sort_tables
 
 from fhir_bridge.store.tables import CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
 
@@ -99,19 +100,39 @@ def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
     return Engines(reader=_sqlite_engine(text_url, "BEGIN"), writer=_sqlite_engine(text_url, "BEGIN IMMEDIATE"))
 
 
-def prepare_tables(engines: Engines, metadata: MetaData) -> None:
-    """Create the tables of ``metadata`` (and indexes added to them since), idempotently and safely
-    when several workers start together: the schema API for tables kept apart from the store's."""
+def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
+    """Make sure a package's ``tables`` and their indexes exist in ``engines``' database.
+
+    Owners call it when their service is built: their tables then exist even in a database prepared
+    by a process that never imported them (``prepare_schema`` creates the tables declared so far),
+    and in a database of their own (``engines_beside``). One read when all is there; otherwise the
+    schema lock and an idempotent create, safe when several workers start together.
+    """
+    with engines.reader.connect() as connection:
+        if not _lacks(connection, tables):
+            return
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
-        _create_all(connection, metadata)
+        _create(connection, tables)
 
 
-def _create_all(connection: Connection, metadata: MetaData) -> None:
-    metadata.create_all(connection)
-    for table in metadata.sorted_tables:  # indexes added by an upgrade, on existing tables
-        for index in table.indexes:
+def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
+    inspector = inspect(connection)
+    existing = set(inspector.get_table_names())
+    for table in tables:
+        if table.name not in existing:
+            return True
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        if any(index.name not in indexes for index in table.indexes):
+            return True
+    return False
+
+
+def _create(connection: Connection, tables: Sequence[Table]) -> None:
+    for table in sort_tables(tables):  # referenced tables first
+        table.create(connection, checkfirst=True)
+        for index in table.indexes:  # indexes added by an upgrade, on existing tables
             index.create(connection, checkfirst=True)
 
 
@@ -121,7 +142,7 @@ def prepare_schema(engines: Engines) -> None:
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
-        _create_all(connection, SQLModel.metadata)
+        _create(connection, SQLModel.metadata.sorted_tables)
         known = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
         if "schema_version" not in known:
             connection.execute(

@@ -7,12 +7,13 @@ under the schema lock when several workers start at once. The owner reads and wr
 SQLAlchemy Core on the store's ``Engines``; no other package touches them, and no package but the
 store touches ``store.tables`` (the import contract in pyproject.toml checks both).
 
-A table is declared when its module is imported; ``fhir_bridge.services`` imports every service
-before it prepares the schema, so none is missed.
+A table is declared when its module is imported, so the owner's service also calls
+``database.ensure_tables`` when it is built: its tables then exist even in a database prepared by a
+process that never imported it (one read when they do).
 
 Tables kept in a database of their own (the audit trail: a file of its own on SQLite) are declared
-on a ``MetaData()`` of the owner's instead, and created with ``database.prepare_tables`` on the
-engines ``database.engines_beside`` gives.
+on a ``MetaData()`` of the owner's instead, on the engines ``database.engines_beside`` gives, and
+created by ``database.ensure_tables`` alone.
 """
 
 from __future__ import annotations
