@@ -117,8 +117,8 @@ def load(database_url: str, resources: int, templates: int) -> float:
     are, and PostgreSQL's pk sequence is moved past them at the end, so later writes work as usual.
     """
     from fhir_bridge.store.database import create_engines, prepare_schema
-    from fhir_bridge.store.store import format_instant
     from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, VERSION
+    from fhir_bridge.store.versions import format_instant
 
     started = time.perf_counter()
     source = Templates(min(templates, max(1, resources // 2)))

@@ -1,8 +1,13 @@
-"""The one error type of fhir-bridge: it carries an HTTP status and becomes an OperationOutcome."""
+"""fhir-bridge's errors: ``FhirError`` (a request that cannot be carried out: an HTTP status and an
+OperationOutcome) and ``ConfigurationError`` (a configuration the service refuses to start with)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+class ConfigurationError(ValueError):
+    """A setting that makes the service unsafe or impossible to run; the message says what to change."""
 
 
 class FhirError(Exception):

@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fhir_bridge.audit.log import AuditLog
 from fhir_bridge.bulk.model import Limits as BulkLimits
 from fhir_bridge.bulk.service import BulkExports
-from fhir_bridge.catalogue.config import CatalogueConfig, catalogue_config
+from fhir_bridge.catalogue.config import CatalogueConfig, load_catalogue_config
 from fhir_bridge.catalogue.service import Catalogue
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.eucaim.federated import Dataset, FederatedSearch
 from fhir_bridge.ingest.clinical import ClinicalIngest
 from fhir_bridge.ingest.dicom import DicomIngest
@@ -32,8 +33,8 @@ from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
-from fhir_bridge.settings import ConfigurationError, Settings
-from fhir_bridge.store.database import Engines, audit_engines, create_engines, prepare_schema, read_info
+from fhir_bridge.settings import Settings
+from fhir_bridge.store.database import Engines, create_engines, engines_beside, prepare_schema, read_info
 from fhir_bridge.store.store import Store
 
 # configuration checks first: a mistake stops the start before the database is touched
@@ -50,6 +51,18 @@ _STARTED = (
     "federated_search",
     "token_verifier",
 )
+# Settings field -> CatalogueConfig field, for the catalogue's values that also have an environment variable.
+_CATALOGUE_SETTINGS = {
+    "catalogue_title": "title",
+    "catalogue_description": "description",
+    "catalogue_publisher_name": "publisher_name",
+    "catalogue_publisher_url": "publisher_url",
+    "catalogue_contact_email": "contact_email",
+    "catalogue_dataset_id": "dataset_id",
+    "catalogue_version": "version",
+    "catalogue_keywords": "keywords",
+    "catalogue_access_rights": "access_rights",
+}
 
 
 class Services:
@@ -171,7 +184,7 @@ class Services:
     # serving -----------------------------------------------------------------------------------------
     @cached_property
     def audit_log(self) -> AuditLog:
-        engines = audit_engines(self.settings.database_url, self.engines)
+        engines = engines_beside(self.settings.database_url, self.engines, "audit")
         if engines is not self.engines:
             self._closers.append(engines.dispose)
         return AuditLog(engines)
@@ -185,7 +198,14 @@ class Services:
 
     @cached_property
     def catalogue_config(self) -> CatalogueConfig:
-        return catalogue_config(self.settings)  # a bad catalogue configuration is refused here
+        """The catalogue's descriptive values: its settings over its file over the defaults (refused here if bad)."""
+        settings = self.settings
+        overrides = {
+            field: value
+            for name, field in _CATALOGUE_SETTINGS.items()
+            if (value := getattr(settings, name)) is not None
+        }
+        return load_catalogue_config(settings.catalogue_file, overrides)
 
     @cached_property
     def catalogue(self) -> Catalogue:

@@ -1,4 +1,9 @@
-"""Configuration, from keyword arguments or ``FHIR_BRIDGE_*`` environment variables."""
+"""Configuration, from keyword arguments or ``FHIR_BRIDGE_*`` environment variables.
+
+Only the edges (api, cli, listeners) and the composition root (``services``) read ``Settings``;
+``Services`` turns them into the plain values and objects the layers below take (the import
+contract in pyproject.toml keeps it so).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fhir_bridge.errors import ConfigurationError
+
+__all__ = ["ConfigurationError", "Settings"]  # ConfigurationError lives in errors; imported from here too
+
 MIN_KEY_LENGTH = 16
-
-
-class ConfigurationError(ValueError):
-    """A setting that makes the service unsafe or impossible to run; the message says what to change."""
 
 
 class Settings(BaseSettings):

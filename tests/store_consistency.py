@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.store.database import create_engines
-from fhir_bridge.store.store import format_instant
 from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, VERSION
+from fhir_bridge.store.versions import format_instant
 
 _BOOKKEEPING = {"id", "res_pk", "res_type", "seq_from", "seq_to"}  # index columns that are not the value
 _VERSIONED = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})/_history/(\d+)$")

@@ -7,7 +7,7 @@ import base64
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from fhir_bridge.store.tables import AUDIT
+from fhir_bridge.audit.tables import AUDIT
 from tests.dicom_samples import multipart, study_set
 from tests.security_helpers import ClientKey, headers_for
 

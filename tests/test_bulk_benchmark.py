@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # a benchmark run end to end
 
 
 def test_bulk_export_benchmark_runs_and_checks_its_export() -> None:

@@ -18,7 +18,7 @@ from fhir_bridge.bulk.jobs import JobStore, LeaseLost
 from fhir_bridge.bulk.model import Cursor, Limits, Status
 from fhir_bridge.bulk.runner import Outcome, run_job
 from fhir_bridge.bulk.service import BulkExports
-from fhir_bridge.store.tables import BULK_CHUNK, BULK_FILE, BULK_JOB
+from fhir_bridge.bulk.tables import BULK_CHUNK, BULK_FILE, BULK_JOB
 from tests.bulk_client import create, download, kick_off, patient, populate, read_raw, study, wait
 
 

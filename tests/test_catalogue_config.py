@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 
 from fhir_bridge import Settings
-from fhir_bridge.catalogue.config import EHDS, GDPR, catalogue_config
+from fhir_bridge.catalogue.config import EHDS, GDPR, CatalogueConfig
 from fhir_bridge.catalogue.dcat import DescriptionBuilder
 from fhir_bridge.catalogue.disclosure import disclosed, disclosed_values, typical_age_range
-from fhir_bridge.settings import ConfigurationError
+from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.services import Services
+
+
+def catalogue_config(settings: Settings) -> CatalogueConfig:
+    """The catalogue configuration the composition root builds from ``settings``."""
+    return Services.from_settings(settings).catalogue_config
 
 
 def _file(tmp_path: Path, content: object) -> Path:

@@ -35,6 +35,7 @@ from tests.dicom_samples import Patient, instance, multipart, uid
 from tests.server_process import ServerProcess
 from tests.store_consistency import assert_store_consistent, imaging_study_problems
 
+pytestmark = pytest.mark.slow  # real server processes under concurrent load
 DURATION_S = 3.0
 TIMEOUT_S = 60.0
 BOUNDARY = "concurrency-boundary"

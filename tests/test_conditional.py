@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
 import httpx
+import pytest
 
 SYSTEM = "urn:oid:1.2.3.4"
 
@@ -103,6 +104,7 @@ def test_conditional_operations_without_criteria_are_400(client):
     assert client.delete("/fhir/Patient").status_code == 400
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_conditional_creates_make_exactly_one_resource(live_server):
     """20 clients race to create the same identifier: one 201, nineteen 200 naming the same id."""
     clients = 20

@@ -44,6 +44,7 @@ from tests.dicom_samples import Patient, instance, multipart, uid
 from tests.server_process import ServerProcess
 from tests.store_consistency import assert_store_consistent
 
+pytestmark = pytest.mark.slow  # real server processes, SIGKILLed
 BOUNDARY = "crash-safety-boundary"
 STOW_TYPE = f'multipart/related; type="application/dicom"; boundary="{BOUNDARY}"'
 STUDY_UID = uid(800, 1)

@@ -239,6 +239,7 @@ def _second_server(settings: Settings) -> Iterator[str]:
         app.state.services.close()
 
 
+@pytest.mark.slow
 def test_eight_concurrent_senders_of_overlapping_halves(settings, live_server, dicomweb, big_study):
     """8 senders, each pushing an overlapping half of a 500-instance study in requests of 25, at once."""
     total = len(big_study)

@@ -21,7 +21,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from fhir_bridge import Settings, create_app
-from fhir_bridge.catalogue.config import catalogue_config
 from fhir_bridge.cli import main
 from fhir_bridge.eucaim.cdm import export_cdm
 from fhir_bridge.eucaim.concepts import HYPERONTOLOGY, shipped
@@ -137,11 +136,11 @@ def node(database_url: str) -> Iterator[TestClient]:
 
 
 def _export(node: TestClient, cdm: str, **options: Any):  # type: ignore[no-untyped-def]
-    settings: Settings = node.app.state.services.settings  # type: ignore[attr-defined]
+    services = node.app.state.services  # type: ignore[attr-defined]
     return export_cdm(
-        node.app.state.services.store,  # type: ignore[attr-defined]
+        services.store,
         cdm,
-        Dataset.of(catalogue_config(settings)),
+        Dataset.of(services.catalogue_config),
         Pseudonymiser(TEST_PSEUDONYM_KEY.encode()),
         remap_uids=False,
         focus_compat=True,

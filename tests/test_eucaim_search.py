@@ -334,7 +334,7 @@ def test_laplace_noise_needs_the_site_secret(database_url: str) -> None:
 def test_federated_search_needs_its_own_scope_and_is_audited(database_url: str) -> None:
     from sqlalchemy import select
 
-    from fhir_bridge.store.tables import AUDIT
+    from fhir_bridge.audit.tables import AUDIT
 
     app = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
     focus, other = ec_key("focus-1"), ec_key("other-1")

@@ -45,7 +45,7 @@ FORM = "application/x-www-form-urlencoded"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # The fuzzed operations share one app and its store (module-scoped): what a request finds depends on the ones
 # before it. One pytest-xdist worker runs them all, in file order, so that a run is reproducible.
-pytestmark = pytest.mark.xdist_group("openapi-fuzz")
+pytestmark = pytest.mark.xdist_group("openapi-fuzz")  # the regressions below are quick; the fuzzing is marked slow
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,7 @@ def _cases() -> list[tuple[str, str, GenerationMode]]:
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "path", "mode"), _cases(), ids=[f"{m} {p} {g.value}" for m, p, g in _cases()])
 def test_operations_answer_as_documented(api_schema, method: str, path: str, mode: GenerationMode) -> None:  # type: ignore[no-untyped-def]
     operation = api_schema[path][method]
@@ -174,6 +175,7 @@ def _search(draw: st.DrawFn) -> tuple[str, dict[str, list[str]]]:
     return resource_type, query
 
 
+@pytest.mark.slow
 def test_fhir_searches_answer_as_documented(api_schema) -> None:  # type: ignore[no-untyped-def]
     operation = api_schema["/fhir/{resource_type}"]["GET"]
 

@@ -13,6 +13,7 @@ import itertools
 import unicodedata
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -153,6 +154,7 @@ def _resource(patient: dict, tag: str) -> dict:
     return resource
 
 
+@pytest.mark.slow  # property-based: 200 drawn populations and queries per database
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(population=patients, criteria=queries)
 def test_search_agrees_with_in_memory_evaluation(client, population, criteria):

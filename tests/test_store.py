@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from fhir_bridge import Settings, create_app
+from fhir_bridge.bulk.jobs import JobStore
 from fhir_bridge.errors import FhirError
+from fhir_bridge.security.clients import ClientRegistry
+from fhir_bridge.services import Services
 from fhir_bridge.store.database import create_engines, prepare_schema
 from fhir_bridge.store.store import Store
 from fhir_bridge.store.tables import INDEX_TABLES, INFO, RESOURCE, VERSION
@@ -80,6 +87,37 @@ def test_schema_set_up_is_idempotent_and_keeps_data(database_url):
     with TestClient(second) as http:
         assert http.get(f"/fhir/Patient/{created['id']}").status_code == 200
     second.state.services.close()
+
+
+def test_tables_of_packages_are_created_with_the_store_by_workers_starting_together(database_url):
+    """bulk and security declare their tables through store.schema; audit keeps its own (own file on SQLite)."""
+    workers = [Services.from_settings(Settings(database_url=database_url)) for _ in range(4)]
+    with ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(lambda services: services.engines, workers))  # each prepares the schema, all at once
+    with workers[0].engines.reader.connect() as connection:
+        tables = set(inspect(connection).get_table_names())
+    assert {"bulk_job", "bulk_file", "bulk_chunk", "bulk_job_client", "auth_client", "auth_assertion"} <= tables
+    assert {"resource", "resource_version", *(table.name for table in INDEX_TABLES.values())} <= tables
+    with workers[0].audit_log.engines.reader.connect() as connection:
+        assert "audit_event" in inspect(connection).get_table_names()
+    prepare_schema(workers[0].engines)  # and again, later: nothing changes, nothing fails
+    for services in workers:
+        services.close()
+
+
+def test_a_package_makes_its_tables_in_a_store_prepared_without_it(database_url):
+    """A process that imported only the store (a loader, an older tool) prepared the database: bulk and
+    security, whose modules it never imported, create their tables when their service is built."""
+    prepare_alone = "import sys; from fhir_bridge.store.database import *; prepare_schema(create_engines(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", prepare_alone, database_url], check=True, timeout=120)
+    engines = create_engines(database_url)
+    with engines.reader.connect() as connection:
+        assert "bulk_job" not in inspect(connection).get_table_names()
+    assert JobStore(engines).get("no-such-job") is None
+    assert ClientRegistry(engines).all() == []
+    with engines.reader.connect() as connection:
+        assert {"bulk_job", "bulk_chunk", "auth_client", "auth_assertion"} <= set(inspect(connection).get_table_names())
+    engines.dispose()
 
 
 def test_a_newer_schema_is_refused(database_url):

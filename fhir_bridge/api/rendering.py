@@ -13,7 +13,7 @@ from fhir_bridge.api.context import prefer
 from fhir_bridge.api.media_types import essence
 from fhir_bridge.errors import FhirError, operation_outcome
 from fhir_bridge.interactions.writes import Outcome
-from fhir_bridge.store.store import StoredVersion
+from fhir_bridge.store.versions import StoredVersion
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}

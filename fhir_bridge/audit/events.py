@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Row, or_
 
 from fhir_bridge.audit.log import DIMSE, DIMSE_CLIENT_PREFIX
+from fhir_bridge.audit.tables import AUDIT
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.values import date_range
-from fhir_bridge.store.tables import AUDIT
 
 CLIENT_SYSTEM = "urn:fhir-bridge:client-id"
 INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Row, insert, select
 
-from fhir_bridge.store.database import Engines
-from fhir_bridge.store.tables import AUDIT
+from fhir_bridge.audit.tables import AUDIT
+from fhir_bridge.store.database import Engines, ensure_tables
 
 # Search parameters whose values can name a person directly: kept in the trail only as keyed hashes,
 # so that "who searched for this identifier" can be answered without the trail holding the identifier.
@@ -137,6 +137,8 @@ class AuditLog:
     """Appends audit records, each in its own short transaction, and reads them back."""
 
     def __init__(self, engines: Engines) -> None:
+        """A trail on ``engines`` (``store.database.engines_beside`` the store's), its table created if new."""
+        ensure_tables(engines, [AUDIT])
         self.engines = engines
         self._insert = insert(AUDIT)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
-from fhir_bridge.store.database import Engines
-from fhir_bridge.store.tables import BULK_CHUNK, BULK_FILE, BULK_JOB, BULK_JOB_CLIENT
+from fhir_bridge.bulk.tables import BULK_CHUNK, BULK_FILE, BULK_JOB, BULK_JOB_CLIENT
+from fhir_bridge.store.database import Engines, ensure_tables
 
 from .model import PENDING, Cursor, ExportFile, ExportRequest, FileKind, Job, Status, sources_of
 
@@ -67,6 +67,7 @@ class JobStore:
     """Reads and changes export jobs; the only module of ``bulk`` that writes to the database."""
 
     def __init__(self, engines: Engines) -> None:
+        ensure_tables(engines, [BULK_JOB, BULK_JOB_CLIENT, BULK_FILE, BULK_CHUNK])
         self.engines = engines
 
     # reading ------------------------------------------------------------------------------

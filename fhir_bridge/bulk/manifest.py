@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_bridge.store.store import format_instant
+from fhir_bridge.store.versions import format_instant
 
 from .model import ExportFile, FileKind, Job, Status
 from .runner import plan

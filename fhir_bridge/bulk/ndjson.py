@@ -13,7 +13,7 @@ import uuid
 
 import orjson
 
-from fhir_bridge.store.store import format_instant
+from fhir_bridge.store.versions import format_instant
 
 from .jobs import Chunk, JobStore
 from .model import Cursor, FileKind, Job, Limits

@@ -2,19 +2,21 @@
 
 Values come from ``FHIR_BRIDGE_CATALOGUE_*`` settings, else from the JSON file named by
 ``FHIR_BRIDGE_CATALOGUE_FILE`` (which may also hold the fields that have no environment variable:
-``concepts``, ``extra_turtle``, ...), else from the defaults here. Bad configuration stops the
-service at start-up rather than producing a malformed description on the first harvest.
+``concepts``, ``extra_turtle``, ...), else from the defaults here; ``Services.catalogue_config``
+passes the settings in. Bad configuration stops the service at start-up rather than producing a
+malformed description on the first harvest.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fhir_bridge.settings import ConfigurationError, Settings
+from fhir_bridge.errors import ConfigurationError
 
 GDPR = "http://data.europa.eu/eli/reg/2016/679/oj"
 EHDS = "http://data.europa.eu/eli/reg/2025/327/oj"
@@ -53,24 +55,10 @@ class CatalogueConfig(BaseModel):
     )
 
 
-# Settings field -> CatalogueConfig field, for the values that also have an environment variable.
-_FROM_SETTINGS = {
-    "catalogue_title": "title",
-    "catalogue_description": "description",
-    "catalogue_publisher_name": "publisher_name",
-    "catalogue_publisher_url": "publisher_url",
-    "catalogue_contact_email": "contact_email",
-    "catalogue_dataset_id": "dataset_id",
-    "catalogue_version": "version",
-    "catalogue_keywords": "keywords",
-    "catalogue_access_rights": "access_rights",
-}
-
-
-def catalogue_config(settings: Settings) -> CatalogueConfig:
-    """Merge the settings over the JSON file over the defaults; ConfigurationError says what is wrong."""
+def load_catalogue_config(path: Path | None, overrides: Mapping[str, object]) -> CatalogueConfig:
+    """``overrides`` (CatalogueConfig fields, from the settings) over the JSON file ``path`` over the
+    defaults; ConfigurationError says what is wrong."""
     values: dict[str, object] = {}
-    path = settings.catalogue_file
     if path is not None:
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -83,10 +71,7 @@ def catalogue_config(settings: Settings) -> CatalogueConfig:
         values.update(loaded)
         if isinstance(values.get("extra_turtle"), str):  # relative to the file, not to the working directory
             values["extra_turtle"] = path.parent / str(values["extra_turtle"])
-    for setting, field in _FROM_SETTINGS.items():
-        value = getattr(settings, setting)
-        if value is not None:
-            values[field] = value
+    values.update(overrides)
     try:
         return CatalogueConfig.model_validate(values)
     except ValidationError as error:

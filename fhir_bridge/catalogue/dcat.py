@@ -48,8 +48,8 @@ from rdflib.term import Node
 from fhir_bridge.catalogue.config import CatalogueConfig
 from fhir_bridge.catalogue.disclosure import disclosed, disclosed_values, typical_age_range
 from fhir_bridge.catalogue.statistics import StoreStatistics, Value
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.search.values import normalize_string
-from fhir_bridge.settings import ConfigurationError
 
 DCAT = Namespace("http://www.w3.org/ns/dcat#")
 DCT = Namespace("http://purl.org/dc/terms/")

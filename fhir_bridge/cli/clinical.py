@@ -20,8 +20,8 @@ from fhir_bridge.cli.common import (
     refuse,
     services_from,
 )
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.mapping.clinical import MappingRegistry
-from fhir_bridge.settings import ConfigurationError
 
 LISTED_FAILURES = 50
 

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.services import Services
-from fhir_bridge.settings import ConfigurationError, Settings
+from fhir_bridge.settings import Settings
 
 EXIT_FAILURES = 1  # something was not ingested or checked
 EXIT_CONFIGURATION = 2  # the command could not run at all

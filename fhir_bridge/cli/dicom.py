@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from fhir_bridge.cli.common import EXIT_FAILURES, add_database, add_key_file, refuse, services_from
-from fhir_bridge.settings import ConfigurationError
+from fhir_bridge.errors import ConfigurationError
 
 
 def ingest(arguments: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
-from fhir_bridge.settings import ConfigurationError
+from fhir_bridge.errors import ConfigurationError
 
 
 def serve(arguments: argparse.Namespace) -> int:

@@ -17,11 +17,11 @@ from typing import Any
 
 from fhir_bridge.catalogue.config import CatalogueConfig
 from fhir_bridge.catalogue.disclosure import disclosed
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.eucaim.concepts import ConceptMaps, Concepts
 from fhir_bridge.eucaim.counting import count
 from fhir_bridge.eucaim.criteria import Criterion, canonical
 from fhir_bridge.eucaim.obfuscation import obfuscated
-from fhir_bridge.settings import ConfigurationError
 from fhir_bridge.store.store import Store
 
 DEFAULT_DATASET_ID = "fhir-bridge"

@@ -40,7 +40,7 @@ from fhir_bridge.mapping.merge import fill_missing
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.search.query import parse_search
 from fhir_bridge.spec.validation import validate_resource
-from fhir_bridge.store.store import StoredVersion
+from fhir_bridge.store.versions import StoredVersion
 
 log = logging.getLogger("fhir_bridge.ingest")
 BATCH_SIZE = 200

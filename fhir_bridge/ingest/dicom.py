@@ -35,7 +35,7 @@ from fhir_bridge.mapping.dicom import DicomMapper, StudyResources
 from fhir_bridge.mapping.merge import StudyMerge, fill_missing
 from fhir_bridge.privacy.profile import PS3_15_ANNEX_E
 from fhir_bridge.spec.validation import validate_resource
-from fhir_bridge.store.store import StoredVersion
+from fhir_bridge.store.versions import StoredVersion
 
 log = logging.getLogger("fhir_bridge.ingest")
 

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_bridge.store.store import StoredVersion
+from fhir_bridge.store.versions import StoredVersion
 from fhir_bridge.version import package_version
 
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"

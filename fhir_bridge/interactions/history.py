@@ -14,7 +14,8 @@ from fhir_bridge.interactions.links import page_url
 from fhir_bridge.interactions.writes import STATUS_TEXT
 from fhir_bridge.search.query import parse_count
 from fhir_bridge.search.values import date_range
-from fhir_bridge.store.store import Store, StoredVersion
+from fhir_bridge.store.store import Store
+from fhir_bridge.store.versions import StoredVersion
 
 
 def history_bundle(

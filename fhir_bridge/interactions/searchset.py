@@ -21,7 +21,8 @@ from fhir_bridge.interactions.limits import Limits
 from fhir_bridge.interactions.links import page_url
 from fhir_bridge.interactions.subsetting import subset
 from fhir_bridge.search.query import MAX_INCLUDE_ITERATIONS, Compartment, SearchQuery, parse_search
-from fhir_bridge.store.store import Store, StoredVersion
+from fhir_bridge.store.store import Store
+from fhir_bridge.store.versions import StoredVersion
 
 # What the databases say when a statement is beyond their limits (SQLite: expression depth 1,000, parser
 # stack, variables; PostgreSQL: SQLSTATE class 54, program limit exceeded, e.g. stack depth).

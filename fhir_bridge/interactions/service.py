@@ -19,7 +19,8 @@ from fhir_bridge.interactions.searchset import run_search
 from fhir_bridge.interactions.writes import Outcome, Transaction, parse_criteria, parse_if_match
 from fhir_bridge.search.query import Compartment, SearchQuery
 from fhir_bridge.spec.validation import check_id, check_resource_type, validate_resource
-from fhir_bridge.store.store import Store, StoredVersion
+from fhir_bridge.store.store import Store
+from fhir_bridge.store.versions import StoredVersion
 
 
 class FhirInteractions:

@@ -23,7 +23,7 @@ from fhir_bridge.interactions.writes import STATUS_TEXT, Outcome, Transaction, p
 from fhir_bridge.search.query import SearchQuery
 from fhir_bridge.spec.registry import resource_types
 from fhir_bridge.spec.validation import check_resource_type, validate_resource
-from fhir_bridge.store.store import StoredVersion
+from fhir_bridge.store.versions import StoredVersion
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 

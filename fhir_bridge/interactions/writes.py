@@ -24,7 +24,8 @@ from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.limits import Limits
 from fhir_bridge.search.query import SearchQuery, parse_search
 from fhir_bridge.spec.validation import validate_resource
-from fhir_bridge.store.store import StoredVersion, WriteSession, format_instant, same_content
+from fhir_bridge.store.store import WriteSession
+from fhir_bridge.store.versions import StoredVersion, format_instant, same_content
 
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
 

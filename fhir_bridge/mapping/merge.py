@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fhir_bridge.store.store import version_free_meta
+from fhir_bridge.store.versions import version_free_meta
 
 _DERIVED = {"numberOfSeries", "numberOfInstances", "modality", "series"}
 _UNIONS = {"identifier", "endpoint", "procedureCode", "reasonCode"}

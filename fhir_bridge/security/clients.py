@@ -23,9 +23,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from fhir_bridge.security.scopes import narrow, unenforceable_scopes
+from fhir_bridge.security.tables import AUTH_ASSERTION, AUTH_CLIENT
 from fhir_bridge.security.tokens import LEEWAY_S
-from fhir_bridge.store.database import Engines, ensure_info
-from fhir_bridge.store.tables import AUTH_ASSERTION, AUTH_CLIENT
+from fhir_bridge.store.database import Engines, ensure_info, ensure_tables
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256"]
@@ -63,6 +63,7 @@ class ClientRegistry:
     """Registered backend clients, in the database."""
 
     def __init__(self, engines: Engines) -> None:
+        ensure_tables(engines, [AUTH_CLIENT, AUTH_ASSERTION])
         self.engines = engines
 
     def add(self, client_id: str, scope: str, *, jwks: dict[str, Any] | None, jwks_url: str | None) -> Client:

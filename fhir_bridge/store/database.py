@@ -10,14 +10,15 @@ Dialect differences live here and nowhere else:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.schema import sort_tables
 
-from fhir_bridge.store.tables import AUDIT_METADATA, CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
+from fhir_bridge.store.tables import CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
 
 SQLITE_BUSY_TIMEOUT_S = 60
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
@@ -86,34 +87,62 @@ def _lock_schema_setup(connection: Connection) -> None:
     )
 
 
-def audit_engines(database_url: str, engines: Engines) -> Engines:
-    """Where the audit trail is kept, its table created: ``<name>.audit.db`` beside a SQLite store
-    (SQLite has one writer per file: a read's audit record must not queue behind a long ingest),
-    the store's own database on PostgreSQL."""
+def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
+    """Where a package keeps tables apart from the store's (the audit trail): ``<store>.<name>.db``
+    beside a SQLite store (SQLite has one writer per file: a read's audit record must not queue
+    behind a long ingest), the store's own database on PostgreSQL (``engines`` returned as given)."""
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        path = Path(url.database or "").expanduser()
-        audit_url = url.set(database=str(path.with_name(f"{path.stem}.audit{path.suffix or '.db'}")))
-        engines = Engines(
-            reader=_sqlite_engine(audit_url.render_as_string(hide_password=False), "BEGIN"),
-            writer=_sqlite_engine(audit_url.render_as_string(hide_password=False), "BEGIN IMMEDIATE"),
-        )
+    if url.get_backend_name() != "sqlite":
+        return engines
+    path = Path(url.database or "").expanduser()
+    beside = url.set(database=str(path.with_name(f"{path.stem}.{name}{path.suffix or '.db'}")))
+    text_url = beside.render_as_string(hide_password=False)
+    return Engines(reader=_sqlite_engine(text_url, "BEGIN"), writer=_sqlite_engine(text_url, "BEGIN IMMEDIATE"))
+
+
+def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
+    """Make sure a package's ``tables`` and their indexes exist in ``engines``' database.
+
+    Owners call it when their service is built: their tables then exist even in a database prepared
+    by a process that never imported them (``prepare_schema`` creates the tables declared so far),
+    and in a database of their own (``engines_beside``). One read when all is there; otherwise the
+    schema lock and an idempotent create, safe when several workers start together.
+    """
+    with engines.reader.connect() as connection:
+        if not _lacks(connection, tables):
+            return
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
-        AUDIT_METADATA.create_all(connection)
-    return engines
+        _create(connection, tables)
+
+
+def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
+    inspector = inspect(connection)
+    existing = set(inspector.get_table_names())
+    for table in tables:
+        if table.name not in existing:
+            return True
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        if any(index.name not in indexes for index in table.indexes):
+            return True
+    return False
+
+
+def _create(connection: Connection, tables: Sequence[Table]) -> None:
+    for table in sort_tables(tables):  # referenced tables first
+        table.create(connection, checkfirst=True)
+        for index in table.indexes:  # indexes added by an upgrade, on existing tables
+            index.create(connection, checkfirst=True)
 
 
 def prepare_schema(engines: Engines) -> None:
-    """Create or upgrade the schema, idempotently and safely when several workers start together."""
+    """Create or upgrade the schema, idempotently and safely when several workers start together:
+    the store's tables and those its owner packages declared through ``store.schema``."""
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
-        SQLModel.metadata.create_all(connection)
-        for table in SQLModel.metadata.sorted_tables:  # indexes added by an upgrade, on existing tables
-            for index in table.indexes:
-                index.create(connection, checkfirst=True)
+        _create(connection, SQLModel.metadata.sorted_tables)
         known = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
         if "schema_version" not in known:
             connection.execute(

@@ -13,8 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from functools import cache
 from typing import Any, Final
 
@@ -29,6 +28,7 @@ from fhir_bridge.search.query import Include, SearchQuery
 from fhir_bridge.search.sql import VERSION_COLUMNS, compile_search, include_statement
 from fhir_bridge.store.database import Engines, refresh_statistics, statistics_due
 from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
+from fhir_bridge.store.versions import StoredVersion, format_instant
 
 _RESOURCE_COLUMNS = (
     RESOURCE.c.res_type,
@@ -50,70 +50,6 @@ _SELECT_VERSION = select(*VERSION_COLUMNS).where(
     VERSION.c.res_id == bindparam("res_id"),
     VERSION.c.version == bindparam("version"),
 )
-
-
-STORE_META = ("versionId", "lastUpdated")  # the meta elements the store sets on every version
-
-
-def format_instant(micros: int) -> str:
-    """FHIR ``instant`` text for microseconds since the epoch (UTC, millisecond precision kept)."""
-    moment = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class StoredVersion:
-    """One version of one resource as stored."""
-
-    res_type: str
-    res_id: str
-    version: int
-    seq: int
-    last_updated: int
-    deleted: bool
-    content: str | None
-    method: str = ""
-    pk: int | None = None
-
-    @property
-    def resource(self) -> dict[str, Any] | None:
-        return orjson.loads(self.content) if self.content is not None else None
-
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version}"'
-
-    @property
-    def last_modified(self) -> str:
-        return format_instant(self.last_updated)
-
-    @property
-    def http_date(self) -> str:
-        moment = datetime.fromtimestamp(self.last_updated / 1_000_000, tz=UTC)
-        return moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
-
-    @property
-    def reference(self) -> str:
-        return f"{self.res_type}/{self.res_id}"
-
-
-def version_free_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
-    """``meta`` without what the store assigns to each version (versionId, lastUpdated)."""
-    return {k: v for k, v in (meta or {}).items() if k not in STORE_META}
-
-
-def version_free(resource: dict[str, Any] | None) -> dict[str, Any]:
-    """``resource`` without the meta the store assigns to each version."""
-    content = dict(resource or {})
-    meta = version_free_meta(content.pop("meta", None))
-    if meta:
-        content["meta"] = meta
-    return content
-
-
-def same_content(stored: dict[str, Any] | None, resource: dict[str, Any]) -> bool:
-    """Equal but for versionId and lastUpdated: storing ``resource`` over ``stored`` would change nothing."""
-    return version_free(stored) == version_free(resource)
 
 
 class _Lookup:

@@ -5,6 +5,9 @@
 Every version carries ``seq``: its position in the store's single commit order.
 Index tables hold the search index of every version, keyed by ``resource.pk`` and valid for a
 range of sequence numbers, so a search (and its paging) can be answered as of one ``seq``.
+
+These are the store's own tables: no package outside ``store`` imports this module. Packages that
+keep tables of their own (bulk, security, audit) declare them through ``store.schema``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -205,123 +207,3 @@ RESOURCE = Resource.__table__
 VERSION = ResourceVersion.__table__
 CLOCK = CommitClock.__table__
 INFO = StoreInfo.__table__
-
-
-# Bulk Data $export ----------------------------------------------------------------------------
-# Jobs and their NDJSON output live in the database, so that a job survives a restart and any
-# API worker on the same database answers its status and serves its files.
-
-
-class BulkJob(SQLModel, table=True):
-    """One $export job: its request, the commit it is pinned to, its state and its worker's lease."""
-
-    __tablename__ = "bulk_job"
-    __table_args__ = (Index("ix_bulk_job_status", "status", "lease_expires"),)
-    id: str = Field(primary_key=True, max_length=32)
-    status: str = Field(sa_column=Column(String(16), nullable=False))
-    request: str = Field(sa_column=Column(Text, nullable=False))  # the kick-off URL
-    parameters: str = Field(sa_column=Column(Text, nullable=False))  # JSON: the parsed export request
-    at_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    transaction_time: int = Field(sa_column=Column(BigInteger, nullable=False))  # microseconds
-    created: int = Field(sa_column=Column(BigInteger, nullable=False))
-    finished: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    lease_owner: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
-    lease_expires: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON: where to resume
-    exported: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-
-
-class BulkFile(SQLModel, table=True):
-    """One NDJSON file of a job (``output``, ``deleted`` or ``error``), of one resource type."""
-
-    __tablename__ = "bulk_file"
-    __table_args__ = (UniqueConstraint("job_id", "ordinal", name="uq_bulk_file_job_ordinal"),)
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    )
-    job_id: str = Field(sa_column=Column(String(32), ForeignKey("bulk_job.id"), nullable=False))
-    ordinal: int = Field(sa_column=Column(Integer, nullable=False))  # its number in the file URL
-    kind: str = Field(sa_column=Column(String(8), nullable=False))
-    res_type: str = Field(sa_column=Column(String(64), nullable=False))
-    count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # bytes (UTF-8)
-    chunks: int = Field(default=0, sa_column=Column(Integer, nullable=False))
-
-
-class BulkChunk(SQLModel, table=True):
-    """A bounded piece of a file's NDJSON text (whole lines), so files stream in and out in pieces."""
-
-    __tablename__ = "bulk_chunk"
-    file_id: int = Field(
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), ForeignKey("bulk_file.id"), primary_key=True)
-    )
-    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    data: str = Field(sa_column=Column(Text, nullable=False))
-
-
-class BulkJobClient(SQLModel, table=True):
-    """The client that started a job, when access control is on: only it may poll, fetch or cancel."""
-
-    __tablename__ = "bulk_job_client"
-    job_id: str = Field(sa_column=Column(String(32), ForeignKey("bulk_job.id"), primary_key=True))
-    client_id: str = Field(sa_column=Column(String(128), nullable=False))
-
-
-BULK_JOB = BulkJob.__table__
-BULK_JOB_CLIENT = BulkJobClient.__table__
-BULK_FILE = BulkFile.__table__
-BULK_CHUNK = BulkChunk.__table__
-
-
-# Access control and audit -------------------------------------------------------------------
-
-
-class AuthClient(SQLModel, table=True):
-    """A backend client of the built-in SMART token endpoint: its public keys and its largest scopes."""
-
-    __tablename__ = "auth_client"
-    client_id: str = Field(primary_key=True, max_length=128)
-    scope: str = Field(sa_column=Column(Text, nullable=False))
-    jwks: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON Web Key Set
-    jwks_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    created: int = Field(sa_column=Column(BigInteger, nullable=False))  # microseconds
-
-
-class AuthAssertion(SQLModel, table=True):
-    """The ``jti`` of each client assertion used, until it expires: an assertion works once."""
-
-    __tablename__ = "auth_assertion"
-    client_id: str = Field(primary_key=True, max_length=128)
-    jti: str = Field(primary_key=True, max_length=256)
-    expires: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))  # microseconds
-
-
-# The audit trail has a metadata of its own: on SQLite it lives in a file of its own (see
-# store.database.audit_engines), so that recording a read never waits for a long write transaction.
-AUDIT_METADATA = MetaData()
-AUDIT = Table(
-    "audit_event",
-    AUDIT_METADATA,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("recorded", BigInteger, nullable=False),  # microseconds since the epoch
-    Column("client_id", String(128), nullable=True),
-    Column("interaction", String(32), nullable=False),  # FHIR restful-interaction: read, search-type, create...
-    Column("action", String(1), nullable=False),  # C R U D E
-    Column("method", String(8), nullable=False),
-    Column("path", Text, nullable=False),
-    Column("query", Text, nullable=True),  # values of personal parameters as keyed hashes
-    Column("entity", String(256), nullable=True),  # Type/id when the request names one resource
-    Column("entity_type", String(64), nullable=True),
-    Column("status", Integer, nullable=False),
-    Column("detail", Text, nullable=True),  # why it failed
-    Column("address", String(64), nullable=True),
-    Index("ix_audit_recorded", "recorded"),
-    Index("ix_audit_client", "client_id", "id"),
-    Index("ix_audit_entity", "entity", "id"),
-)
-
-
-AUTH_CLIENT = AuthClient.__table__
-AUTH_ASSERTION = AuthAssertion.__table__

@@ -3,7 +3,7 @@
 Built in: ``csv``, ``ndjson``, ``json`` (an array of objects, or one object) and ``hl7v2``. A
 hospital adds its own format as a Python package exposing a ``Reader`` under the entry point
 group ``fhir_bridge.mappers``; the entry point's name is the format's name, and the package may
-ship mapping files for it (``mappings_dir``).
+ship mapping files for it (``mappings_dir``). ``registry`` gathers the built-in and plugin readers.
 """
 
 from __future__ import annotations
@@ -12,18 +12,14 @@ import codecs
 import csv
 import io
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import orjson
 
-log = logging.getLogger("fhir_bridge.mapping")
 ENTRY_POINT_GROUP = "fhir_bridge.mappers"
 CHUNK = 1 << 16
 csv.field_size_limit(min(sys.maxsize, 1 << 27))  # report texts can be long; 128 MiB per field at most
@@ -220,35 +216,3 @@ class JsonReader:
             yield SourceRecord(1, None, None, f"not valid JSON: {error}")
             return
         yield SourceRecord(1, value, None)
-
-
-def builtin_readers() -> dict[str, Reader]:
-    from fhir_bridge.mapping.clinical.hl7v2 import Hl7v2Reader
-
-    readers: list[Reader] = [CsvReader(), NdjsonReader(), JsonReader(), Hl7v2Reader()]
-    return {reader.name: reader for reader in readers}
-
-
-def plugin_readers() -> dict[str, Reader]:
-    """The readers that installed packages expose under ``fhir_bridge.mappers``; a broken one is logged and skipped."""
-    found: dict[str, Reader] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = entry.load()
-            reader = loaded() if isinstance(loaded, type) else loaded
-        except Exception as error:  # a plugin's bug must not stop the service
-            log.error("the mapper plugin %s (%s) cannot be loaded: %s", entry.name, entry.value, error)
-            continue
-        if not isinstance(reader, Reader):
-            log.error(
-                "the mapper plugin %s (%s) is not a Reader (name, media_types, suffixes, read)", entry.name, entry.value
-            )
-            continue
-        if reader.name != entry.name:
-            log.error("the mapper plugin %s names itself %r: the entry point name is used", entry.name, reader.name)
-        found[entry.name] = reader
-    return found
-
-
-def plugin_mapping_dirs(readers: dict[str, Reader]) -> list[Path]:
-    return [Path(directory) for reader in readers.values() if (directory := getattr(reader, "mappings_dir", None))]

@@ -8,15 +8,19 @@ once and again only when it changes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from fhir_bridge.mapping.clinical.compiler import Mapping, compile_document
 from fhir_bridge.mapping.clinical.document import MAPPING_SUFFIXES, MappingError, MappingProblem, read
-from fhir_bridge.mapping.clinical.readers import Reader, builtin_readers, plugin_mapping_dirs, plugin_readers
+from fhir_bridge.mapping.clinical.hl7v2 import Hl7v2Reader
+from fhir_bridge.mapping.clinical.readers import ENTRY_POINT_GROUP, CsvReader, JsonReader, NdjsonReader, Reader
 
 SHIPPED_MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"
+log = logging.getLogger("fhir_bridge.mapping")
 
 
 class UnknownMapping(LookupError):
@@ -106,3 +110,34 @@ class MappingRegistry:
     def reader_for_file(self, path: Path) -> Reader | None:
         suffix = path.suffix.lower()
         return next((r for r in self.readers.values() if suffix in r.suffixes), None)
+
+
+# input formats -----------------------------------------------------------------------------------
+def builtin_readers() -> dict[str, Reader]:
+    readers: list[Reader] = [CsvReader(), NdjsonReader(), JsonReader(), Hl7v2Reader()]
+    return {reader.name: reader for reader in readers}
+
+
+def plugin_readers() -> dict[str, Reader]:
+    """The readers that installed packages expose under ``fhir_bridge.mappers``; a broken one is logged and skipped."""
+    found: dict[str, Reader] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry.load()
+            reader = loaded() if isinstance(loaded, type) else loaded
+        except Exception as error:  # a plugin's bug must not stop the service
+            log.error("the mapper plugin %s (%s) cannot be loaded: %s", entry.name, entry.value, error)
+            continue
+        if not isinstance(reader, Reader):
+            log.error(
+                "the mapper plugin %s (%s) is not a Reader (name, media_types, suffixes, read)", entry.name, entry.value
+            )
+            continue
+        if reader.name != entry.name:
+            log.error("the mapper plugin %s names itself %r: the entry point name is used", entry.name, reader.name)
+        found[entry.name] = reader
+    return found
+
+
+def plugin_mapping_dirs(readers: dict[str, Reader]) -> list[Path]:
+    return [Path(directory) for reader in readers.values() if (directory := getattr(reader, "mappings_dir", None))]
