@@ -114,7 +114,7 @@ def prepare_schema(engines: Engines) -> None:
         for table in SQLModel.metadata.sorted_tables:  # indexes added by an upgrade, on existing tables
             for index in table.indexes:
                 index.create(connection, checkfirst=True)
-        known = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
+        known: dict[str, str] = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
         if "schema_version" not in known:
             connection.execute(
                 insert(INFO),
