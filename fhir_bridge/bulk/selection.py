@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, exists, select
 
+from fhir_bridge.search.compiler import compile_search
 from fhir_bridge.search.query import SearchQuery
-from fhir_bridge.search.sql import compile_search, index_valid, version_valid
 from fhir_bridge.spec.registry import patient_compartment
+from fhir_bridge.store.schema import index_valid, version_valid
 from fhir_bridge.store.tables import CLOCK, REFERENCE, VERSION
 
 from .model import ExportRequest

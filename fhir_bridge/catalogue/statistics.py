@@ -26,10 +26,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, distinct, func, literal, or_, select
 
-from fhir_bridge.search.index import MAX_INDEXED_STRING
-from fhir_bridge.search.sql import index_valid, version_valid
-from fhir_bridge.search.values import normalize_string
+from fhir_bridge.search.values import MAX_INDEXED_STRING, normalize_string
 from fhir_bridge.store.database import Engines
+from fhir_bridge.store.schema import index_valid, version_valid
 from fhir_bridge.store.tables import CLOCK, DATE, REFERENCE, RESOURCE, STRING, TOKEN, VERSION
 
 DIMENSIONS = ("sex", "modality", "bodypart", "manufacturer", "condition")

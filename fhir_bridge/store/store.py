@@ -24,10 +24,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhir_bridge.errors import FhirError
+from fhir_bridge.search.compiler import compile_search
+from fhir_bridge.search.includes import include_statement
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.search.query import Include, SearchQuery
-from fhir_bridge.search.sql import VERSION_COLUMNS, compile_search, include_statement
 from fhir_bridge.store.database import Engines, refresh_statistics, statistics_due
+from fhir_bridge.store.schema import VERSION_COLUMNS
 from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
 
 _RESOURCE_COLUMNS = (
