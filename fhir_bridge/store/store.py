@@ -132,10 +132,6 @@ class _Lookup:
 LOOKUP: Final = _Lookup()
 
 
-def _version(row: Sequence[Any]) -> StoredVersion:
-    return StoredVersion(*row)
-
-
 def commit_clock(connection: Connection) -> tuple[int, int]:
     """The newest committed ``seq`` and its ``lastUpdated`` (microseconds), read together."""
     row = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1)).one()
@@ -456,7 +452,7 @@ class Store:
         with self.reading() as connection:
             parameters = {"res_type": res_type, "res_id": res_id, "version": version}
             row = connection.execute(_SELECT_VERSION, parameters).first()
-        return _version(row) if row else None
+        return StoredVersion.of_row(row) if row else None
 
     def history(
         self,
@@ -498,7 +494,7 @@ class Store:
             conditions.append(or_(VERSION.c.seq.in_(current_at_start), VERSION.c.last_updated.between(*at)))
         statement = select(*VERSION_COLUMNS).where(*conditions).order_by(VERSION.c.seq.desc()).limit(count)
         with self.reading() as connection:
-            return [_version(row) for row in connection.execute(statement).all()]
+            return [StoredVersion.of_row(row) for row in connection.execute(statement).all()]
 
     def count_history(self, res_type: str | None = None, res_id: str | None = None, since: int | None = None) -> int:
         conditions = []
@@ -516,8 +512,3 @@ class Store:
         with self.reading() as connection:
             seq: int = connection.execute(select(CLOCK.c.seq).where(CLOCK.c.id == 1)).scalar_one()
         return seq
-
-    def last_commit(self) -> tuple[int, int]:
-        """The newest committed ``seq`` and its ``lastUpdated`` (microseconds)."""
-        with self.reading() as connection:
-            return commit_clock(connection)
