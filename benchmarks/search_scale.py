@@ -28,6 +28,7 @@ import httpx
 
 from benchmarks.store_api import DEFAULT_POSTGRES_URL, percentile, postgres_schema, running_server
 from fhir_bridge.cli import explain_search
+from fhir_bridge.search.index import index_entries
 from fhir_bridge.store.database import create_engines, prepare_schema, refresh_statistics
 from fhir_bridge.store.store import Store
 
@@ -96,7 +97,7 @@ def load(database_url: str, studies: int, seed: int) -> float:
     """Write the data set through Store.write(); returns resources per second."""
     engines = create_engines(database_url)
     prepare_schema(engines)
-    store = Store(engines)
+    store = Store(engines, indexer=index_entries)
     rng = random.Random(seed)
     patients = (studies + STUDIES_PER_PATIENT - 1) // STUDIES_PER_PATIENT
     started = time.perf_counter()

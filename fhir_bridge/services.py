@@ -31,6 +31,7 @@ from fhir_bridge.mapping.clinical import MappingRegistry
 from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
+from fhir_bridge.search.index import index_entries
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
@@ -146,7 +147,10 @@ class Services:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.engines, enforce_references=self.settings.enforce_referential_integrity)
+        """The store, indexing each version it writes with the search package's index rows."""
+        return Store(
+            self.engines, indexer=index_entries, enforce_references=self.settings.enforce_referential_integrity
+        )
 
     @cached_property
     def interactions(self) -> FhirInteractions:

@@ -14,8 +14,8 @@ from functools import cache
 from urllib.parse import parse_qsl
 
 from fhir_bridge.errors import FhirError
+from fhir_bridge.search.compiler import compile_search
 from fhir_bridge.search.query import SearchQuery, parse_search
-from fhir_bridge.search.sql import compile_search
 from fhir_bridge.search.values import date_range
 from fhir_bridge.spec.registry import patient_compartment, resource_types
 

@@ -45,7 +45,7 @@ class Catalogue:
         self.threshold = threshold
         self.cache_seconds = cache_seconds
         self.builder = DescriptionBuilder(config, threshold)
-        self.statistics = Statistics(store.engines)
+        self.statistics = Statistics(store)
         self._lock = threading.Lock()
         self._cached: _Cached | None = None
         self._rendered: dict[tuple[int, Location, str], bytes] = {}

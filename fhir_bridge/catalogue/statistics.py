@@ -17,8 +17,9 @@ over the segments of SEG and RTSTRUCT instances (``mapping/annotation.py``): ``s
 segmented structure), ``segmentation-method`` (manual, semiautomatic, automatic) and ``segment``
 (a study with at least one segment is annotated).
 
-These queries read the database directly (through the store's reader engine) rather than through
-``Store``: they are aggregates that no FHIR interaction needs.
+These are aggregates that no FHIR interaction needs. They are composed here over the search index's
+row sets (``search.index_rows``: the rows of one parameter valid at one seq, the search's token
+matcher) and run on one of the store's read connections; this module never names a table.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, distinct, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, distinct, func, literal, select
 
-from fhir_bridge.search.index import MAX_INDEXED_STRING
-from fhir_bridge.search.sql import index_valid, version_valid
-from fhir_bridge.search.values import normalize_string
-from fhir_bridge.store.database import Engines
-from fhir_bridge.store.tables import CLOCK, DATE, REFERENCE, RESOURCE, STRING, TOKEN, VERSION
+from fhir_bridge.search.index_rows import (
+    Rows,
+    count_current,
+    current_versions,
+    index_rows,
+    resource_rows,
+    token_rows,
+)
+from fhir_bridge.search.parameter_types.token import token_any
+from fhir_bridge.search.values import indexed_text
+from fhir_bridge.store.store import Store, commit_clock
 
 DIMENSIONS = ("sex", "modality", "bodypart", "manufacturer", "condition", "segmentation")
 YEAR_MICROS = 31_556_952_000_000  # 365.2425 days
@@ -84,42 +91,28 @@ class StoreStatistics:
 
 
 # building blocks ----------------------------------------------------------------------------------
-def _token_match(table: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """FHIR token syntax: ``code`` or ``system|code`` (``|code``: no system)."""
-    conditions = []
-    for value in values:
-        if "|" in value:
-            system, _, code = value.partition("|")
-            system_match = table.c.system == system if system else table.c.system.is_(None)
-            conditions.append(and_(system_match, table.c.code == code))
-        else:
-            conditions.append(table.c.code == value)
-    return or_(*conditions)
+def _subject_rows(seq: int) -> Rows:
+    """The subject links (to Patients) of ImagingStudies at ``seq``."""
+    return index_rows("reference", "ImagingStudy", "subject", seq, "study_subject", target_type="Patient")
 
 
-def _study_subject(subject: Any, study_pk: Any, seq: int) -> ColumnElement[bool]:
-    """``subject`` (an idx_reference alias) is the Patient of the study ``study_pk``."""
-    return and_(
-        subject.c.res_pk == study_pk,
-        subject.c.res_type == "ImagingStudy",
-        subject.c.param == "subject",
-        subject.c.target_type == "Patient",
-        index_valid(subject, seq),
-    )
+def _study_subject(subject: Rows, study_pk: Any) -> ColumnElement[bool]:
+    """``subject`` (from ``_subject_rows``) is the Patient of the study ``study_pk``."""
+    return and_(subject.c.res_pk == study_pk, *subject.scope)
 
 
 def _studies(seq: int, criteria: Sequence[Criterion] = ()) -> Select[Any]:
     """ImagingStudies current at ``seq`` (pk, subject Patient id) that meet every criterion."""
-    subject = REFERENCE.alias("study_subject")
-    joined = VERSION.outerjoin(subject, _study_subject(subject, VERSION.c.res_pk, seq))
-    conditions = [VERSION.c.res_type == "ImagingStudy", VERSION.c.deleted.is_(False), version_valid(seq)]
+    studies, subject = current_versions("ImagingStudy", seq), _subject_rows(seq)
+    joined = studies.table.outerjoin(subject.table, _study_subject(subject, studies.c.res_pk))
+    conditions = list(studies.scope)
     for dimension, values in criteria:
         if dimension in ("sex", "condition"):
             conditions.append(subject.c.target_id.in_(_subjects_with(dimension, values, seq)))
         else:
-            conditions.append(VERSION.c.res_pk.in_(_studies_with(dimension, values, seq)))
+            conditions.append(studies.c.res_pk.in_(_studies_with(dimension, values, seq)))
     return (
-        select(VERSION.c.res_pk.label("pk"), subject.c.target_id.label("subject"))
+        select(studies.c.res_pk.label("pk"), subject.c.target_id.label("subject"))
         .select_from(joined)
         .where(*conditions)
     )
@@ -128,93 +121,58 @@ def _studies(seq: int, criteria: Sequence[Criterion] = ()) -> Select[Any]:
 def _studies_with(dimension: str, values: Sequence[str], seq: int) -> Select[Any]:
     """pks of the ImagingStudies with one of ``values`` of a study-level dimension."""
     if dimension in _TOKEN_PARAMS:
-        token = TOKEN.alias("study_token")
-        return select(token.c.res_pk).where(
-            token.c.res_type == "ImagingStudy",
-            token.c.param == _TOKEN_PARAMS[dimension],
-            _token_match(token, values),
-            index_valid(token, seq),
-        )
-    performer, device, name = _manufacturer_tables()
-    names = [normalize_string(v)[:MAX_INDEXED_STRING] for v in values]
+        token = token_rows("ImagingStudy", _TOKEN_PARAMS[dimension], seq, "study_token", values)
+        return select(token.c.res_pk).where(*token.scope)
+    performer, device, name = _manufacturer_rows(seq)
+    names = [indexed_text(v) for v in values]
     return (
         select(performer.c.res_pk)
-        .select_from(_maker_join(performer, performer, device, name, seq))
-        .where(*_performers(performer, seq), name.c.value.in_(names))
+        .select_from(_maker_join(performer.table, performer, device, name))
+        .where(*performer.scope, name.c.value.in_(names))
     )
 
 
 def _subjects_with(dimension: str, values: Sequence[str], seq: int) -> Select[Any]:
     """ids of the Patients with one of ``values`` of a subject-level dimension."""
     if dimension == "sex":
-        gender = TOKEN.alias("gender")
+        patient = resource_rows("Patient", None)
+        gender = token_rows("Patient", "gender", seq, "gender", values)
         return (
-            select(RESOURCE.c.res_id)
-            .join(gender, gender.c.res_pk == RESOURCE.c.pk)
-            .where(
-                RESOURCE.c.res_type == "Patient",
-                gender.c.res_type == "Patient",
-                gender.c.param == "gender",
-                _token_match(gender, values),
-                index_valid(gender, seq),
-            )
+            select(patient.c.res_id)
+            .join(gender.table, gender.c.res_pk == patient.c.pk)
+            .where(*patient.scope, *gender.scope)
         )
-    subject, code = _condition_tables()
+    subject, code = _condition_rows(seq)
     return (
         select(subject.c.target_id)
-        .select_from(subject.join(code, _condition_code_join(subject, code, seq)))
-        .where(*_condition_subject(subject, seq), _token_match(code, values))
+        .select_from(subject.table.join(code.table, _condition_code_join(subject, code)))
+        .where(*subject.scope, token_any(code.c.system, code.c.code, values))
     )
 
 
-def _manufacturer_tables() -> tuple[Any, Any, Any]:
-    return REFERENCE.alias("performer"), RESOURCE.alias("device"), STRING.alias("maker")
+def _manufacturer_rows(seq: int) -> tuple[Rows, Rows, Rows]:
+    """Series performers of ImagingStudies that are Devices, the Devices, and their manufacturers."""
+    performer = index_rows("reference", "ImagingStudy", "performer", seq, "performer", target_type="Device")
+    device = resource_rows("Device", "device")
+    name = index_rows("string", "Device", "manufacturer", seq, "maker")
+    return performer, device, name
 
 
-def _performers(performer: Any, seq: int) -> list[ColumnElement[bool]]:
-    """Series performers of ImagingStudies that are Devices."""
-    return [
-        performer.c.res_type == "ImagingStudy",
-        performer.c.param == "performer",
-        performer.c.target_type == "Device",
-        index_valid(performer, seq),
-    ]
-
-
-def _maker_join(left: Any, performer: Any, device: Any, name: Any, seq: int) -> Any:
+def _maker_join(left: Any, performer: Rows, device: Rows, name: Rows) -> Any:
     """``left`` (holding ``performer``) -> the performing Device -> its manufacturer string."""
-    return left.join(device, and_(device.c.res_type == "Device", device.c.res_id == performer.c.target_id)).join(
-        name,
-        and_(
-            name.c.res_pk == device.c.pk,
-            name.c.res_type == "Device",
-            name.c.param == "manufacturer",
-            index_valid(name, seq),
-        ),
+    return left.join(device.table, and_(*device.scope, device.c.res_id == performer.c.target_id)).join(
+        name.table, and_(name.c.res_pk == device.c.pk, *name.scope)
     )
 
 
-def _condition_tables() -> tuple[Any, Any]:
-    return REFERENCE.alias("condition_subject"), TOKEN.alias("condition_code")
+def _condition_rows(seq: int) -> tuple[Rows, Rows]:
+    """The subject links (to Patients) of Conditions, and their codes."""
+    subject = index_rows("reference", "Condition", "subject", seq, "condition_subject", target_type="Patient")
+    return subject, token_rows("Condition", "code", seq, "condition_code", coded=True)
 
 
-def _condition_subject(subject: Any, seq: int) -> list[ColumnElement[bool]]:
-    return [
-        subject.c.res_type == "Condition",
-        subject.c.param == "subject",
-        subject.c.target_type == "Patient",
-        index_valid(subject, seq),
-    ]
-
-
-def _condition_code_join(subject: Any, code: Any, seq: int) -> ColumnElement[bool]:
-    return and_(
-        code.c.res_pk == subject.c.res_pk,
-        code.c.res_type == "Condition",
-        code.c.param == "code",
-        code.c.code.is_not(None),
-        index_valid(code, seq),
-    )
+def _condition_code_join(subject: Rows, code: Rows) -> ColumnElement[bool]:
+    return and_(code.c.res_pk == subject.c.res_pk, *code.scope)
 
 
 def _strata_statement(dimension: str, seq: int, matching: Select[Any] | None = None) -> Select[Any]:
@@ -224,55 +182,43 @@ def _strata_statement(dimension: str, seq: int, matching: Select[Any] | None = N
     The dimension's own index rows drive the query (an index range scan), each joined to its
     study's subject: no pass over the version table.
     """
-    subject = REFERENCE.alias("study_subject")
+    subject = _subject_rows(seq)
+    keys: tuple[Any, ...]
+    groups: tuple[Any, ...]
     if dimension in _TOKEN_PARAMS:
-        token = TOKEN.alias("stratum")
+        token = token_rows("ImagingStudy", _TOKEN_PARAMS[dimension], seq, "stratum", coded=True)
         study_pk = token.c.res_pk
-        source = token.outerjoin(subject, _study_subject(subject, study_pk, seq))
-        where = [
-            token.c.res_type == "ImagingStudy",
-            token.c.param == _TOKEN_PARAMS[dimension],
-            token.c.code.is_not(None),
-            index_valid(token, seq),
-        ]
+        source = token.table.outerjoin(subject.table, _study_subject(subject, study_pk))
+        where = list(token.scope)
         keys, groups = (token.c.system, token.c.code), (token.c.system, token.c.code)
     elif dimension == "manufacturer":
-        performer, device, name = _manufacturer_tables()
+        performer, device, name = _manufacturer_rows(seq)
         study_pk = performer.c.res_pk
-        source = _maker_join(performer, performer, device, name, seq).outerjoin(
-            subject, _study_subject(subject, study_pk, seq)
+        source = _maker_join(performer.table, performer, device, name).outerjoin(
+            subject.table, _study_subject(subject, study_pk)
         )
-        where = _performers(performer, seq)
+        where = list(performer.scope)
         # one spelling (the first in sort order) per case- and accent-insensitive name
         keys, groups = (literal(None).label("system"), func.min(name.c.exact)), (name.c.value,)
     elif dimension == "sex":
-        patient, gender = RESOURCE.alias("patient"), TOKEN.alias("gender")
-        study_pk = subject.c.res_pk
-        source = subject.join(
-            patient, and_(patient.c.res_type == "Patient", patient.c.res_id == subject.c.target_id)
-        ).join(
-            gender,
-            and_(
-                gender.c.res_pk == patient.c.pk,
-                gender.c.res_type == "Patient",
-                gender.c.param == "gender",
-                gender.c.code.is_not(None),
-                index_valid(gender, seq),
-            ),
+        patient, gender = (
+            resource_rows("Patient", "patient"),
+            token_rows("Patient", "gender", seq, "gender", coded=True),
         )
-        where = [_study_subject(subject, study_pk, seq)]
+        study_pk = subject.c.res_pk
+        source = subject.table.join(patient.table, and_(*patient.scope, patient.c.res_id == subject.c.target_id)).join(
+            gender.table, and_(gender.c.res_pk == patient.c.pk, *gender.scope)
+        )
+        where = [_study_subject(subject, study_pk)]
         keys, groups = (gender.c.system, gender.c.code), (gender.c.system, gender.c.code)
     else:  # condition
-        condition_subject, code = _condition_tables()
+        condition_subject, code = _condition_rows(seq)
         study_pk = subject.c.res_pk
-        source = subject.join(
-            condition_subject,
-            and_(
-                condition_subject.c.target_id == subject.c.target_id,
-                *_condition_subject(condition_subject, seq),
-            ),
-        ).join(code, _condition_code_join(condition_subject, code, seq))
-        where = [_study_subject(subject, study_pk, seq)]
+        source = subject.table.join(
+            condition_subject.table,
+            and_(condition_subject.c.target_id == subject.c.target_id, *condition_subject.scope),
+        ).join(code.table, _condition_code_join(condition_subject, code))
+        where = [_study_subject(subject, study_pk)]
         keys, groups = (code.c.system, code.c.code), (code.c.system, code.c.code)
     if matching is not None:
         where.append(study_pk.in_(matching))
@@ -282,19 +228,19 @@ def _strata_statement(dimension: str, seq: int, matching: Select[Any] | None = N
 
 # queries --------------------------------------------------------------------------------------------
 class Statistics:
-    """Aggregate reads over one store's database."""
+    """Aggregate reads over one store."""
 
-    def __init__(self, engines: Engines) -> None:
-        self.engines = engines
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     @staticmethod
     def _clock(connection: Connection) -> tuple[int, int | None]:
-        seq, last_updated = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1)).one()
+        seq, last_updated = commit_clock(connection)
         return seq, (last_updated if seq else None)
 
     def counts(self, criteria: Sequence[Criterion], stratify: str | None = None) -> tuple[int, int, list[Stratum]]:
         """(subjects, studies) meeting ``criteria``, and with ``stratify`` the same per value of that dimension."""
-        with self.engines.reader.connect() as connection:
+        with self.store.reading() as connection:
             seq, _ = self._clock(connection)
             if criteria:
                 studies = _studies(seq, criteria).subquery("studies")
@@ -316,7 +262,7 @@ class Statistics:
 
     def collect(self) -> StoreStatistics:
         """Everything the catalogue description needs, as of the newest commit."""
-        with self.engines.reader.connect() as connection:
+        with self.store.reading() as connection:
             seq, modified = self._clock(connection)
             n_subjects, n_studies = self._totals(connection, seq)
             by_value = {
@@ -329,7 +275,7 @@ class Statistics:
             return StoreStatistics(
                 seq=seq,
                 modified=modified,
-                patients=self._patients(connection, seq),
+                patients=connection.execute(count_current("Patient", seq)).scalar_one(),
                 studies=n_studies,
                 study_subjects=n_subjects,
                 sexes=self._sexes(connection, seq),
@@ -347,59 +293,41 @@ class Statistics:
     @staticmethod
     def _totals(connection: Connection, seq: int) -> tuple[int, int]:
         """(distinct subjects, studies) of all current ImagingStudies."""
-        studies = connection.execute(
-            select(func.count()).where(
-                VERSION.c.res_type == "ImagingStudy", VERSION.c.deleted.is_(False), version_valid(seq)
-            )
-        ).scalar_one()
-        subject = REFERENCE.alias("study_subject")
+        studies = connection.execute(count_current("ImagingStudy", seq)).scalar_one()
+        subject = _subject_rows(seq)
         subjects = connection.execute(
-            select(func.count(distinct(subject.c.target_id))).where(_study_subject(subject, subject.c.res_pk, seq))
+            select(func.count(distinct(subject.c.target_id))).where(_study_subject(subject, subject.c.res_pk))
         ).scalar_one()
         return subjects, studies
 
     @staticmethod
     def _annotated(connection: Connection, seq: int) -> tuple[int, int]:
         """(distinct subjects, studies) of the ImagingStudies with at least one segment."""
-        segment, subject = REFERENCE.alias("segment"), REFERENCE.alias("study_subject")
+        segment, subject = index_rows("reference", "ImagingStudy", "segment", seq, "segment"), _subject_rows(seq)
         subjects, studies = connection.execute(
             select(func.count(distinct(subject.c.target_id)), func.count(distinct(segment.c.res_pk)))
-            .select_from(segment.outerjoin(subject, _study_subject(subject, segment.c.res_pk, seq)))
-            .where(segment.c.res_type == "ImagingStudy", segment.c.param == "segment", index_valid(segment, seq))
+            .select_from(segment.table.outerjoin(subject.table, _study_subject(subject, segment.c.res_pk)))
+            .where(*segment.scope)
         ).one()
         return subjects, studies
 
     @staticmethod
-    def _patients(connection: Connection, seq: int) -> int:
-        return connection.execute(
-            select(func.count()).where(
-                VERSION.c.res_type == "Patient", VERSION.c.deleted.is_(False), version_valid(seq)
-            )
-        ).scalar_one()
-
-    @staticmethod
     def _sexes(connection: Connection, seq: int) -> dict[Value, int]:
-        keys = (TOKEN.c.system, TOKEN.c.code)
+        gender = token_rows("Patient", "gender", seq, None, coded=True)
+        keys = (gender.c.system, gender.c.code)
         rows = connection.execute(
-            select(*keys, func.count(distinct(TOKEN.c.res_pk)))
-            .where(
-                TOKEN.c.res_type == "Patient",
-                TOKEN.c.param == "gender",
-                TOKEN.c.code.is_not(None),
-                index_valid(TOKEN, seq),
-            )
-            .group_by(*keys)
+            select(*keys, func.count(distinct(gender.c.res_pk))).where(*gender.scope).group_by(*keys)
         )
         return {Value(system, code): n for system, code, n in rows}
 
     @staticmethod
     def _conditions(connection: Connection, seq: int) -> dict[Value, int]:
-        subject, code = _condition_tables()
+        subject, code = _condition_rows(seq)
         keys = (code.c.system, code.c.code)
         rows = connection.execute(
             select(*keys, func.count(distinct(subject.c.target_id)))
-            .select_from(subject.join(code, _condition_code_join(subject, code, seq)))
-            .where(*_condition_subject(subject, seq))
+            .select_from(subject.table.join(code.table, _condition_code_join(subject, code)))
+            .where(*subject.scope)
             .group_by(*keys)
         )
         return {Value(system, code): n for system, code, n in rows}
@@ -408,27 +336,21 @@ class Statistics:
     def _ages(connection: Connection, seq: int) -> dict[int, int]:
         """Patients by age at their first imaging study (birth dates taken at the middle of their
         period: pseudonymised birth dates are a year, or a month)."""
-        started, subject = DATE.alias("started"), REFERENCE.alias("study_subject")
+        started, subject = index_rows("date", "ImagingStudy", "started", seq, "started"), _subject_rows(seq)
         first = (
             select(subject.c.target_id.label("subject"), func.min(started.c.low).label("first"))
-            .select_from(started.join(subject, _study_subject(subject, started.c.res_pk, seq)))
-            .where(started.c.res_type == "ImagingStudy", started.c.param == "started", index_valid(started, seq))
+            .select_from(started.table.join(subject.table, _study_subject(subject, started.c.res_pk)))
+            .where(*started.scope)
             .group_by(subject.c.target_id)
             .subquery("first_study")
         )
-        patient, born = RESOURCE.alias("patient"), DATE.alias("born")
+        patient, born = resource_rows("Patient", "patient"), index_rows("date", "Patient", "birthdate", seq, "born")
         age = ((first.c.first - (born.c.low + born.c.high) // 2) // YEAR_MICROS).label("age")
         rows = connection.execute(
             select(age, func.count())
             .select_from(
-                first.join(patient, and_(patient.c.res_type == "Patient", patient.c.res_id == first.c.subject)).join(
-                    born,
-                    and_(
-                        born.c.res_pk == patient.c.pk,
-                        born.c.res_type == "Patient",
-                        born.c.param == "birthdate",
-                        index_valid(born, seq),
-                    ),
+                first.join(patient.table, and_(*patient.scope, patient.c.res_id == first.c.subject)).join(
+                    born.table, and_(born.c.res_pk == patient.c.pk, *born.scope)
                 )
             )
             .group_by(age)
@@ -439,7 +361,8 @@ class Statistics:
     def _started(connection: Connection, seq: int) -> tuple[int, int] | None:
         """Earliest and latest start, each read by walking the (res_type, param, low) index from one end:
         MIN()/MAX() with the validity condition would visit every row."""
-        where = (DATE.c.res_type == "ImagingStudy", DATE.c.param == "started", index_valid(DATE, seq))
-        low = connection.execute(select(DATE.c.low).where(*where).order_by(DATE.c.low).limit(1)).scalar()
-        high = connection.execute(select(DATE.c.low).where(*where).order_by(DATE.c.low.desc()).limit(1)).scalar()
-        return (low, high) if low is not None else None
+        started = index_rows("date", "ImagingStudy", "started", seq, None)
+        first = select(started.c.low).where(*started.scope)
+        low: int | None = connection.execute(first.order_by(started.c.low).limit(1)).scalar()
+        high: int | None = connection.execute(first.order_by(started.c.low.desc()).limit(1)).scalar()
+        return (low, high) if low is not None and high is not None else None

@@ -17,13 +17,14 @@ def explain_search(database_url: str, query: str) -> tuple[str, list[str]]:
     from urllib.parse import parse_qsl
 
     from fhir_bridge.search.query import parse_search
+    from fhir_bridge.search.runner import explain_plan
 
     resource_type, _, query_string = query.strip().lstrip("/").partition("?")
     with Services.from_settings(Settings(database_url=database_url)) as services:
         store = services.store
         search = parse_search(resource_type or None, parse_qsl(query_string, keep_blank_values=True), strict=True)
         search.at_seq = store.last_seq()
-        return store.explain(search)
+        return explain_plan(store, search)
 
 
 def explain(arguments: argparse.Namespace) -> int:

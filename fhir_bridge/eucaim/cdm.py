@@ -56,6 +56,7 @@ from fhir_bridge.eucaim.counting import HAS_DIAGNOSIS
 from fhir_bridge.eucaim.federated import Dataset
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 from fhir_bridge.search.query import parse_search
+from fhir_bridge.search.runner import search_page
 from fhir_bridge.search.values import date_range
 from fhir_bridge.store.store import Store, StoredVersion
 
@@ -103,7 +104,7 @@ def _all(store: Store, resource_type: str, parameters: list[tuple[str, str]], at
             resource_type, [*parameters, ("_count", str(PAGE))], strict=True, max_count=PAGE, max_or_values=BATCH * 2
         )
         query.at_seq, query.after = at_seq, after
-        rows = store.search(query)
+        rows = search_page(store, query)
         for stored, _ in rows[:PAGE]:
             yield stored
         if len(rows) <= PAGE:

@@ -32,6 +32,7 @@ import orjson
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.query import parse_search
+from fhir_bridge.search.runner import search_page
 from fhir_bridge.search.values import normalize_string
 from fhir_bridge.store.store import Store
 
@@ -181,7 +182,7 @@ class ConceptMaps:
         """The site's ConceptMap with ``url`` as of ``at_seq`` (the newest one), or None."""
         query = parse_search("ConceptMap", [("url", url), ("_sort", "-_lastUpdated"), ("_count", "1")], strict=True)
         query.at_seq = at_seq
-        found = self.store.search(query)
+        found = search_page(self.store, query)
         if not found:
             return None
         resource = found[0][0].resource

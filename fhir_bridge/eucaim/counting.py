@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from fhir_bridge.eucaim.concepts import MANUFACTURER, Concepts
 from fhir_bridge.eucaim.criteria import PATIENT_PARAMETERS, STUDY_PARAMETERS, Criterion
-from fhir_bridge.eucaim.store_reads import study_subjects
 from fhir_bridge.search.query import SearchQuery, parse_search
+from fhir_bridge.search.runner import count_distinct_targets, count_matches
 from fhir_bridge.store.store import Store
 
 ADMINISTRATIVE_GENDER = "http://hl7.org/fhir/administrative-gender"
@@ -96,11 +96,13 @@ def count(store: Store, concepts: Concepts, criteria: Sequence[Criterion], at_se
     on_patient = _parameters(criteria, concepts, PATIENT_PARAMETERS)
     if on_patient is None:
         return Counts(0, 0, 0)
-    subjects = store.count(_query("Patient", [(HAS_DIAGNOSIS, "false"), *on_patient], at_seq))
+    subjects = count_matches(store, _query("Patient", [(HAS_DIAGNOSIS, "false"), *on_patient], at_seq))
     on_study = _parameters(criteria, concepts, STUDY_PARAMETERS)
     if not subjects or on_study is None:
         return Counts(subjects, 0, 0)
     chained = [(STUDY_SUBJECT + name, value) for name, value in [(HAS_DIAGNOSIS, "false"), *on_patient]]
     studies_query = _query("ImagingStudy", [*chained, *on_study], at_seq)
-    studies = store.count(studies_query)
-    return Counts(subjects, studies, study_subjects(store, studies_query) if studies else 0)
+    studies = count_matches(store, studies_query)
+    return Counts(
+        subjects, studies, count_distinct_targets(store, studies_query, "subject", "Patient") if studies else 0
+    )

@@ -21,6 +21,7 @@ from fhir_bridge.interactions.limits import Limits
 from fhir_bridge.interactions.links import page_url
 from fhir_bridge.interactions.subsetting import subset
 from fhir_bridge.search.query import MAX_INCLUDE_ITERATIONS, Compartment, SearchQuery, parse_search
+from fhir_bridge.search.runner import count_matches, included, search_page
 from fhir_bridge.store.store import Store
 from fhir_bridge.store.versions import StoredVersion
 
@@ -81,7 +82,7 @@ def _included(
         for include in query.includes:
             if round_number > 0 and not include.iterate:
                 continue
-            for row in store.include(include, sources, query.at_seq, limit + 1):
+            for row in included(store, include, sources, query.at_seq, limit + 1):
                 if (row.res_type, row.res_id) in seen:
                     continue
                 if len(found) + len(fresh) >= limit:
@@ -128,7 +129,7 @@ def run_search(
         query.at_seq = store.last_seq()
     counting_only = query.summary == "count" or query.count == 0
     with _within_database_limits():
-        page = [] if counting_only else store.search(query)
+        page = [] if counting_only else search_page(store, query)
     has_next = len(page) > query.count
     page = page[: query.count]
     matches = [row for row, _ in page]
@@ -136,7 +137,7 @@ def run_search(
     bundle: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset"}
     if query.total in ("accurate", "estimate") or counting_only:
         with _within_database_limits():
-            bundle["total"] = store.count(query)
+            bundle["total"] = count_matches(store, query)
     links = [{"relation": "self", "url": page_url(path, [*query.used, *([("_cursor", cursor)] if cursor else [])])}]
     if has_next:
         last, sort_values = page[-1]

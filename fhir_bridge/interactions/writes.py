@@ -23,6 +23,7 @@ import jsonpatch
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.limits import Limits
 from fhir_bridge.search.query import SearchQuery, parse_search
+from fhir_bridge.search.runner import find_in_session
 from fhir_bridge.spec.validation import validate_resource
 from fhir_bridge.store.store import WriteSession
 from fhir_bridge.store.versions import StoredVersion, format_instant, same_content
@@ -119,10 +120,10 @@ class Transaction:
 
     def find(self, query: SearchQuery, limit: int = 2) -> list[StoredVersion]:
         """Current resources matching ``query`` as this transaction sees them."""
-        return self._session.find(query, limit)
+        return find_in_session(self._session, query, limit)
 
     def single_match(self, query: SearchQuery, what: str) -> StoredVersion | None:
-        matches = self._session.find(query, limit=2)
+        matches = find_in_session(self._session, query, limit=2)
         if len(matches) > 1:
             raise FhirError(412, f"{what} matched more than one resource", code="multiple-matches")
         return matches[0] if matches else None

@@ -3,17 +3,17 @@
 Parameter names resolve against the spec's SearchParameter definitions of the searched type:
 ``code[:modifier]``, chains ``ref[:Type].code...``, reverse chains ``_has:Type:ref:code``.
 What cannot be honoured becomes a warning, or a 400 under ``Prefer: handling=strict``.
-SQL is produced elsewhere (``search.sql``).
+SQL is produced elsewhere (``search.compiler``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.spec.registry import SearchParameter, patient_compartment, resource_types, search_parameters
 
-PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 # Presentation parameters that the HTTP layer handles.
 PRESENTATION_PARAMETERS = frozenset({"_format", "_pretty"})
 SUPPORTED_MODIFIERS = {
@@ -135,7 +135,7 @@ class SearchQuery:
     warnings: list[str] = field(default_factory=list)
     used: list[tuple[str, str]] = field(default_factory=list)  # what the search applied (its self link)
     at_seq: int | None = None  # the commit the search is answered as of (pinned by the first page)
-    after: dict | None = None  # the keyset position: last pk and sort values of the previous page
+    after: dict[str, Any] | None = None  # the keyset position: last pk and sort values of the previous page
 
 
 def split_values(raw: str) -> tuple[str, ...]:

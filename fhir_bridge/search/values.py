@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_INSTANT = -62135596800000000  # 0001-01-01T00:00:00Z in microseconds since the epoch
 MAX_INSTANT = 253402300799999999  # 9999-12-31T23:59:59.999999Z
+MAX_INDEXED_STRING = 255  # characters of a string kept in an index row
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")  # of number, date and quantity values
 
 _DATE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
@@ -26,6 +28,22 @@ def normalize_string(text: str) -> str:
     """Case- and accent-insensitive form used by string search (the spec's default matching)."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def indexed_text(text: str) -> str:
+    """``text`` as string and token:text search compare it: normalised, cut to the indexed length."""
+    return normalize_string(text)[:MAX_INDEXED_STRING]
+
+
+def split_prefix(value: str) -> tuple[str, str]:
+    """(prefix, rest) of a number, date or quantity search value; ``eq`` when it has none.
+
+    A prefix is only one when a number or date follows it, so that a value such as ``ge`` alone is
+    taken as it is (and refused as no date) rather than as a prefix with nothing after it.
+    """
+    if value[:2] in PREFIXES and len(value) > 2 and (value[2].isdigit() or value[2] in "-+."):
+        return value[:2], value[2:]
+    return "eq", value
 
 
 def _micros(moment: datetime) -> int:

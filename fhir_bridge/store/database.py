@@ -143,7 +143,7 @@ def prepare_schema(engines: Engines) -> None:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
         _create(connection, SQLModel.metadata.sorted_tables)
-        known = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
+        known: dict[str, str] = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
         if "schema_version" not in known:
             connection.execute(
                 insert(INFO),

@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Connection, Dialect, Table, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Dialect, Executable, Row, Table, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql import ClauseElement
 
 from fhir_bridge.errors import FhirError
-from fhir_bridge.search.index import index_entries
-from fhir_bridge.search.query import Include, SearchQuery
-from fhir_bridge.search.sql import VERSION_COLUMNS, compile_search, include_statement
 from fhir_bridge.store.database import Engines, refresh_statistics, statistics_due
+from fhir_bridge.store.schema import VERSION_COLUMNS
 from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
 from fhir_bridge.store.versions import StoredVersion, format_instant
+
+# The index rows of a resource by index table (search parameter type); each row names its parameter
+# and holds its table's value columns. The search package provides it (``search.index.index_entries``);
+# the composition root hands it to the store, which adds the pk, type and validity of each row.
+Indexer = Callable[[dict[str, Any]], Mapping[str, list[dict[str, Any]]]]
 
 _RESOURCE_COLUMNS = (
     RESOURCE.c.res_type,
@@ -59,8 +63,10 @@ class _Lookup:
 LOOKUP: Final = _Lookup()
 
 
-def _version(row: Sequence[Any]) -> StoredVersion:
-    return StoredVersion(*row)
+def commit_clock(connection: Connection) -> tuple[int, int]:
+    """The newest committed ``seq`` and its ``lastUpdated`` (microseconds), read together."""
+    row = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1)).one()
+    return row.seq, row.last_updated
 
 
 def _current(row: Sequence[Any]) -> StoredVersion:
@@ -88,7 +94,7 @@ def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]
         return
     sql, order = _insert_sql(connection.dialect, table, columns)
     parameters = [tuple(row[c] for c in order) for row in rows] if order else rows
-    connection.exec_driver_sql(sql, parameters)  # type: ignore[arg-type]
+    connection.exec_driver_sql(sql, parameters)
 
 
 def widen_dates(connection: Connection, rows: list[dict[str, Any]]) -> None:
@@ -112,9 +118,10 @@ def widen_dates(connection: Connection, rows: list[dict[str, Any]]) -> None:
 class WriteSession:
     """One atomic write transaction; see the module docstring for its ordering guarantee."""
 
-    def __init__(self, connection: Connection, enforce_references: bool) -> None:
+    def __init__(self, connection: Connection, enforce_references: bool, indexer: Indexer) -> None:
         self.connection = connection
         self.enforce_references = enforce_references
+        self._indexer = indexer
         clock = connection.execute(
             select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1).with_for_update()
         ).one()
@@ -140,12 +147,11 @@ class WriteSession:
         row = self.connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _current(row) if row else None
 
-    def find(self, query: SearchQuery, limit: int = 2) -> list[StoredVersion]:
-        """Current resources matching ``query`` as this transaction sees them (for conditional writes)."""
+    def rows(self, statement: Executable) -> Sequence[Row[Any]]:
+        """The rows of a read statement as this transaction sees them: its own writes included
+        (everything buffered is written first), as of ``last_seq`` (conditional writes search so)."""
         self._flush()
-        query.at_seq = self._seq
-        statement = compile_search(query).limit(limit)
-        return [_version(row) for row in self.connection.execute(statement).all()]
+        return self.connection.execute(statement).all()
 
     @property
     def last_seq(self) -> int:
@@ -178,7 +184,7 @@ class WriteSession:
         values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": False, "content": content}
         pk = self._upsert_current(res_type, res_id, previous, values)
         waiting = self._new_rows[-1][1] if pk is None else []  # rows that get the pk when it is known
-        for kind, entries in index_entries(resource).items():
+        for kind, entries in self._indexer(resource).items():
             for entry in entries:
                 entry["res_pk"] = pk
                 entry["seq_from"] = seq
@@ -231,7 +237,7 @@ class WriteSession:
             self.connection.execute(
                 update(table).where(table.c.res_pk == previous.pk, table.c.seq_to.is_(None)).values(seq_to=seq)
             )
-        return previous.pk  # type: ignore[return-value]
+        return previous.pk
 
     def _insert_new_rows(self) -> None:
         """Insert the buffered resource rows in one statement and hand their pks to what waits on them."""
@@ -309,10 +315,16 @@ class WriteSession:
 
 
 class Store:
-    """Reads and writes FHIR resources; the only module that talks to the database."""
+    """Reads and writes FHIR resources over the store's tables.
 
-    def __init__(self, engines: Engines, enforce_references: bool = True) -> None:
+    It knows versions, the commit clock and its tables, not search: the index rows of a version come
+    from the ``indexer`` it is given, and searches are compiled by the search package and run
+    through ``rows``/``scalar`` (``WriteSession.rows`` inside a write transaction).
+    """
+
+    def __init__(self, engines: Engines, *, indexer: Indexer, enforce_references: bool = True) -> None:
         self.engines = engines
+        self.indexer = indexer
         self.enforce_references = enforce_references
         self._statistics = threading.Lock()
 
@@ -320,7 +332,7 @@ class Store:
     def write(self) -> Iterator[WriteSession]:
         """An atomic write transaction: everything in it commits together or not at all."""
         with self.engines.writer.begin() as connection:
-            session = WriteSession(connection, self.enforce_references)
+            session = WriteSession(connection, self.enforce_references, self.indexer)
             before = session.last_seq
             yield session
             session.finish()
@@ -337,20 +349,41 @@ class Store:
             self._statistics.release()
 
     @contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads (several statements, e.g. the catalogue's aggregates at one seq)."""
         with self.engines.reader.connect() as connection:
             yield connection
 
+    def rows(self, statement: Executable) -> Sequence[Row[Any]]:
+        """The rows of a read statement (a search compiled by the search package, for one)."""
+        with self.reading() as connection:
+            return connection.execute(statement).all()
+
+    def scalar(self, statement: Executable) -> Any:
+        """The one value of a read statement (a count)."""
+        with self.reading() as connection:
+            return connection.execute(statement).scalar_one()
+
+    def explain(self, statement: ClauseElement) -> tuple[str, list[str]]:
+        """The SQL of a read statement and the database's plan for it (PostgreSQL: with actual timings)."""
+        engine = self.engines.reader
+        sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        prefix = "EXPLAIN QUERY PLAN " if self.engines.dialect == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
+        with self.reading() as connection:
+            rows = connection.exec_driver_sql(prefix + sql).all()
+        plan = [" | ".join(str(v) for v in row) if self.engines.dialect == "sqlite" else row[0] for row in rows]
+        return sql, plan
+
     def read(self, res_type: str, res_id: str) -> StoredVersion | None:
-        with self._reading() as connection:
+        with self.reading() as connection:
             row = connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _current(row) if row else None
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredVersion | None:
-        with self._reading() as connection:
+        with self.reading() as connection:
             parameters = {"res_type": res_type, "res_id": res_id, "version": version}
             row = connection.execute(_SELECT_VERSION, parameters).first()
-        return _version(row) if row else None
+        return StoredVersion.of_row(row) if row else None
 
     def history(
         self,
@@ -391,8 +424,8 @@ class Store:
             )
             conditions.append(or_(VERSION.c.seq.in_(current_at_start), VERSION.c.last_updated.between(*at)))
         statement = select(*VERSION_COLUMNS).where(*conditions).order_by(VERSION.c.seq.desc()).limit(count)
-        with self._reading() as connection:
-            return [_version(row) for row in connection.execute(statement).all()]
+        with self.reading() as connection:
+            return [StoredVersion.of_row(row) for row in connection.execute(statement).all()]
 
     def count_history(self, res_type: str | None = None, res_id: str | None = None, since: int | None = None) -> int:
         conditions = []
@@ -402,40 +435,11 @@ class Store:
             conditions.append(VERSION.c.res_id == res_id)
         if since is not None:
             conditions.append(VERSION.c.last_updated >= since)
-        with self._reading() as connection:
+        with self.reading() as connection:
             return connection.execute(select(func.count()).select_from(VERSION).where(*conditions)).scalar_one()
 
     def last_seq(self) -> int:
         """The sequence number of the newest committed write."""
-        with self._reading() as connection:
-            return connection.execute(select(CLOCK.c.seq).where(CLOCK.c.id == 1)).scalar_one()
-
-    def search(self, query: SearchQuery) -> list[tuple[StoredVersion, list[Any]]]:
-        """One page (plus one row) of matches at ``query.at_seq``, each with its sort values."""
-        width = len(VERSION_COLUMNS)
-        with self._reading() as connection:
-            rows = connection.execute(compile_search(query)).all()
-        return [(_version(row[:width]), list(row[width:])) for row in rows]
-
-    def count(self, query: SearchQuery) -> int:
-        with self._reading() as connection:
-            return connection.execute(compile_search(query, counting=True)).scalar_one()
-
-    def explain(self, query: SearchQuery) -> tuple[str, list[str]]:
-        """The SQL a search runs and the database's plan for it (PostgreSQL: with actual timings)."""
-        engine = self.engines.reader
-        statement = compile_search(query)
-        sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
-        prefix = "EXPLAIN QUERY PLAN " if self.engines.dialect == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
-        with self._reading() as connection:
-            rows = connection.exec_driver_sql(prefix + sql).all()
-        plan = [" | ".join(str(v) for v in row) if self.engines.dialect == "sqlite" else row[0] for row in rows]
-        return sql, plan
-
-    def include(self, include: Include, sources: list[StoredVersion], at_seq: int, limit: int) -> list[StoredVersion]:
-        keys = [(s.res_type, s.res_id, s.pk) for s in sources]
-        if not keys:
-            return []
-        with self._reading() as connection:
-            rows = connection.execute(include_statement(include, keys, at_seq, limit)).all()  # type: ignore[arg-type]
-        return [_version(row) for row in rows]
+        with self.reading() as connection:
+            seq: int = connection.execute(select(CLOCK.c.seq).where(CLOCK.c.id == 1)).scalar_one()
+        return seq

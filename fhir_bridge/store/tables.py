@@ -203,7 +203,7 @@ INDEX_TABLES: dict[str, Table] = {
     "uri": URI,
     "composite": COMPOSITE,
 }
-RESOURCE = Resource.__table__
-VERSION = ResourceVersion.__table__
-CLOCK = CommitClock.__table__
-INFO = StoreInfo.__table__
+RESOURCE = SQLModel.metadata.tables["resource"]
+VERSION = SQLModel.metadata.tables["resource_version"]
+CLOCK = SQLModel.metadata.tables["commit_clock"]
+INFO = SQLModel.metadata.tables["store_info"]

@@ -6,6 +6,7 @@ edges) may import this module and nothing else of the store (the import contract
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,9 @@ def format_instant(micros: int) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+_FIELDS = 9  # StoredVersion's fields; store.schema.VERSION_COLUMNS selects them in this order
+
+
 @dataclass(frozen=True)
 class StoredVersion:
     """One version of one resource as stored."""
@@ -34,6 +38,11 @@ class StoredVersion:
     content: str | None
     method: str = ""
     pk: int | None = None
+
+    @classmethod
+    def of_row(cls, row: Sequence[Any]) -> StoredVersion:
+        """A version from a row that starts with ``store.schema.VERSION_COLUMNS`` (one per field, in order)."""
+        return cls(*row[:_FIELDS])
 
     @property
     def resource(self) -> dict[str, Any] | None:

@@ -1,0 +1,82 @@
+"""Reference search parameters: literal references (relative, absolute, canonical) and logical ones.
+
+Index rows: the target's type and id for a relative or absolute literal reference, the URL for an
+absolute or canonical one, and ``Reference.identifier`` (for ``:identifier``). The store also reads
+these rows: they are the links its referential integrity checks and compartments follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, FromClause, and_, or_
+
+from fhir_bridge.search.parameter_types.protocol import Entry
+from fhir_bridge.search.query import Criterion
+from fhir_bridge.spec.fhirpath import Item
+from fhir_bridge.spec.registry import SearchParameter
+
+COLUMN_DEFAULTS: Entry = {}
+
+
+def parse_reference(text: str) -> tuple[str | None, str | None]:
+    """(type, id) of a relative or absolute literal reference; (None, None) for others."""
+    path = text.split("?")[0]
+    if path.startswith(("#", "urn:")):
+        return None, None
+    parts = path.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2], parts[-1]
+    return None, None
+
+
+def entries(item: Item, parameter: SearchParameter | None = None) -> Iterator[Entry]:
+    value = item.value
+    text = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
+    identifier = value.get("identifier") if isinstance(value, dict) else None
+    if text is None and not identifier:
+        return
+    target_type, target_id = parse_reference(text) if text else (None, None)
+    if isinstance(value, dict) and target_type is None:
+        target_type = value.get("type")
+    yield {
+        "target_type": target_type,
+        "target_id": target_id,
+        "url": text if text and (target_id is None or "://" in text) else None,
+        "identifier_system": identifier.get("system") if identifier else None,
+        "identifier_value": identifier.get("value") if identifier else None,
+    }
+
+
+def _identifier_matches(table: FromClause, value: str) -> ColumnElement[bool]:
+    system, _, identifier = value.rpartition("|")
+    conditions = [table.c.identifier_value == identifier]
+    if system:
+        conditions.append(table.c.identifier_system == system)
+    return and_(*conditions)
+
+
+def _value_matches(table: FromClause, value: str, modifier: str | None) -> ColumnElement[bool]:
+    """``[Type/]id``, an absolute URL, or (``:identifier``) ``[system|]value``; a type modifier
+    (``subject:Patient=id``) names the target type of a bare id."""
+    if modifier == "identifier":
+        return _identifier_matches(table, value)
+    target_type, target_id = parse_reference(value) if "/" in value else (None, value)
+    if target_id is None:
+        return table.c.url == value
+    if "://" in value:
+        return or_(table.c.url == value, and_(table.c.target_type == target_type, table.c.target_id == target_id))
+    wanted_type = modifier if modifier and modifier[:1].isupper() else target_type
+    condition = table.c.target_id == target_id
+    return and_(condition, table.c.target_type == wanted_type) if wanted_type else condition
+
+
+def matches(table: FromClause, criterion: Criterion, values: Sequence[str]) -> ColumnElement[bool]:
+    return or_(*(_value_matches(table, value, criterion.modifier) for value in values))
+
+
+def sort_column(table: FromClause, descending: bool) -> ColumnElement[Any]:
+    return table.c.target_id

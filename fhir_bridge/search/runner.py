@@ -1,0 +1,75 @@
+"""Run searches: compiled here, executed through the store's read and write-session APIs.
+
+The store knows no search; the search package knows no connection handling. These functions are
+what the interactions (search sets, conditional writes), ``fhir-bridge explain`` and the
+benchmarks call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import distinct, func, select
+
+from fhir_bridge.search.compiler import compile_search
+from fhir_bridge.search.includes import include_statement
+from fhir_bridge.search.query import Include, SearchQuery
+from fhir_bridge.store.schema import REFERENCE, VERSION, VERSION_COLUMNS, index_valid
+from fhir_bridge.store.store import Store, StoredVersion, WriteSession
+
+_WIDTH = len(VERSION_COLUMNS)
+
+
+def search_page(store: Store, query: SearchQuery) -> list[tuple[StoredVersion, list[Any]]]:
+    """One page (plus one row) of matches at ``query.at_seq``, each with its sort values."""
+    return [(StoredVersion.of_row(row), list(row[_WIDTH:])) for row in store.rows(compile_search(query))]
+
+
+def count_matches(store: Store, query: SearchQuery) -> int:
+    """How many resources match ``query`` at ``query.at_seq``."""
+    count: int = store.scalar(compile_search(query, counting=True))
+    return count
+
+
+def explain_plan(store: Store, query: SearchQuery) -> tuple[str, list[str]]:
+    """The SQL of ``query``'s first page and the database's plan for it."""
+    return store.explain(compile_search(query))
+
+
+def included(
+    store: Store, include: Include, sources: list[StoredVersion], at_seq: int, limit: int
+) -> list[StoredVersion]:
+    """What one ``_include``/``_revinclude`` adds for ``sources`` (at most ``limit``)."""
+    keys = [(s.res_type, s.res_id, s.pk) for s in sources]
+    if not keys:
+        return []
+    return [StoredVersion.of_row(row) for row in store.rows(include_statement(include, keys, at_seq, limit))]
+
+
+def find_in_session(session: WriteSession, query: SearchQuery, limit: int = 2) -> list[StoredVersion]:
+    """Current resources matching ``query`` as the write transaction ``session`` sees them
+    (its own writes included), for conditional writes; at most ``limit``."""
+    query.at_seq = session.last_seq
+    statement = compile_search(query).limit(limit)
+    return [StoredVersion.of_row(row) for row in session.rows(statement)]
+
+
+def count_distinct_targets(store: Store, query: SearchQuery, parameter: str, target_type: str) -> int:
+    """How many distinct ``target_type`` resources the matches of ``query`` point at by ``parameter``.
+
+    E.g. the distinct subject Patients of the ImagingStudies matching a search: a FHIR search counts
+    the studies, not the patients they are about (``Patient?_has:...`` would accept a patient whose
+    two criteria are met by different studies). Federated search publishes counts resting on it.
+    """
+    assert query.resource_type is not None and query.at_seq is not None
+    matching = compile_search(query, counting=True).with_only_columns(VERSION.c.res_pk)
+    target = REFERENCE.alias("target")
+    statement = select(func.count(distinct(target.c.target_id))).where(
+        target.c.res_pk.in_(matching),
+        target.c.res_type == query.resource_type,
+        target.c.param == parameter,
+        target.c.target_type == target_type,
+        index_valid(target, query.at_seq),
+    )
+    count: int = store.scalar(statement)
+    return count
