@@ -77,8 +77,9 @@ class Scope:
             VERSION.c.deleted.is_(deleted),
             VERSION.c.res_pk > after_pk,
         ]
-        if self.request.since is not None:
-            conditions.append(VERSION.c.last_updated >= self.request.since)
+        if self.request.since is not None:  # Bulk Data IG: resources updated *after* _since (exclusive), so a
+            # previous export's transactionTime as _since does not export that commit's resources again
+            conditions.append(VERSION.c.last_updated > self.request.since)
         compartment = self.compartment(resource_type, deleted)
         if compartment is not None:
             conditions.append(compartment)
@@ -116,7 +117,7 @@ def deleted_batch(
     connection: Connection, scope: Scope, resource_type: str, after_pk: int, limit: int
 ) -> list[tuple[int, str, int, int]]:
     """(pk, id, version, lastUpdated) of resources of ``resource_type`` deleted (as of the
-    export's commit) at or after ``_since``, in the export's compartments."""
+    export's commit) after ``_since``, in the export's compartments."""
     statement = (
         select(VERSION.c.res_pk, VERSION.c.res_id, VERSION.c.version, VERSION.c.last_updated)
         .where(*scope.conditions(resource_type, True, after_pk))
