@@ -489,7 +489,7 @@ def _compartment_condition(query: SearchQuery, at_seq: int) -> ColumnElement[boo
     compartment = query.compartment
     assert compartment is not None
     links = patient_compartment()
-    types = [query.resource_type] if query.resource_type else list(links)
+    types = [query.resource_type] if query.resource_type else list(query.types or links)
     conditions = []
     for resource_type in types:
         parameters = [p for p in links.get(resource_type, []) if p != "{def}"]
@@ -563,6 +563,8 @@ def compile_search(query: SearchQuery, *, counting: bool = False) -> Select[Any]
     conditions: list[ColumnElement[bool]] = [version_valid(at_seq), VERSION.c.deleted.is_(False)]
     if query.resource_type:
         conditions.append(VERSION.c.res_type == query.resource_type)
+    elif query.types:
+        conditions.append(VERSION.c.res_type.in_(query.types))
     if query.compartment:
         conditions.append(_compartment_condition(query, at_seq))
     conditions += _clause_conditions(query, at_seq)
