@@ -124,7 +124,8 @@ def _count(value: int) -> Literal:
 @cache
 def _dicom_meanings() -> dict[str, str]:
     """Code meanings of the DICOM Controlled Terminology (DCM), from pydicom's copy of PS3.16."""
-    return {code: meaning for entry in dicom_concepts["DCM"].values() for code, (meaning, _cids) in entry.items()}
+    entries: dict[str, dict[str, tuple[str, list[int]]]] = dicom_concepts["DCM"]  # type: ignore[assignment]
+    return {code: meaning for entry in entries.values() for code, (meaning, _cids) in entry.items()}
 
 
 class DescriptionBuilder:
