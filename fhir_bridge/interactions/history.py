@@ -2,8 +2,9 @@
 
 The first page pins the history to the newest commit (``top``); every later page, and the ``first``,
 ``previous``, ``next`` and ``last`` links (http.html#history, bundle.html#paging), carry it in their
-signed cursor, so ``total`` and the pages agree however much is written while a client pages. Each link
-costs one indexed query on ``seq``.
+signed cursor, so ``total`` and the pages agree however much is written while a client pages. The
+total and the last page's position are worked out on the first page and carried in the cursor too,
+so a later page costs its own query and, for ``previous``, one indexed query on ``seq``.
 """
 
 from __future__ import annotations
@@ -84,25 +85,28 @@ def history_bundle(
     rows = pages.newest(before, count + 1)
     has_next = len(rows) > count
     rows = rows[:count]
-    total = pages.total()
+    # counted once, on the first page: the later pages carry the total (and the last page's position)
+    total = int(position["total"]) if "total" in position else pages.total()
     path = "/".join(p for p in (base, resource_type, resource_id) if p) + "/_history"
     plain = [(k, v) for k, v in parameters if k != "_cursor"]
+    pinned = {"top": top, "total": total}
+    if count and total > count:
+        last_page = pages.oldest(0, total % count or count) if "last" not in position else []
+        pinned["last"] = int(position["last"]) if "last" in position else last_page[-1].seq + 1
 
     def link(relation: str, before_seq: int) -> dict[str, str]:
-        cursor = signer.encode({"seq": before_seq, "top": top})
+        cursor = signer.encode({"seq": before_seq, **pinned})
         return {"relation": relation, "url": page_url(path, [*plain, ("_cursor", cursor)])}
 
     links = [{"relation": "self", "url": page_url(path, parameters)}]
-    if count and total > count:
+    if "last" in pinned:
         links.append(link("first", top + 1))
         newer = pages.oldest(rows[0].seq if rows else before - 1, count) if before <= top else []
         if newer:
             links.append(link("previous", newer[-1].seq + 1))
         if has_next and rows:
             links.append(link("next", rows[-1].seq))
-        last_page = pages.oldest(0, total % count or count)
-        if last_page:
-            links.append(link("last", last_page[-1].seq + 1))
+        links.append(link("last", pinned["last"]))
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
