@@ -71,7 +71,7 @@ def _interactions(request: Request) -> FhirInteractions:
     return services(request).interactions
 
 
-async def _json_body(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
     require_json_body(request)
     return parse_json(await read_body(request))
 
@@ -126,7 +126,7 @@ router = APIRouter(default_response_class=FhirJsonResponse)
 
 
 @router.post("/", summary="batch or transaction Bundle", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
-def bundle(request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)) -> Response:
+def bundle(request: Request, body: Any = Depends(json_body), view: Presentation = Depends(presentation)) -> Response:
     require(request, bundle_needs(body))
     if isinstance(body, dict) and body.get("type") in ("batch", "transaction"):
         annotate(request, interaction=body["type"])
@@ -187,7 +187,7 @@ def history_type(resource_type: str, request: Request, view: Presentation = Depe
     responses=WRITE_RESPONSES,
 )
 def create(
-    resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
+    resource_type: str, request: Request, body: Any = Depends(json_body), view: Presentation = Depends(presentation)
 ) -> Response:
     if_none_exist = request.headers.get("if-none-exist")
     if criteria := query_parameters(request):  # POST Type?criteria (fhirpy's create/get_or_create, Aidbox)
@@ -205,7 +205,7 @@ def create(
 
 @router.put("/{resource_type}", summary="conditional update", openapi_extra=JSON_BODY, responses=WRITE_RESPONSES)
 def conditional_update(
-    resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
+    resource_type: str, request: Request, body: Any = Depends(json_body), view: Presentation = Depends(presentation)
 ) -> Response:
     outcome = _interactions(request).conditional_update(
         resource_type, request.url.query, body, request.headers.get("if-match")
@@ -257,7 +257,7 @@ def update(
     resource_type: str,
     resource_id: str,
     request: Request,
-    body: Any = Depends(_json_body),
+    body: Any = Depends(json_body),
     view: Presentation = Depends(presentation),
 ) -> Response:
     outcome = _interactions(request).update(resource_type, resource_id, body, request.headers.get("if-match"))

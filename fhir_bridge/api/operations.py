@@ -5,38 +5,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from fhir_bridge.api.access import require
 from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services
-from fhir_bridge.api.fhir import FHIR_RESPONSES, FhirJsonResponse
+from fhir_bridge.api.fhir import FHIR_RESPONSES, FhirJsonResponse, json_body
 from fhir_bridge.api.rendering import Presentation, presentation, render, require_json_body
 from fhir_bridge.interactions.operations import FhirOperations
 from fhir_bridge.security.policy import validate_needs
 from fhir_bridge.spec.validation import parse_json
 
-PARAMETERS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/fhir+json": {"schema": {"type": "object", "description": "A Parameters resource"}}},
-    }
-}
-RESOURCE_BODY = {
-    "requestBody": {
-        "required": False,
-        "content": {
-            "application/fhir+json": {
-                "schema": {
-                    "type": "object",
-                    "description": "The resource, or a Parameters resource (resource, mode, profile)",
-                }
-            }
-        },
-    }
-}
 
+def _body(description: str, *, required: bool) -> dict[str, Any]:
+    """The OpenAPI request body of an operation: FHIR JSON."""
+    schema = {"type": "object", "description": description}
+    return {"requestBody": {"required": required, "content": {"application/fhir+json": {"schema": schema}}}}
+
+
+PARAMETERS_BODY = _body("A Parameters resource", required=True)
+RESOURCE_BODY = _body("The resource, or a Parameters resource (resource, mode, profile)", required=False)
 router = APIRouter(default_response_class=FhirJsonResponse)
 
 
@@ -118,41 +108,31 @@ def meta_version(
     return render(_operations(request).meta(resource_type, resource_id, version_id), 200, view)
 
 
-async def _parameters_body(request: Request) -> Any:
-    require_json_body(request)
-    return parse_json(await read_body(request))
+def _meta_change(add: bool) -> Callable[..., Response]:
+    """The route of ``$meta-add`` (``add``) or ``$meta-delete``: a new version with meta changed."""
+
+    def change(
+        resource_type: str,
+        resource_id: str,
+        request: Request,
+        body: Any = Depends(json_body),
+        view: Presentation = Depends(presentation),
+    ) -> Response:
+        return render(_operations(request).change_meta(resource_type, resource_id, body, add=add), 200, view)
+
+    return change
 
 
-@router.post(
-    "/{resource_type}/{resource_id}/$meta-add",
-    summary="$meta-add: add tags, security labels, profiles (a new version)",
-    openapi_extra=PARAMETERS_BODY,
-    responses=FHIR_RESPONSES,
-)
-def meta_add(
-    resource_type: str,
-    resource_id: str,
-    request: Request,
-    body: Any = Depends(_parameters_body),
-    view: Presentation = Depends(presentation),
-) -> Response:
-    return render(_operations(request).change_meta(resource_type, resource_id, body, add=True), 200, view)
-
-
-@router.post(
-    "/{resource_type}/{resource_id}/$meta-delete",
-    summary="$meta-delete: remove tags, security labels, profiles (a new version)",
-    openapi_extra=PARAMETERS_BODY,
-    responses=FHIR_RESPONSES,
-)
-def meta_delete(
-    resource_type: str,
-    resource_id: str,
-    request: Request,
-    body: Any = Depends(_parameters_body),
-    view: Presentation = Depends(presentation),
-) -> Response:
-    return render(_operations(request).change_meta(resource_type, resource_id, body, add=False), 200, view)
+for _name, _add, _what in (("meta-add", True, "add"), ("meta-delete", False, "remove")):
+    router.add_api_route(
+        f"/{{resource_type}}/{{resource_id}}/${_name}",
+        _meta_change(_add),
+        methods=["POST"],
+        name=_name.replace("-", "_"),
+        summary=f"${_name}: {_what} tags, security labels, profiles (a new version)",
+        openapi_extra=PARAMETERS_BODY,
+        responses=FHIR_RESPONSES,
+    )
 
 
 @router.get(
