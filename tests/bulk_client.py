@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from tests.fhir_json import check_response
+
 POLL_LIMIT_S = 60.0
 MAX_WAIT_S = 0.2  # Retry-After is honoured up to this, to keep tests quick
 
@@ -150,4 +152,4 @@ def populate(client: Any) -> Population:
 
 def live(base_url: str) -> httpx.Client:
     """A client for a live server whose FHIR base is ``base_url`` (paths start with /fhir)."""
-    return httpx.Client(base_url=base_url.removesuffix("/fhir"), timeout=30)
+    return httpx.Client(base_url=base_url.removesuffix("/fhir"), timeout=30, event_hooks={"response": [check_response]})

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from fhir_bridge import Settings, create_app
+from tests.fhir_json import check_response
 
 POSTGRES_URL = os.environ.get("FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # The test site's pseudonym secret. The service refuses to start without one (pseudonymisation is on by
@@ -90,7 +91,9 @@ def app(settings: Settings) -> Iterator[FastAPI]:
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
+    """The app in-process; every FHIR JSON response is checked for empty arrays, objects, strings (json.html)."""
     with TestClient(app, base_url="http://testserver") as test_client:
+        test_client.event_hooks = {"request": [], "response": [check_response]}
         yield test_client
 
 
@@ -167,5 +170,6 @@ def secured(database_url: str, client_keys: dict) -> Iterator[TestClient]:
     for client_id, scope in SCOPES.items():
         registry.add(client_id, scope, jwks=client_keys[client_id].jwks(), jwks_url=None)
     with TestClient(application, base_url="http://testserver") as test_client:
+        test_client.event_hooks = {"request": [], "response": [check_response]}
         yield test_client
     application.state.services.close()

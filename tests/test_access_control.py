@@ -327,3 +327,54 @@ def test_access_control_is_on_unless_switched_off_and_off_is_logged(
         assert client.get("/fhir/Patient").status_code == 200
         assert "security" not in client.get("/fhir/metadata").json()["rest"][0]
     open_app.state.services.close()
+
+
+def test_a_system_search_with_type_needs_search_on_those_types_and_sees_only_them(
+    secured: TestClient, client_keys: dict[str, ClientKey]
+) -> None:
+    """The search a client runs is authorised as its search: _type=Patient needs Patient.s, and then
+    finds Patients only (it used to be ignored, so a Patient reader saw every type)."""
+    writer = headers_for(secured, client_keys, "writer")
+    patient_id = _patient(secured, writer)
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    assert secured.post("/fhir/Observation", json=observation, headers=writer).status_code == 201
+    reader = headers_for(secured, client_keys, "reader")
+    found = secured.get("/fhir", params={"_type": "Patient"}, headers=reader)
+    assert found.status_code == 200
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [patient_id]
+    assert secured.get("/fhir", params={"_type": "Observation"}, headers=reader).status_code == 403
+    assert secured.head("/fhir", headers=reader).status_code == 403  # HEAD is the search, without a body
+    assert secured.head("/fhir", params={"_type": "Patient"}, headers=reader).status_code == 200
+
+
+def test_operations_need_what_they_read_write_or_search(secured: TestClient, client_keys: dict[str, ClientKey]) -> None:
+    """$everything: read of the Patient and search of its compartment (of the _types); $meta: read;
+    $meta-add/$meta-delete: update; $validate with a mode: what that write needs."""
+    writer = headers_for(secured, client_keys, "writer")
+    patient_id = _patient(secured, writer)
+    reader = headers_for(secured, client_keys, "reader")
+    imaging = headers_for(secured, client_keys, "imaging-reader")
+    everything = f"/fhir/Patient/{patient_id}/$everything"
+    assert secured.get(everything, headers=reader).status_code == 403  # every type's search: */s
+    assert secured.get(everything, params={"_type": "ImagingStudy"}, headers=reader).status_code == 200
+    assert secured.get(everything, params={"_type": "ImagingStudy"}, headers=imaging).status_code == 403
+    assert secured.get(everything, headers=writer).status_code == 200
+    assert secured.get(f"/fhir/Patient/{patient_id}/$meta", headers=reader).status_code == 200
+    assert secured.get("/fhir/Patient/$meta", headers=imaging).status_code == 403
+    assert secured.get("/fhir/ImagingStudy/$meta", headers=imaging).status_code == 200
+    assert secured.get("/fhir/$meta", headers=reader).status_code == 403  # every type: */r
+    tag = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [{"code": "x"}]}}]}
+    refused = secured.post(f"/fhir/Patient/{patient_id}/$meta-add", json=tag, headers=reader)
+    assert refused.status_code == 403 and "system/Patient.u" in _outcome(refused)
+    assert secured.post(f"/fhir/Patient/{patient_id}/$meta-add", json=tag, headers=writer).status_code == 200
+    resource = {"resourceType": "Patient"}
+    assert secured.post("/fhir/Patient/$validate", json=resource, headers=reader).status_code == 200
+    create_mode = secured.post("/fhir/Patient/$validate?mode=create", json=resource, headers=reader)
+    assert create_mode.status_code == 403 and "system/Patient.c" in _outcome(create_mode)
+    as_parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": resource}, {"name": "mode", "valueCode": "create"}],
+    }
+    assert secured.post("/fhir/Patient/$validate", json=as_parameters, headers=reader).status_code == 403
+    delete_mode = secured.post(f"/fhir/Patient/{patient_id}/$validate?mode=delete", headers=reader)
+    assert delete_mode.status_code == 403

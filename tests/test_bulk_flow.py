@@ -155,7 +155,7 @@ def test_smart_fetch_since_and_group_exports(http, live_server: str, tmp_path: P
     since = _smart_fetch(
         live_server, tmp_path / "since", "--type", "Observation", "--since", before, "--since-mode", "updated"
     )
-    # a harvester's incremental pull: what changed from ``before`` on (inclusive), and what was deleted
+    # a harvester's incremental pull: what changed after ``before`` (exclusive, the IG), and what was deleted
     changed = {orjson.loads(line)["id"] for line in since["Observation.001.ndjson"]}
     assert later in changed and dropped not in changed
     assert population.observations[p2][0] not in changed

@@ -82,12 +82,33 @@ def test_capability_statement_announces_bulk_export(client) -> None:
     statement = client.get("/fhir/metadata").json()
     assert "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data" in statement["instantiates"]
     (rest,) = statement["rest"]
-    definitions = {"system": rest["operation"][0]["definition"]}
+    definitions = {"system": next(o["definition"] for o in rest["operation"] if o["name"] == "export")}
     for resource in rest["resource"]:
-        if "operation" in resource:
-            definitions[resource["type"]] = resource["operation"][0]["definition"]
+        for operation in resource.get("operation", []):
+            if operation["name"] == "export":
+                definitions[resource["type"]] = operation["definition"]
     assert {k: v.rsplit("/", 1)[1] for k, v in definitions.items()} == {
         "system": "export",
         "Patient": "patient-export",
         "Group": "group-export",
     }
+
+
+def test_since_is_exclusive_so_the_previous_transaction_time_exports_only_later_changes(client, app) -> None:
+    """Bulk Data IG (export, _since): resources updated *after* the instant. A harvester that passes the
+    previous export's transactionTime as _since gets what changed since, not that commit again."""
+    try:
+        first = create(client, patient("Before"))
+        previous = run_export(client, "/fhir/$export?_type=Patient")
+        assert [orjson.loads(line)["id"] for line in previous.lines("output", "Patient")] == [first["id"]]
+        since = previous.manifest["transactionTime"]
+        assert (
+            client.get("/fhir/_history", params={"_count": 1}).json()["entry"][0]["response"]["lastModified"] == since
+        )
+        nothing_new = run_export(client, f"/fhir/$export?_type=Patient&_since={since}")
+        assert nothing_new.lines("output") == []
+        later = create(client, patient("After"))
+        incremental = run_export(client, f"/fhir/$export?_type=Patient&_since={since}")
+        assert [orjson.loads(line)["id"] for line in incremental.lines("output", "Patient")] == [later["id"]]
+    finally:
+        app.state.services.bulk_exports.worker.stop()

@@ -50,7 +50,7 @@ def test_transaction_is_all_or_nothing(client):
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"][0].startswith("Bundle.entry[1].resource")
     assert total(client, "/fhir/Patient") == 0
-    assert client.get("/fhir/_history").json()["entry"] == []
+    assert "entry" not in client.get("/fhir/_history").json()
 
 
 def test_transaction_failing_in_the_database_phase_leaves_nothing(client):
@@ -158,3 +158,33 @@ def test_posting_something_else_than_a_bundle_to_the_base_is_400(client):
         "entry": [{"request": {"method": "FETCH", "url": "Patient"}}],
     }
     assert client.post("/fhir", json=bad_entry).json()["issue"][0]["expression"] == ["Bundle.entry[0].request"]
+
+
+def test_response_entries_that_carry_a_resource_have_its_full_url(client):
+    """bundle.html: an entry with a resource has a fullUrl; in transaction- and batch-responses too (a
+    search answered in a batch is a Bundle without a URL of its own: its id as a urn:uuid)."""
+    created = client.post("/fhir/Patient", json=patient("i")).json()
+    result = client.post("/fhir", json=transaction(post(patient("j")))).json()
+    (entry,) = result["entry"]
+    assert entry["fullUrl"] == f"http://testserver/fhir/{entry['response']['location'].split('/_history')[0]}"
+    assert entry["fullUrl"].endswith(f"/{entry['resource']['id']}")
+    batch = client.post(
+        "/fhir",
+        json=transaction(
+            {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
+            {"request": {"method": "GET", "url": "Patient?identifier=urn:oid:1.2.3.4|i"}},
+            post(patient("k")),
+            kind="batch",
+        ),
+    ).json()
+    read, search, write = batch["entry"]
+    assert read["fullUrl"] == f"http://testserver/fhir/Patient/{created['id']}"
+    assert search["fullUrl"] == f"urn:uuid:{search['resource']['id']}"
+    assert write["fullUrl"].endswith(f"/Patient/{write['resource']['id']}")
+
+
+def test_an_empty_batch_answers_a_response_without_entries(client):
+    """json.html: no empty arrays, so an empty batch-response has no entry element."""
+    result = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch"}).json()
+    assert result["type"] == "batch-response"
+    assert "entry" not in result

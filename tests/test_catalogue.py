@@ -215,8 +215,16 @@ def test_writes_show_at_once_without_a_cache_window(catalogue_client: TestClient
 
     assert individuals() == 12
     catalogue_client.put("/fhir/Patient/p12", json={"resourceType": "Patient", "id": "p12"})
+    assert individuals() == 12  # no imaging study: not an individual of the imaging dataset
+    study = {
+        "resourceType": "ImagingStudy",
+        "id": "s12",
+        "status": "available",
+        "subject": {"reference": "Patient/p12"},
+    }
+    catalogue_client.put("/fhir/ImagingStudy/s12", json=study)
     assert individuals() == 13
-    catalogue_client.delete("/fhir/Patient/p12")
+    catalogue_client.delete("/fhir/ImagingStudy/s12")
     assert individuals() == 12
 
 

@@ -105,8 +105,10 @@ def test_conditional_operations_without_criteria_are_400(client):
 
 
 @pytest.mark.slow
-def test_twenty_concurrent_conditional_creates_make_exactly_one_resource(live_server):
-    """20 clients race to create the same identifier: one 201, nineteen 200 naming the same id."""
+@pytest.mark.parametrize("criteria_in", ["header", "url"])
+def test_twenty_concurrent_conditional_creates_make_exactly_one_resource(live_server, criteria_in):
+    """20 clients race to create the same identifier: one 201, nineteen 200 naming the same id; with the
+    criteria in If-None-Exist or in the URL (POST Patient?identifier=..., as fhirpy and Aidbox send)."""
     clients = 20
     barrier = Barrier(clients)
 
@@ -114,6 +116,8 @@ def test_twenty_concurrent_conditional_creates_make_exactly_one_resource(live_se
         with httpx.Client(base_url=live_server, timeout=60) as http:
             http.get("/metadata")  # open the connection before the race starts
             barrier.wait()
+            if criteria_in == "url":
+                return http.post("/Patient", params={"identifier": f"{SYSTEM}|racer"}, json=patient("racer"))
             return http.post(
                 "/Patient",
                 json=patient("racer"),
@@ -134,3 +138,25 @@ def test_if_none_exist_may_repeat_the_type(client):
     first = client.post("/fhir/Patient", json=patient("p8"), headers=criteria)
     second = client.post("/fhir/Patient", json=patient("p8"), headers=criteria)
     assert (first.status_code, second.status_code) == (201, 200)
+
+
+def test_conditional_create_takes_its_criteria_from_the_url_too(client):
+    """POST [type]?criteria (fhirpy's create(**search) and get_or_create, Aidbox) is If-None-Exist."""
+    first = client.post("/fhir/Patient", params={"identifier": f"{SYSTEM}|u1"}, json=patient("u1"))
+    second = client.post("/fhir/Patient", params={"identifier": f"{SYSTEM}|u1"}, json=patient("u1", gender="male"))
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json() == first.json()
+    assert count(client, f"identifier={SYSTEM}|u1") == 1
+    client.post("/fhir/Patient", json=patient("u2"))
+    client.post("/fhir/Patient", json=patient("u2"))
+    assert client.post("/fhir/Patient", params={"identifier": f"{SYSTEM}|u2"}, json=patient("u2")).status_code == 412
+    unknown = client.post("/fhir/Patient", params={"shoe-size": "42"}, json=patient("u3"))
+    assert unknown.status_code == 400
+    assert unknown.json()["issue"][0]["expression"] == ["shoe-size"]
+    both = client.post(
+        "/fhir/Patient",
+        params={"identifier": f"{SYSTEM}|u4"},
+        json=patient("u4"),
+        headers={"If-None-Exist": f"identifier={SYSTEM}|u4"},
+    )
+    assert both.status_code == 400

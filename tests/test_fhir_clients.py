@@ -404,7 +404,7 @@ def test_fhirclient_pages_through_every_patient_exactly_once(smart: FHIRClient) 
     assert len(set(seen)) == len(seen) == PAGED
     assert set(seen) == created
     assert all(entry.search.mode == "match" for page in pages for entry in page.entry)
-    assert [link.relation for link in pages[-1].link] == ["self"]  # the last page has no next link
+    assert "next" not in [link.relation for link in pages[-1].link]  # the last page has no next link
     resources = list(itertools.islice(search.perform_resources_iter(smart.server), MAX_ITEMS))
     assert sorted(r.id for r in resources) == sorted(created)
 
@@ -426,3 +426,70 @@ def test_fhirclient_follows_history_next_links_through_every_version(smart: FHIR
     assert [entry.resource.meta.versionId for page in pages for entry in page.entry] == ["5", "4", "3", "2", "1"]
     genders = [entry.resource.gender for page in pages for entry in page.entry]
     assert genders == ["male", "unknown", "other", "female", "male"]
+
+
+# fhirpy: conditional create from search parameters, get_or_create, patch, conditional patch, is_valid ------
+def test_fhirpy_create_with_search_parameters_creates_once(fhirpy_client: SyncFHIRClient) -> None:
+    """fhirpy's resource.create(**search) POSTs Patient?identifier=...: a conditional create (If-None-Exist)."""
+    data = _patient()
+    data["identifier"] = [{"system": TEST_SYSTEM, "value": "fhirpy-create"}]
+    first = fhirpy_client.resource("Patient", **data)
+    first.create(identifier=f"{TEST_SYSTEM}|fhirpy-create")
+    second = fhirpy_client.resource("Patient", **dict(data, gender="female"))
+    second.create(identifier=f"{TEST_SYSTEM}|fhirpy-create")
+
+    assert first.id and second.id == first.id
+    assert second["gender"] == "male"  # the existing Patient, not the one sent
+    found = fhirpy_client.resources("Patient").search(identifier=f"{TEST_SYSTEM}|fhirpy-create").fetch()
+    assert [p.id for p in found] == [first.id]
+
+
+def test_fhirpy_get_or_create_with_search_parameters(fhirpy_client: SyncFHIRClient) -> None:
+    data = _patient()
+    data["identifier"] = [{"system": TEST_SYSTEM, "value": "fhirpy-goc"}]
+    search = fhirpy_client.resources("Patient").search(identifier=f"{TEST_SYSTEM}|fhirpy-goc")
+
+    made, created = search.get_or_create(fhirpy_client.resource("Patient", **data))
+    again, created_again = search.get_or_create(fhirpy_client.resource("Patient", **data))
+
+    assert (created, created_again) == (True, False)
+    assert again.id == made.id
+    assert search.count() == 1
+
+
+def test_fhirpy_patch_sends_a_merge_patch(fhirpy_client: SyncFHIRClient) -> None:
+    """fhirpy's patch() sends the changed fields as a JSON object (application/json): a JSON Merge Patch,
+    null removing an element."""
+    patient = fhirpy_client.resource("Patient", **_patient())
+    patient.save()
+    patient.patch(active=False)
+    assert patient["meta"]["versionId"] == "2"
+
+    patched = fhirpy_client.reference("Patient", patient.id).patch(gender="female", birthDate=None)
+
+    assert patched["gender"] == "female" and "birthDate" not in patched
+    read = fhirpy_client.reference("Patient", patient.id).to_resource()
+    assert (read["active"], read["gender"], read["meta"]["versionId"]) == (False, "female", "3")
+    assert read["name"][0]["family"] == "Chalmers"  # untouched
+
+
+def test_fhirpy_conditional_patch_changes_the_single_match(fhirpy_client: SyncFHIRClient) -> None:
+    data = _patient()
+    data["identifier"] = [{"system": TEST_SYSTEM, "value": "fhirpy-patch"}]
+    fhirpy_client.resource("Patient", **data).save()
+    search = fhirpy_client.resources("Patient").search(identifier=f"{TEST_SYSTEM}|fhirpy-patch")
+
+    patched = search.patch(active=False)
+
+    assert patched["active"] is False
+    assert search.get()["active"] is False
+    fhirpy_client.resource("Patient", **data).save()  # now two match: the server refuses (412)
+    with pytest.raises(MultipleResourcesFound):
+        search.patch(active=True)
+
+
+def test_fhirpy_is_valid_asks_validate(fhirpy_client: SyncFHIRClient) -> None:
+    """fhirpy's is_valid() POSTs the resource to [type]/$validate and reads the OperationOutcome."""
+    assert fhirpy_client.resource("Patient", **_patient()).is_valid() is True
+    assert fhirpy_client.resource("Patient", birthDate="next Tuesday").is_valid() is False
+    assert fhirpy_client.resources("Patient").count() == 0  # validation wrote nothing

@@ -82,3 +82,43 @@ def test_tampered_history_cursor_is_400(client):
     response = client.get(tampered)
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["_cursor"]
+
+
+def _links(bundle: dict) -> dict[str, str]:
+    return {link["relation"]: link["url"] for link in bundle["link"]}
+
+
+def test_history_has_a_total_and_first_previous_next_last_links(client):
+    """bundle.html#paging and http.html#history: total, and the paging links, all as of the first page's
+    commit: versions written while paging are in none of the pages and do not change the total."""
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "male"}).json()
+    url = f"/fhir/Patient/{created['id']}"
+    for gender in ("female", "other", "unknown", "male", "female", "other"):
+        client.put(url, json=dict(created, gender=gender))
+    first = client.get(f"{url}/_history", params={"_count": 3}).json()
+    assert first["total"] == 7
+    assert set(_links(first)) == {"self", "first", "next", "last"}  # no previous page before the first
+    client.put(url, json=dict(created, gender="unknown"))  # version 8: after the history was pinned
+    pages = [first]
+    while "next" in _links(pages[-1]) and len(pages) < 5:
+        pages.append(client.get(_links(pages[-1])["next"]).json())
+    versions = [[e["response"]["etag"] for e in page["entry"]] for page in pages]
+    assert versions == [['W/"7"', 'W/"6"', 'W/"5"'], ['W/"4"', 'W/"3"', 'W/"2"'], ['W/"1"']]
+    assert all(page["total"] == 7 for page in pages)
+    last = client.get(_links(first)["last"]).json()
+    assert [e["response"]["etag"] for e in last["entry"]] == ['W/"1"']
+    back = client.get(_links(last)["previous"]).json()
+    assert [e["response"]["etag"] for e in back["entry"]] == ['W/"4"', 'W/"3"', 'W/"2"']
+    again = client.get(_links(back)["first"]).json()
+    assert [e["response"]["etag"] for e in again["entry"]] == ['W/"7"', 'W/"6"', 'W/"5"']
+    fresh = client.get(f"{url}/_history", params={"_count": 3}).json()
+    assert fresh["total"] == 8 and fresh["entry"][0]["response"]["etag"] == 'W/"8"'
+
+
+def test_a_history_on_one_page_has_a_total_and_no_paging_links(client):
+    patient_id = make_versions(client)
+    bundle = client.get(f"/fhir/Patient/{patient_id}/_history").json()
+    assert bundle["total"] == 3
+    assert set(_links(bundle)) == {"self"}
+    empty = client.get("/fhir/Observation/_history").json()
+    assert empty["total"] == 0 and "entry" not in empty

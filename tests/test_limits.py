@@ -341,10 +341,9 @@ def test_a_chain_over_every_type_its_references_may_name_is_400(client: TestClie
     message = _too_costly(client, f"/fhir/Provenance?{chain}=x", chain)
     assert f"more than {MAX_CHAIN_CONDITIONS} conditions" in message and "subject:Patient.name" in message
     assert "more than" in _too_costly(client, "/fhir/Provenance?target.subject.name=a,b", "target.subject.name")
-    assert _search(client, "/fhir/Provenance?target.subject.name=x")["entry"] == []
-    assert (
-        _search(client, "/fhir/Provenance?target:Observation.subject:Patient.general-practitioner.name=x")["entry"]
-        == []
+    assert "entry" not in _search(client, "/fhir/Provenance?target.subject.name=x")  # json.html: no empty arrays
+    assert "entry" not in _search(
+        client, "/fhir/Provenance?target:Observation.subject:Patient.general-practitioner.name=x"
     )
 
 
@@ -363,7 +362,7 @@ def test_or_values_are_limited_to_max_or_values(client: TestClient) -> None:
     assert "5 comma-separated values" in _too_costly(
         client, "/fhir/Patient?gender=male,other,unknown,x,female", "gender"
     )
-    assert _search(client, "/fhir/Patient?name=a\\,b,c\\,d,e,f\\,g")["entry"] == []  # escaped commas separate nothing
+    assert "entry" not in _search(client, "/fhir/Patient?name=a\\,b,c\\,d,e,f\\,g")  # escaped commas separate nothing
     assert "5 comma-separated" in _too_costly(client, "/fhir/Patient?_sort=gender,birthdate,name,_id,-_lastUpdated")
     conditional = client.put("/fhir/Patient?gender=a,b,c,d,e", json={"resourceType": "Patient"})
     assert conditional.status_code == 400 and conditional.json()["issue"][0]["code"] == "too-costly"

@@ -27,7 +27,7 @@ def loaded(client):
 
 def ids(client, query: str, resource_type: str = "Patient") -> list[str]:
     bundle = client.get(f"/fhir/{resource_type}?{query}").json()
-    return sorted(e["resource"]["id"] for e in bundle["entry"] if e.get("search", {}).get("mode") == "match")
+    return sorted(e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == "match")
 
 
 @pytest.mark.parametrize(
@@ -252,9 +252,10 @@ def test_bad_count_is_400_and_large_count_is_capped(loaded):
     assert len(bundle["entry"]) == 2
 
 
-def test_search_of_unknown_type_is_400(client):
+def test_search_of_unknown_type_is_404(client):
+    """http.html: a resource type the server does not know answers 404."""
     response = client.get("/fhir/Spaceship?name=x")
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert "Spaceship" in response.json()["issue"][0]["diagnostics"]
 
 
@@ -332,3 +333,32 @@ def test_a_bounded_date_range_finds_wide_values_too(settings) -> None:  # type: 
     with TestClient(restarted) as client:
         assert ids(client, march, "ImagingStudy") == ["march", "year"]
     restarted.state.services.close()
+
+
+def test_system_search_type_keeps_the_named_types_only(client):
+    """search.html#_type: a system search with _type matches resources of those types only; a name that
+    is no resource type is a 400, never a search of every type."""
+    patient = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()
+    client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "x"})
+    found = client.get("/fhir", params={"_type": "Patient"}).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [patient["id"]]
+    both = client.get("/fhir", params={"_type": "Patient,Organization", "_total": "accurate"}).json()
+    assert both["total"] == 2
+    assert client.get("/fhir", params={"_type": "Patient,NotAType"}).status_code == 400
+
+
+def test_a_search_without_matches_has_no_entry_and_a_paged_one_a_first_link(client):
+    """json.html: no empty arrays; bundle.html#paging: the first link is the first page as of the same
+    commit as the page it is on (no previous/last: keyset paging over any _sort cannot give them cheaply)."""
+    assert "entry" not in client.get("/fhir/Patient", params={"family": "nobody"}).json()
+    counted = client.get("/fhir/Patient", params={"_summary": "count"}).json()
+    assert counted["total"] == 0 and "entry" not in counted
+    ids = [client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"] for _ in range(3)]
+    first = client.get("/fhir/Patient", params={"_count": 2, "_sort": "_id"}).json()
+    links = {link["relation"]: link["url"] for link in first["link"]}
+    assert set(links) == {"self", "first", "next"}
+    second = client.get(links["next"]).json()
+    client.post("/fhir/Patient", json={"resourceType": "Patient", "id": "later"})
+    back = client.get({link["relation"]: link["url"] for link in second["link"]}["first"]).json()
+    assert [e["resource"]["id"] for e in back["entry"]] == [e["resource"]["id"] for e in first["entry"]]
+    assert sorted(e["resource"]["id"] for page in (first, second) for e in page["entry"]) == sorted(ids)

@@ -87,8 +87,8 @@ def archive(client):
 
 def ids(client, url: str, mode: str = "match") -> list[str]:
     bundle = client.get(url).json()
-    assert "entry" in bundle, bundle
-    return [e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == mode]
+    assert bundle["resourceType"] == "Bundle", bundle
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == mode]
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_summary(archive, summary, present, absent):
 def test_summary_count_gives_the_total_only(archive):
     bundle = archive.get("/fhir/ImagingStudy?modality=MR&_summary=count").json()
     assert bundle["total"] == 2
-    assert bundle["entry"] == []
+    assert "entry" not in bundle  # json.html: no empty arrays
 
 
 def test_elements_keeps_the_asked_elements_and_the_mandatory_ones(archive):

@@ -307,16 +307,24 @@ def _interaction(method: str, segments: list[str]) -> tuple[str, str | None]:
     """The FHIR restful-interaction code of a request, and the resource it names."""
     method = method.upper()
     count = len(segments)
+    if any(segment.startswith("$") for segment in segments):  # an operation, on the resource it names
+        named = count >= 3 and segments[0][:1].isupper() and not segments[1].startswith("$")
+        return "operation", f"{segments[0]}/{segments[1]}" if named else None
     if count == 0:
-        return ("search-system" if method == "GET" else "transaction"), None
+        return ("search-system" if method in ("GET", "HEAD") else "transaction"), None
     if count == 1:
         if segments[0] == "_search":
             return "search-system", None
         if segments[0] == "_history":
             return "history-system", None
-        return {"GET": "search-type", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
-            method, "operation"
-        ), None
+        return {
+            "GET": "search-type",
+            "HEAD": "search-type",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }.get(method, "operation"), None
     kind = segments[0]
     if count == 2:
         if segments[1] == "_search":

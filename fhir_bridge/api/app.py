@@ -9,7 +9,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from fhir_bridge.api import audit, auth, bulk, catalogue, clinical, dicomweb, eucaim, fhir, limits
+from fhir_bridge.api import (
+    audit,
+    auth,
+    bulk,
+    capabilities,
+    catalogue,
+    clinical,
+    dicomweb,
+    eucaim,
+    fhir,
+    limits,
+    operations,
+)
 from fhir_bridge.api.access import AccessControl, annotate
 from fhir_bridge.api.rendering import error_response
 from fhir_bridge.errors import FhirError
@@ -46,7 +58,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(catalogue.router, tags=["Catalogue (DCAT-AP)"])
     app.include_router(eucaim.router, tags=["EUCAIM federated search"])
     app.include_router(clinical.router, prefix="/ingest", tags=["Clinical ingest"])
+    app.include_router(capabilities.router, prefix=settings.fhir_path, tags=["FHIR R4"])
+    app.include_router(operations.router, prefix=settings.fhir_path, tags=["FHIR R4"])  # before [type]/[id]
     app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
+    # what the CapabilityStatement describes: the routes of the FHIR routers included above
+    app.state.fhir_routers = (audit.router, bulk.router, operations.router, fhir.router)
     app.include_router(dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
     if settings.fhir_path:
         for endpoint, methods in fhir.BASE_ROUTES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -43,15 +44,12 @@ async def search(request: Request, view: Presentation = Depends(presentation)) -
         links.append(
             {"relation": "next", "url": f"{base}/AuditEvent?{urlencode([*kept, ('_after', str(rows[-1].id))])}"}
         )
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": links,
-        "entry": [
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if rows:  # json.html: no empty arrays
+        bundle["entry"] = [
             {"fullUrl": f"{base}/AuditEvent/{row.id}", "resource": audit_event(row), "search": {"mode": "match"}}
             for row in rows
-        ],
-    }
+        ]
     return render(bundle, 200, view)
 
 
@@ -73,3 +71,8 @@ async def _read_only(request: Request) -> Response:
 
 for _path in ("/AuditEvent", "/AuditEvent/{record_id}"):
     router.add_api_route(_path, _read_only, methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+
+# What the CapabilityStatement says of AuditEvent (api.capabilities): the interactions of these routes,
+# and the search parameters of audit.events, nothing else (no history, no operations, no writes).
+TYPE = "AuditEvent"
+ROUTE_INTERACTIONS = {search: ("search-type",), read: ("read",)}

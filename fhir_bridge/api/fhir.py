@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.access import annotate, audit_search, require
-from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services, settings
+from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services
 from fhir_bridge.api.media_types import essence
 from fhir_bridge.api.rendering import (
-    PATCH_TYPES,
     Presentation,
+    head_response,
     presentation,
     render,
     render_write,
@@ -24,7 +24,7 @@ from fhir_bridge.api.rendering import (
     version_headers,
 )
 from fhir_bridge.errors import FhirError
-from fhir_bridge.interactions.capability import capability_statement
+from fhir_bridge.interactions.patching import PATCH_FORMATS, Patch, patch_of
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.transaction import BundleProcessor
 from fhir_bridge.security.policy import bundle_needs, search_needs
@@ -39,7 +39,11 @@ JSON_BODY = {
 PATCH_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+        "content": {
+            "application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/merge-patch+json": {"schema": {"type": "object"}},
+            "application/fhir+json": {"schema": {"type": "object", "description": "A FHIRPath Patch (Parameters)"}},
+        },
     }
 }
 FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -63,27 +67,28 @@ class FhirJsonResponse(JSONResponse):
     media_type = "application/fhir+json"
 
 
-STARTED = datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _interactions(request: Request) -> FhirInteractions:
     return services(request).interactions
 
 
-async def _json_body(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
     require_json_body(request)
     return parse_json(await read_body(request))
 
 
-async def _patch_body(request: Request) -> Any:
+async def _patch_body(request: Request) -> Patch:
+    """The patch of a PATCH request, by its media type (``interactions.patching``: JSON Patch, JSON Merge
+    Patch, FHIRPath Patch); 415 before the body is read for other media types."""
     content_type = essence(request.headers.get("content-type"))
-    if content_type not in PATCH_TYPES:
-        raise FhirError(
-            415,
-            f"PATCH takes application/json-patch+json, not {content_type or 'no Content-Type'!r}",
-            code="not-supported",
-        )
-    return parse_json(await read_body(request))
+    if content_type not in (*PATCH_FORMATS, "application/json", "application/json+fhir"):
+        patch_of(content_type, None)  # the 415 naming what PATCH takes
+    return patch_of(content_type, parse_json(await read_body(request)))
+
+
+def _not_an_operation(segment: str) -> None:
+    """``[type]/$op``, ``[type]/[id]/$op`` of an operation that no route serves: 404, not a read or a search."""
+    if segment.startswith("$"):
+        raise FhirError(404, f"the operation {segment} is not supported here", code="not-supported")
 
 
 async def _form_parameters(request: Request) -> list[tuple[str, str]]:
@@ -95,6 +100,10 @@ async def _form_parameters(request: Request) -> list[tuple[str, str]]:
     parameters = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
     audit_search(request, parameters)  # the trail records a POSTed search like a GET one
     return parameters
+
+
+# conditionalRead of the CapabilityStatement: _not_modified honours If-None-Match and If-Modified-Since.
+CONDITIONAL_READ = "full-support"
 
 
 def _not_modified(request: Request, headers: dict[str, str], last_updated: int) -> bool:
@@ -116,14 +125,8 @@ def _not_modified(request: Request, headers: dict[str, str], last_updated: int) 
 router = APIRouter(default_response_class=FhirJsonResponse)
 
 
-@router.get("/metadata", summary="CapabilityStatement", responses=FHIR_RESPONSES)
-def metadata(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    secured = settings(request).auth != "none"
-    return render(capability_statement(fhir_base(request), STARTED, secured=secured), 200, view)
-
-
 @router.post("/", summary="batch or transaction Bundle", openapi_extra=JSON_BODY, responses=FHIR_RESPONSES)
-def bundle(request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)) -> Response:
+def bundle(request: Request, body: Any = Depends(json_body), view: Presentation = Depends(presentation)) -> Response:
     require(request, bundle_needs(body))
     if isinstance(body, dict) and body.get("type") in ("batch", "transaction"):
         annotate(request, interaction=body["type"])
@@ -133,9 +136,8 @@ def bundle(request: Request, body: Any = Depends(_json_body), view: Presentation
 
 @router.get("/", summary="search all types", responses=FHIR_RESPONSES)
 def search_system(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(
-        _interactions(request).search(None, query_parameters(request), fhir_base(request), view.strict), 200, view
-    )
+    bundle = _interactions(request).search(None, query_parameters(request), fhir_base(request), view.strict)
+    return head_response(request, render(bundle, 200, view))
 
 
 @router.post("/_search", summary="search all types (form-encoded parameters)", responses=FHIR_RESPONSES)
@@ -148,16 +150,15 @@ async def search_system_post(request: Request, view: Presentation = Depends(pres
 
 @router.get("/_history", summary="history of all resources", responses=FHIR_RESPONSES)
 def history_system(request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(_interactions(request).history(None, None, query_parameters(request), fhir_base(request)), 200, view)
+    bundle = _interactions(request).history(None, None, query_parameters(request), fhir_base(request))
+    return head_response(request, render(bundle, 200, view))
 
 
 @router.get("/{resource_type}", summary="search", responses=FHIR_RESPONSES)
 def search_type(resource_type: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(
-        _interactions(request).search(resource_type, query_parameters(request), fhir_base(request), view.strict),
-        200,
-        view,
-    )
+    _not_an_operation(resource_type)
+    bundle = _interactions(request).search(resource_type, query_parameters(request), fhir_base(request), view.strict)
+    return head_response(request, render(bundle, 200, view))
 
 
 @router.post("/{resource_type}/_search", summary="search (form-encoded parameters)", responses=FHIR_RESPONSES)
@@ -174,35 +175,37 @@ async def search_type_post(
 
 @router.get("/{resource_type}/_history", summary="history of a type", responses=FHIR_RESPONSES)
 def history_type(resource_type: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
-    return render(
-        _interactions(request).history(resource_type, None, query_parameters(request), fhir_base(request)), 200, view
-    )
+    bundle = _interactions(request).history(resource_type, None, query_parameters(request), fhir_base(request))
+    return head_response(request, render(bundle, 200, view))
 
 
 @router.post(
     "/{resource_type}",
-    summary="create (conditional with If-None-Exist)",
+    summary="create (conditional with If-None-Exist, or with search parameters in the URL)",
     status_code=201,
     openapi_extra=JSON_BODY,
     responses=WRITE_RESPONSES,
 )
 def create(
-    resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
+    resource_type: str, request: Request, body: Any = Depends(json_body), view: Presentation = Depends(presentation)
 ) -> Response:
-    if unexpected := query_parameters(request):
-        raise FhirError(
-            400,
-            "a create takes no URL parameters; send the criteria of a conditional create in If-None-Exist",
-            code="not-supported",
-            expression=[name for name, _ in unexpected],
-        )
-    outcome = _interactions(request).create(resource_type, body, request.headers.get("if-none-exist"))
+    if_none_exist = request.headers.get("if-none-exist")
+    if criteria := query_parameters(request):  # POST Type?criteria (fhirpy's create/get_or_create, Aidbox)
+        if if_none_exist is not None:
+            raise FhirError(
+                400,
+                "a conditional create takes its criteria in If-None-Exist or in the URL, not in both",
+                code="invalid",
+                expression=[name for name, _ in criteria],
+            )
+        if_none_exist = urlencode(criteria)
+    outcome = _interactions(request).create(resource_type, body, if_none_exist)
     return render_write(outcome, view, fhir_base(request))
 
 
 @router.put("/{resource_type}", summary="conditional update", openapi_extra=JSON_BODY, responses=WRITE_RESPONSES)
 def conditional_update(
-    resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
+    resource_type: str, request: Request, body: Any = Depends(json_body), view: Presentation = Depends(presentation)
 ) -> Response:
     outcome = _interactions(request).conditional_update(
         resource_type, request.url.query, body, request.headers.get("if-match")
@@ -211,10 +214,13 @@ def conditional_update(
 
 
 @router.patch(
-    "/{resource_type}", summary="conditional patch (JSON Patch)", openapi_extra=PATCH_BODY, responses=FHIR_RESPONSES
+    "/{resource_type}",
+    summary="conditional patch (JSON Patch, JSON Merge Patch, FHIRPath Patch)",
+    openapi_extra=PATCH_BODY,
+    responses=FHIR_RESPONSES,
 )
 def conditional_patch(
-    resource_type: str, request: Request, body: Any = Depends(_patch_body), view: Presentation = Depends(presentation)
+    resource_type: str, request: Request, body: Patch = Depends(_patch_body), view: Presentation = Depends(presentation)
 ) -> Response:
     outcome = _interactions(request).conditional_patch(
         resource_type, request.url.query, body, request.headers.get("if-match")
@@ -233,11 +239,12 @@ def conditional_delete(resource_type: str, request: Request, view: Presentation 
 def read(
     resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
+    _not_an_operation(resource_id)
     stored = _interactions(request).read(resource_type, resource_id)
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):
         return Response(status_code=304, headers=headers)
-    return render(stored.content.encode(), 200, view, headers)  # type: ignore[union-attr]
+    return head_response(request, render(stored.content.encode(), 200, view, headers))  # type: ignore[union-attr]
 
 
 @router.put(
@@ -250,7 +257,7 @@ def update(
     resource_type: str,
     resource_id: str,
     request: Request,
-    body: Any = Depends(_json_body),
+    body: Any = Depends(json_body),
     view: Presentation = Depends(presentation),
 ) -> Response:
     outcome = _interactions(request).update(resource_type, resource_id, body, request.headers.get("if-match"))
@@ -258,13 +265,16 @@ def update(
 
 
 @router.patch(
-    "/{resource_type}/{resource_id}", summary="patch (JSON Patch)", openapi_extra=PATCH_BODY, responses=FHIR_RESPONSES
+    "/{resource_type}/{resource_id}",
+    summary="patch (JSON Patch, JSON Merge Patch, FHIRPath Patch)",
+    openapi_extra=PATCH_BODY,
+    responses=FHIR_RESPONSES,
 )
 def patch(
     resource_type: str,
     resource_id: str,
     request: Request,
-    body: Any = Depends(_patch_body),
+    body: Patch = Depends(_patch_body),
     view: Presentation = Depends(presentation),
 ) -> Response:
     outcome = _interactions(request).patch(resource_type, resource_id, body, request.headers.get("if-match"))
@@ -279,19 +289,22 @@ def delete(
     return render_write(outcome, view, fhir_base(request))
 
 
-@router.get("/{resource_type}/{resource_id}/_history", summary="history of a resource", responses=FHIR_RESPONSES)
+@router.get(
+    "/{resource_type}/{resource_id}/_history",
+    summary="history of a resource",
+    responses=FHIR_RESPONSES,
+)
 def history_instance(
     resource_type: str, resource_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
-    return render(
-        _interactions(request).history(resource_type, resource_id, query_parameters(request), fhir_base(request)),
-        200,
-        view,
-    )
+    bundle = _interactions(request).history(resource_type, resource_id, query_parameters(request), fhir_base(request))
+    return head_response(request, render(bundle, 200, view))
 
 
 @router.get(
-    "/{compartment_type}/{compartment_id}/{resource_type}", summary="compartment search", responses=FHIR_RESPONSES
+    "/{compartment_type}/{compartment_id}/{resource_type}",
+    summary="compartment search",
+    responses=FHIR_RESPONSES,
 )
 def search_compartment(
     compartment_type: str,
@@ -301,6 +314,7 @@ def search_compartment(
     view: Presentation = Depends(presentation),
 ) -> Response:
     """``Patient/[id]/ImagingStudy``, or ``Patient/[id]/*`` for every type in the compartment."""
+    _not_an_operation(resource_type)
     wanted = None if resource_type == "*" else resource_type
     bundle = _interactions(request).search(
         wanted,
@@ -309,10 +323,14 @@ def search_compartment(
         view.strict,
         compartment=(compartment_type, compartment_id),
     )
-    return render(bundle, 200, view)
+    return head_response(request, render(bundle, 200, view))
 
 
-@router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="vread", responses=FHIR_RESPONSES)
+@router.get(
+    "/{resource_type}/{resource_id}/_history/{version_id}",
+    summary="vread",
+    responses=FHIR_RESPONSES,
+)
 def vread(
     resource_type: str, resource_id: str, version_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
@@ -320,8 +338,43 @@ def vread(
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):
         return Response(status_code=304, headers=headers)
-    return render(stored.content.encode(), 200, view, headers)  # type: ignore[union-attr]
+    return head_response(request, render(stored.content.encode(), 200, view, headers))  # type: ignore[union-attr]
 
 
 # The base URL itself (``/fhir`` as well as ``/fhir/``) answers bundles and system search.
-BASE_ROUTES = ((bundle, ["POST"]), (search_system, ["GET"]))
+BASE_ROUTES = ((bundle, ["POST"]), (search_system, ["GET", "HEAD"]))
+
+# HEAD on reads, searches and histories (RFC 9110 9.3.2: the GET without its content): the GET routes
+# again, for HEAD, in the same order; the OpenAPI document lists the GETs only.
+for _endpoint in (
+    search_system,
+    history_system,
+    search_type,
+    history_type,
+    read,
+    history_instance,
+    search_compartment,
+    vread,
+):
+    _route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is _endpoint)
+    router.add_api_route(_route.path, _endpoint, methods=["HEAD"], include_in_schema=False)
+
+# The restful interactions (CapabilityStatement codes) each route serves: the CapabilityStatement claims
+# those of the routes the app has (api.capabilities).
+ROUTE_INTERACTIONS = {
+    read: ("read",),
+    vread: ("vread",),
+    update: ("update",),
+    patch: ("patch",),
+    delete: ("delete",),
+    history_instance: ("history-instance",),
+    history_type: ("history-type",),
+    create: ("create",),
+    search_type: ("search-type",),
+    bundle: ("transaction", "batch"),
+    search_system: ("search-system",),
+    history_system: ("history-system",),
+}
+# Conditional interactions: the route that serves each (CapabilityStatement conditionalCreate, ...).
+CONDITIONAL_ROUTES = {"conditionalCreate": create, "conditionalUpdate": conditional_update}
+CONDITIONAL_DELETE = conditional_delete  # "single": several matches are a 412 (Transaction.single_match)

@@ -23,7 +23,6 @@ FORMAT_ALIASES = {
     "application/fhir+json": FHIR_JSON,
     "application/json+fhir": FHIR_JSON,
 }
-PATCH_TYPES = {"application/json-patch+json"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,13 @@ def render(
         if view and view.pretty:  # fragments are copied verbatim by orjson: re-read to indent them
             content = orjson.dumps(orjson.loads(content), option=orjson.OPT_INDENT_2)
     return Response(content, status_code=status, media_type=f"{media_type};charset=utf-8", headers=headers)
+
+
+def head_response(request: Request, response: Response) -> Response:
+    """The answer to a HEAD: the GET's status and headers (Content-Length included), no body (RFC 9110 9.3.2)."""
+    if request.method != "HEAD":
+        return response
+    return Response(status_code=response.status_code, headers=dict(response.headers))
 
 
 def version_headers(stored: StoredVersion) -> dict[str, str]:

@@ -63,7 +63,7 @@ def deleted_batch(
     connection: Connection, scope: Scope, resource_type: str, after_pk: int, limit: int
 ) -> list[tuple[int, str, int, int]]:
     """(pk, id, version, lastUpdated) of resources of ``resource_type`` deleted (as of the
-    export's commit) at or after ``_since``, in the export's compartments."""
+    export's commit) after ``_since``, in the export's compartments."""
     return deletion_batch(connection, scope.batches(), resource_type, after_pk, limit)
 
 

@@ -30,9 +30,17 @@ Sources of the property IRIs (EUCAIM DCAT-AP v2.0, github.com/EUCAIM/eucaim_dcat
 The EUCAIM properties expect concepts of the EUCAIM hyper-ontology. The store holds standard codes
 (DICOM modalities, SNOMED CT body sites, ...), so a value is published as the IRI the operator maps
 it to (``concepts`` in the catalogue file), else as its standard IRI (SNOMED CT:
-http://snomed.info/id/{code}), else as a ``skos:Concept`` with ``skos:notation`` and
-``skos:inScheme`` (its code system) -- never as an invented IRI. Manufacturers, free text in
-DICOM, become a ``skos:Concept`` with a ``skos:prefLabel`` unless mapped.
+http://snomed.info/id/{code}), else as a ``skos:Concept`` with ``skos:notation``, ``skos:inScheme``
+(its code system) and the ``skos:prefLabel`` DCAT-AP 3.0.1 requires of every concept (a DICOM code's
+meaning from the DICOM dictionary, else the code itself) -- never as an invented IRI. Manufacturers,
+free text in DICOM, become a ``skos:Concept`` with a ``skos:prefLabel`` unless mapped.
+
+Contact points: EUCAIM DCAT-AP v2 asks for ``cv:contactPoint`` (a ``cv:ContactPoint``), DCAT-AP and
+HealthDCAT-AP for ``dcat:contactPoint`` (a ``vcard:Kind``); the dataset and the publisher carry both.
+
+``healthdcatap:numberOfUniqueIndividuals`` counts the subjects with at least one imaging study, the
+same as the ``subjects`` of ``/catalogue/counts`` without criteria (``numberOfRecords``: the studies):
+the dataset is the imaging data, and a Patient known from clinical data alone is not in it.
 """
 
 from __future__ import annotations
@@ -40,8 +48,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
+from pydicom.sr._concepts_dict import concepts as dicom_concepts
 from rdflib import RDF, XSD, BNode, Graph, Literal, Namespace, URIRef
 from rdflib.term import Node
 
@@ -80,6 +90,7 @@ ACCESS_CONDITION = "https://eucaim.github.io/eucaim_dcat_ap/releases/controlled-
 FHIR_R4 = URIRef("http://hl7.org/fhir/R4")
 FHIR_JSON = URIRef("https://www.iana.org/assignments/media-types/application/fhir+json")
 SNOMED = "http://snomed.info/sct"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
 ADMINISTRATIVE_GENDER = "http://hl7.org/fhir/administrative-gender"
 DEFAULT_CONCEPTS = {
     f"{ADMINISTRATIVE_GENDER}|female": str(EUCAIM.COM1001370),
@@ -108,6 +119,13 @@ def _year_month(micros: int) -> Literal:
 
 def _count(value: int) -> Literal:
     return Literal(value, datatype=XSD.nonNegativeInteger)
+
+
+@cache
+def _dicom_meanings() -> dict[str, str]:
+    """Code meanings of the DICOM Controlled Terminology (DCM), from pydicom's copy of PS3.16."""
+    entries: dict[str, dict[str, tuple[str, list[int]]]] = dicom_concepts["DCM"]  # type: ignore[assignment]
+    return {code: meaning for entry in entries.values() for code, (meaning, _cids) in entry.items()}
 
 
 class DescriptionBuilder:
@@ -141,6 +159,8 @@ class DescriptionBuilder:
         graph.add((catalogue, DCAT.service, counts_service))
         self._publisher(graph, publisher)
         self._dataset(graph, dataset, publisher, statistics)
+        for subject in (dataset, publisher):
+            self._contact(graph, subject)
         self._distribution(graph, dataset, service, where)
         self._counts_service(graph, counts_service, dataset, where)
         if self.extra is not None:
@@ -191,14 +211,6 @@ class DescriptionBuilder:
         graph.add((publisher, FOAF.name, self._text(config.publisher_name)))
         if config.publisher_url:
             graph.add((publisher, FOAF.homepage, URIRef(config.publisher_url)))
-        if config.contact_email or config.contact_url:
-            contact = BNode()
-            graph.add((publisher, CV.contactPoint, contact))
-            graph.add((contact, RDF.type, CV.ContactPoint))
-            if config.contact_email:
-                graph.add((contact, CV.email, Literal(config.contact_email)))
-            if config.contact_url:
-                graph.add((contact, CV.contactPage, URIRef(config.contact_url)))
 
     def _dataset(self, graph: Graph, dataset: URIRef, publisher: URIRef, statistics: StoreStatistics) -> None:
         config = self.config
@@ -213,27 +225,33 @@ class DescriptionBuilder:
         self._legislation(graph, dataset)
         for keyword in config.keywords:
             graph.add((dataset, DCAT.keyword, self._text(keyword)))
-        self._contact(graph, dataset)
         if statistics.modified is not None:
             graph.add((dataset, DCT.modified, _instant(statistics.modified)))
         self._population(graph, dataset, statistics)
         self._imaging(graph, dataset, statistics)
 
-    def _contact(self, graph: Graph, dataset: URIRef) -> None:
+    def _contact(self, graph: Graph, subject: URIRef) -> None:
+        """The contact point of ``subject`` (the dataset, the publisher) as both EUCAIM and DCAT-AP want it."""
         config = self.config
         if not (config.contact_email or config.contact_url):
             return
-        contact = BNode()
-        graph.add((dataset, DCAT.contactPoint, contact))
-        graph.add((contact, RDF.type, VCARD.Kind))
-        graph.add((contact, VCARD.fn, Literal(config.publisher_name)))
+        kind = BNode()  # DCAT-AP / HealthDCAT-AP: dcat:contactPoint, a vcard:Kind
+        graph.add((subject, DCAT.contactPoint, kind))
+        graph.add((kind, RDF.type, VCARD.Kind))
+        graph.add((kind, VCARD.fn, Literal(config.publisher_name)))
+        point = BNode()  # EUCAIM DCAT-AP v2: cv:contactPoint, a cv:ContactPoint
+        graph.add((subject, CV.contactPoint, point))
+        graph.add((point, RDF.type, CV.ContactPoint))
         if config.contact_email:
-            graph.add((contact, VCARD.hasEmail, URIRef(f"mailto:{config.contact_email}")))
+            graph.add((kind, VCARD.hasEmail, URIRef(f"mailto:{config.contact_email}")))
+            graph.add((point, CV.email, Literal(config.contact_email)))
         if config.contact_url:
-            graph.add((contact, VCARD.hasURL, URIRef(config.contact_url)))
+            graph.add((kind, VCARD.hasURL, URIRef(config.contact_url)))
+            graph.add((point, CV.contactPage, URIRef(config.contact_url)))
 
     def _population(self, graph: Graph, dataset: URIRef, statistics: StoreStatistics) -> None:
-        individuals = disclosed(statistics.patients, self.threshold)
+        # the subjects with imaging studies, as /catalogue/counts counts them (see the module docstring)
+        individuals = disclosed(statistics.study_subjects, self.threshold)
         if individuals is not None:
             graph.add((dataset, HEALTHDCATAP.numberOfUniqueIndividuals, _count(individuals)))
         ages = typical_age_range(statistics.ages, self.threshold)
@@ -311,6 +329,8 @@ class DescriptionBuilder:
         node = BNode()
         graph.add((node, RDF.type, SKOS.Concept))
         graph.add((node, SKOS.notation, Literal(value.code)))
+        label = _dicom_meanings().get(value.code) if value.system == DCM else None
+        graph.add((node, SKOS.prefLabel, Literal(label or value.code)))  # DCAT-AP 3.0.1: a concept has a label
         if value.system and _IRI.match(value.system):
             graph.add((node, SKOS.inScheme, URIRef(value.system)))
         return node

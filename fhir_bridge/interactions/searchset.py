@@ -2,7 +2,9 @@
 
 The first page pins the search to the newest committed ``seq``; the signed cursor in the
 ``next`` link carries that seq with the keyset position, so every page is answered from the same
-state of the store and each match is visited exactly once, whatever is written meanwhile.
+state of the store and each match is visited exactly once, whatever is written meanwhile. A ``first``
+link (the first page as of that seq) is given; ``previous`` and ``last`` are not: keyset paging over an
+arbitrary ``_sort`` would need the search run backwards.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def run_search(
     cursor = next((v for k, v in parameters if k == "_cursor"), None)
     if cursor:
         position = signer.decode(cursor)
-        query.at_seq, query.after = int(position["s"]), position
+        query.at_seq = int(position["s"])
+        query.after = position if "pk" in position else None  # a ``first`` link: the pinned first page
     else:
         query.at_seq = store.last_seq()
     counting_only = query.summary == "count" or query.count == 0
@@ -139,6 +142,9 @@ def run_search(
         with _within_database_limits():
             bundle["total"] = count_matches(store, query)
     links = [{"relation": "self", "url": page_url(path, [*query.used, *([("_cursor", cursor)] if cursor else [])])}]
+    if has_next or query.after is not None:  # more than one page: the first, as of the same commit
+        first = signer.encode({"s": query.at_seq})
+        links.append({"relation": "first", "url": page_url(path, [*query.used, ("_cursor", first)])})
     if has_next:
         last, sort_values = page[-1]
         position = {"s": query.at_seq, "pk": last.pk, "k": sort_values}
@@ -158,5 +164,6 @@ def run_search(
         entries.append(
             {"resource": {"resourceType": "OperationOutcome", "issue": issues}, "search": {"mode": "outcome"}}
         )
-    bundle["entry"] = entries
+    if entries:  # json.html: no empty arrays (a search without matches, _summary=count)
+        bundle["entry"] = entries
     return bundle

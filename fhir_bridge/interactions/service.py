@@ -15,12 +15,24 @@ from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.cursors import CursorSigner
 from fhir_bridge.interactions.history import history_bundle
 from fhir_bridge.interactions.limits import Limits
+from fhir_bridge.interactions.patching import Patch
 from fhir_bridge.interactions.searchset import run_search
 from fhir_bridge.interactions.writes import Outcome, Transaction, parse_criteria, parse_if_match
 from fhir_bridge.search.query import Compartment, SearchQuery
-from fhir_bridge.spec.validation import check_id, check_resource_type, validate_resource
+from fhir_bridge.spec.registry import resource_types
+from fhir_bridge.spec.validation import check_id, validate_resource
 from fhir_bridge.store.store import Store
 from fhir_bridge.store.versions import StoredVersion
+
+
+class _DryRun(Exception):
+    """Ends a dry run: its transaction is rolled back."""
+
+
+def check_type_in_url(resource_type: str) -> None:
+    """A URL naming no R4 resource type names nothing: 404 (http.html, "resource type not supported")."""
+    if resource_type not in resource_types():
+        raise FhirError(404, f"unknown resource type {resource_type!r}", code="not-supported")
 
 
 class FhirInteractions:
@@ -37,13 +49,25 @@ class FhirInteractions:
         with self.store.write() as session:
             yield Transaction(session, self.limits)
 
+    @contextmanager
+    def dry_run(self) -> Iterator[Transaction]:
+        """A write transaction that makes every check a commit makes (references included), then rolls
+        back: what ``$validate`` with a mode uses to say whether a write would succeed."""
+        try:
+            with self.store.write() as session:
+                yield Transaction(session, self.limits)
+                session.finish()
+                raise _DryRun
+        except _DryRun:
+            pass
+
     def criteria(self, resource_type: str, query_string: str, what: str) -> SearchQuery:
         """The search of a conditional interaction; unknown parameters are errors here."""
         return parse_criteria(resource_type, query_string, what, self.limits)
 
     # reads --------------------------------------------------------------------------------------------
     def read(self, resource_type: str, resource_id: str) -> StoredVersion:
-        check_resource_type(resource_type)
+        check_type_in_url(resource_type)
         check_id(resource_id)
         stored = self.store.read(resource_type, resource_id)
         if stored is None:
@@ -55,7 +79,7 @@ class FhirInteractions:
         return stored
 
     def vread(self, resource_type: str, resource_id: str, version: str) -> StoredVersion:
-        check_resource_type(resource_type)
+        check_type_in_url(resource_type)
         check_id(resource_id)
         if not version.isdigit():
             raise FhirError(404, f"{resource_type}/{resource_id} has no version {version!r}", code="not-found")
@@ -68,6 +92,7 @@ class FhirInteractions:
 
     # single writes, each its own transaction -----------------------------------------------------------
     def create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None) -> Outcome:
+        check_type_in_url(resource_type)
         validate_resource(resource, resource_type)
         query = self.criteria(resource_type, if_none_exist, "If-None-Exist") if if_none_exist else None
         with self.transaction() as transaction:
@@ -76,6 +101,7 @@ class FhirInteractions:
     def update(
         self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None = None
     ) -> Outcome:
+        check_type_in_url(resource_type)
         validate_resource(resource, resource_type)
         check_id(resource_id)
         if resource.get("id") is None:
@@ -95,21 +121,23 @@ class FhirInteractions:
     def conditional_update(
         self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None
     ) -> Outcome:
+        check_type_in_url(resource_type)
         validate_resource(resource, resource_type)
         query = self.criteria(resource_type, query_string, "a conditional update")
         with self.transaction() as transaction:
             return transaction.conditional_update(query, resource, parse_if_match(if_match))
 
-    def patch(self, resource_type: str, resource_id: str, patch: Any, if_match: str | None = None) -> Outcome:
-        check_resource_type(resource_type)
+    def patch(self, resource_type: str, resource_id: str, patch: Patch, if_match: str | None = None) -> Outcome:
+        check_type_in_url(resource_type)
         check_id(resource_id)
         with self.transaction() as transaction:
             current = transaction.current(resource_type, resource_id)
             return transaction.patch(current, f"{resource_type}/{resource_id}", patch, parse_if_match(if_match))
 
     def conditional_patch(
-        self, resource_type: str, query_string: str, patch: Any, if_match: str | None = None
+        self, resource_type: str, query_string: str, patch: Patch, if_match: str | None = None
     ) -> Outcome:
+        check_type_in_url(resource_type)
         query = self.criteria(resource_type, query_string, "a conditional patch")
         with self.transaction() as transaction:
             current = transaction.single_match(query, "a conditional patch")
@@ -118,12 +146,13 @@ class FhirInteractions:
             return transaction.patch(current, current.reference, patch, parse_if_match(if_match))
 
     def delete(self, resource_type: str, resource_id: str, if_match: str | None = None) -> Outcome:
-        check_resource_type(resource_type)
+        check_type_in_url(resource_type)
         check_id(resource_id)
         with self.transaction() as transaction:
             return transaction.delete(resource_type, resource_id, parse_if_match(if_match))
 
     def conditional_delete(self, resource_type: str, query_string: str) -> Outcome:
+        check_type_in_url(resource_type)
         query = self.criteria(resource_type, query_string, "a conditional delete")
         with self.transaction() as transaction:
             current = transaction.single_match(query, "a conditional delete")
@@ -142,7 +171,7 @@ class FhirInteractions:
     ) -> dict[str, Any]:
         """A searchset Bundle; ``compartment`` = (owner type, owner id) for ``Patient/[id]/Type``."""
         if resource_type:
-            check_resource_type(resource_type)
+            check_type_in_url(resource_type)
         owner = None
         path = None
         if compartment:
@@ -173,7 +202,7 @@ class FhirInteractions:
         base: str,
     ) -> dict[str, Any]:
         if resource_type:
-            check_resource_type(resource_type)
+            check_type_in_url(resource_type)
         if resource_id:
             check_id(resource_id)
             if resource_type is None or self.store.read(resource_type, resource_id) is None:

@@ -9,7 +9,6 @@ and reports each entry's outcome.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from fhir_bridge.errors import FhirError
+from fhir_bridge.interactions.patching import entry_patch
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.writes import STATUS_TEXT, Outcome, Transaction, parse_if_match
 from fhir_bridge.search.query import SearchQuery
@@ -101,27 +101,6 @@ def _resource_type_of(entry: Entry) -> str:
     return parts[0]
 
 
-def _json_patch(entry: Entry) -> Any:
-    """A PATCH entry carries its JSON Patch as a Binary resource (FHIR R4 http.html#patch)."""
-    resource = entry.resource
-    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary" or "data" not in resource:
-        raise FhirError(
-            400,
-            f"{entry.where}.resource of a PATCH must be a Binary holding a JSON Patch",
-            code="invalid",
-            expression=f"{entry.where}.resource",
-        )
-    try:
-        return orjson.loads(base64.b64decode(resource["data"]))
-    except (ValueError, orjson.JSONDecodeError):
-        raise FhirError(
-            400,
-            f"{entry.where}.resource.data is not a base64 JSON Patch",
-            code="invalid",
-            expression=f"{entry.where}.resource.data",
-        ) from None
-
-
 class BundleProcessor:
     def __init__(self, interactions: FhirInteractions) -> None:
         self.interactions = interactions
@@ -132,12 +111,10 @@ class BundleProcessor:
             responses = self._transaction(entries, base, return_resources)
         else:
             responses = [self._batch_entry(entry, base, return_resources) for entry in entries]
-        return {
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
-            "type": f"{kind}-response",
-            "entry": responses,
-        }
+        answer: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": f"{kind}-response"}
+        if responses:  # json.html: no empty arrays (an empty batch gets an empty response)
+            answer["entry"] = responses
+        return answer
 
     # transaction ---------------------------------------------------------------------------
     def _transaction(self, entries: list[Entry], base: str, return_resources: bool) -> list[dict[str, Any]]:
@@ -177,7 +154,7 @@ class BundleProcessor:
             if entry.method in ("GET", "HEAD"):
                 responses.append(self._read_entry(entry, base))
             else:
-                responses.append(_response(outcomes[entry.index], return_resources))
+                responses.append(_response(outcomes[entry.index], return_resources, base))
         return responses
 
     def _validate(self, entry: Entry) -> None:
@@ -255,7 +232,7 @@ class BundleProcessor:
             return transaction.create(entry.resource, None, new_id=entry.new_id)
         if entry.method == "PUT":
             return transaction.update(entry.resource, parse_if_match(entry.request.get("ifMatch")))
-        patch = _json_patch(entry)
+        patch = entry_patch(entry.resource, entry.where)
         resource_type = entry.parts[0]
         if entry.query:
             query = transaction.criteria(resource_type, entry.query, f"{entry.where}.request.url")
@@ -287,7 +264,7 @@ class BundleProcessor:
                     if isinstance(entry.resource, dict) and entry.method in ("POST", "PUT"):
                         _rewrite_references(entry.resource, targets, transaction, entry.where)
                     outcome = self._write(transaction, entry)
-            return _response(outcome, return_resources)
+            return _response(outcome, return_resources, base)
         except FhirError as error:
             return {"response": {"status": str(error.status), "outcome": error.outcome()}}
 
@@ -296,17 +273,11 @@ class BundleProcessor:
         parameters = parse_qsl(entry.query, keep_blank_values=True)
         try:
             if len(parts) == 1 and parts[0] != "_history":
-                return {
-                    "resource": self.interactions.search(parts[0], parameters, base),
-                    "response": {"status": "200 OK"},
-                }
+                return _bundle_entry(self.interactions.search(parts[0], parameters, base))
             if parts[-1] == "_history":
                 resource_type = parts[0] if len(parts) > 1 else None
                 resource_id = parts[1] if len(parts) > 2 else None
-                return {
-                    "resource": self.interactions.history(resource_type, resource_id, parameters, base),
-                    "response": {"status": "200 OK"},
-                }
+                return _bundle_entry(self.interactions.history(resource_type, resource_id, parameters, base))
             if len(parts) == 2:
                 stored = self.interactions.read(parts[0], parts[1])
             elif len(parts) == 4 and parts[2] == "_history":
@@ -321,6 +292,7 @@ class BundleProcessor:
         except FhirError as error:
             return {"response": {"status": str(error.status), "outcome": error.outcome()}}
         return {
+            "fullUrl": f"{base}/{stored.reference}",
             "resource": orjson.Fragment(stored.content),
             "response": {"status": "200 OK", "etag": stored.etag, "lastModified": stored.last_modified},
         }
@@ -384,7 +356,13 @@ def _resolve(reference: str, targets: dict[str, str], transaction: Transaction, 
     return reference
 
 
-def _response(outcome: Outcome, return_resources: bool) -> dict[str, Any]:
+def _bundle_entry(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A search or history answered inside a batch: its Bundle has no URL of its own, so its fullUrl is
+    its id as a URN (bundle.html: an entry carrying a resource has a fullUrl)."""
+    return {"fullUrl": f"urn:uuid:{bundle['id']}", "resource": bundle, "response": {"status": "200 OK"}}
+
+
+def _response(outcome: Outcome, return_resources: bool, base: str) -> dict[str, Any]:
     stored = outcome.stored
     response: dict[str, Any] = {"status": STATUS_TEXT.get(outcome.status, str(outcome.status))}
     entry: dict[str, Any] = {}
@@ -393,6 +371,7 @@ def _response(outcome: Outcome, return_resources: bool) -> dict[str, Any]:
         response["etag"] = stored.etag
         response["lastModified"] = stored.last_modified
         if return_resources and stored.content is not None:
+            entry["fullUrl"] = f"{base}/{stored.reference}"  # bundle.html: with the resource, its fullUrl
             entry["resource"] = orjson.Fragment(stored.content)
     entry["response"] = response
     return entry

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-import jsonpatch
-
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.limits import Limits
+from fhir_bridge.interactions.patching import Patch, apply_patch
 from fhir_bridge.search.query import SearchQuery, parse_search
 from fhir_bridge.search.runner import find_in_session
 from fhir_bridge.spec.validation import validate_resource
@@ -184,21 +183,15 @@ class Transaction:
         resource["id"] = current.res_id
         return self.update(resource, if_match, current)
 
-    def patch(self, current: StoredVersion | None, reference: str, patch: Any, if_match: int | None) -> Outcome:
-        """Apply a JSON Patch to ``current`` (found by id or by criteria) and store the result."""
+    def patch(self, current: StoredVersion | None, reference: str, patch: Patch, if_match: int | None) -> Outcome:
+        """Apply ``patch`` (JSON Patch, JSON Merge Patch or FHIRPath Patch: ``interactions.patching``) to
+        ``current`` (found by id or by criteria) and store the result."""
         if current is None:
             raise FhirError(404, f"{reference} is not known", code="not-found")
         if current.deleted:
             raise FhirError(410, f"{reference} was deleted", code="deleted")
         _check_version(current, if_match, reference)
-        if not isinstance(patch, list):
-            raise FhirError(400, "a JSON Patch body is an array of operations", code="invalid")
-        try:
-            patched = jsonpatch.apply_patch(current.resource, patch)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, ValueError) as error:
-            raise FhirError(
-                422, f"the JSON Patch cannot be applied to {reference}: {error}", code="processing"
-            ) from None
+        patched = apply_patch(current.resource or {}, patch, reference)
         if patched.get("resourceType") != current.res_type or patched.get("id") != current.res_id:
             raise FhirError(422, "a patch may not change resourceType or id", code="processing")
         validate_resource(patched, current.res_type)

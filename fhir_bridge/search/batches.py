@@ -24,7 +24,7 @@ from fhir_bridge.store.schema import REFERENCE, VERSION, index_valid, version_va
 
 @dataclass(frozen=True)
 class BatchScope:
-    """Which versions a scan reads: those current at ``at_seq``, changed at or after ``since``, and with
+    """Which versions a scan reads: those current at ``at_seq``, changed after ``since``, and with
     ``compartments`` only those in the compartment of one of ``owners`` (None: of any Patient)."""
 
     at_seq: int
@@ -39,8 +39,9 @@ class BatchScope:
             VERSION.c.deleted.is_(deleted),
             VERSION.c.res_pk > after_pk,
         ]
-        if self.since is not None:
-            conditions.append(VERSION.c.last_updated >= self.since)
+        if self.since is not None:  # Bulk Data IG: resources updated *after* _since (exclusive), so a
+            # previous export's transactionTime as _since does not export that commit's resources again
+            conditions.append(VERSION.c.last_updated > self.since)
         if self.compartments:
             compartment = in_patient_compartments(resource_type, self.owners, self.at_seq, deleted)
             if compartment is not None:

@@ -24,11 +24,13 @@ def compartment_parameters(resource_type: str) -> list[str]:
     return [p for p in patient_compartment().get(resource_type, []) if p != "{def}"]
 
 
-def in_compartment(compartment: Compartment, resource_type: str | None, at_seq: int) -> ColumnElement[bool]:
-    """Versions in ``compartment`` (of ``resource_type``, or of any type in it) at ``at_seq``.
+def in_compartment(
+    compartment: Compartment, resource_type: str | None, at_seq: int, types: tuple[str, ...] = ()
+) -> ColumnElement[bool]:
+    """Versions in ``compartment`` (of ``resource_type``, else of ``types`` or any type in it) at ``at_seq``.
 
     An IN list per type from the reference index: the compartment drives the search."""
-    types = [resource_type] if resource_type else list(patient_compartment())
+    types = (resource_type,) if resource_type else types or tuple(patient_compartment())
     conditions = []
     for each_type in types:
         parameters = compartment_parameters(each_type)

@@ -26,8 +26,10 @@ def search_conditions(query: SearchQuery, at_seq: int) -> list[ColumnElement[boo
     conditions: list[ColumnElement[bool]] = [version_valid(at_seq), VERSION.c.deleted.is_(False)]
     if query.resource_type:
         conditions.append(VERSION.c.res_type == query.resource_type)
+    elif query.types:  # _type of a system or compartment search
+        conditions.append(VERSION.c.res_type.in_(query.types))
     if query.compartment:
-        conditions.append(in_compartment(query.compartment, query.resource_type, at_seq))
+        conditions.append(in_compartment(query.compartment, query.resource_type, at_seq, query.types))
     return conditions + clause_conditions(query, at_seq)
 
 

@@ -132,6 +132,7 @@ class SearchQuery:
     summary: str | None = None
     elements: tuple[str, ...] = ()
     compartment: Compartment | None = None
+    types: tuple[str, ...] = ()  # ``_type`` of a system or compartment search: only these types match
     warnings: list[str] = field(default_factory=list)
     used: list[tuple[str, str]] = field(default_factory=list)  # what the search applied (its self link)
     at_seq: int | None = None  # the commit the search is answered as of (pinned by the first page)
@@ -303,6 +304,16 @@ def _include(resource_type: str | None, name: str, raw: str) -> Include:
     return Include(source, None if code == "*" else code, target, reverse, iterate)
 
 
+def _types(raw: str) -> tuple[str, ...]:
+    """``_type`` of a system search (search.html#_type): a 400 for a name that is no resource type, since
+    ignoring it would widen the search to every type."""
+    names = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+    unknown = [t for t in names if t not in resource_types()]
+    if unknown or not names:
+        raise FhirError(400, f"_type names no resource type: {raw!r}", code="invalid", expression="_type")
+    return names
+
+
 def _control(query: SearchQuery, name: str, raw: str, max_count: int) -> bool:
     """Apply a result parameter; False when ``name`` is not one."""
     if name == "_count":
@@ -323,6 +334,8 @@ def _control(query: SearchQuery, name: str, raw: str, max_count: int) -> bool:
         query.sort = _sort_keys(query.resource_type, raw)
     elif name.split(":")[0] in ("_include", "_revinclude"):
         query.includes.append(_include(query.resource_type, name, raw))
+    elif name == "_type" and query.resource_type is None:
+        query.types = _types(raw)
     else:
         return False
     return True

@@ -113,9 +113,12 @@ def rest_needs(
     method = method.upper()
     count = len(segments)
     if count == 0:
-        if method == "GET":
+        if method in ("GET", "HEAD"):
             return search_needs(None, parameters)
         return set()  # POST [base]: checked entry by entry (bundle_needs)
+    if any(segment.startswith("$") for segment in segments):
+        found = _operation_needs(method, segments, parameters)
+        return set(EVERYTHING) if found is None else found
     head = segments[0]
     if head == "_search" and count == 1:
         return set()  # form-encoded: checked by the route
@@ -143,6 +146,38 @@ def rest_needs(
         # compartment search: Patient/[id]/ImagingStudy or Patient/[id]/*
         return search_needs(None if segments[2] == "*" else segments[2], parameters) | {Permission(head, "r")}
     return set(EVERYTHING)
+
+
+def _operation_needs(
+    method: str, segments: Sequence[str], parameters: Sequence[tuple[str, str]]
+) -> set[Permission] | None:
+    """The needs of the operations of ``interactions.operations`` (None: an operation not described here).
+
+    ``$meta`` reads (``r`` on the type, on every type at system level); ``$meta-add``/``$meta-delete``
+    update (``u``); ``$everything`` is a read of the Patient and a search of its compartment (``s`` on the
+    ``_type``s, else on every type), as ``Patient/[id]/*``; ``$validate`` carries its mode in the body:
+    its route checks ``validate_needs``."""
+    operation, head, count = segments[-1], segments[0], len(segments)
+    if operation == "$meta" and method in ("GET", "HEAD"):
+        if count == 1:
+            return {Permission("*", "r")}
+        if count in (2, 3) or (count == 5 and segments[2] == "_history"):
+            return {Permission(head, "r")}
+    if operation in ("$meta-add", "$meta-delete") and method == "POST" and count == 3:
+        return {Permission(head, "u")}
+    if operation == "$validate" and method == "POST" and count in (2, 3):
+        return set()
+    if operation == "$everything" and head == "Patient" and count == 3 and method in ("GET", "HEAD"):
+        types = [(name, value) for name, value in parameters if name == "_type"]
+        return {Permission("Patient", "r")} | search_needs(None, types)
+    return None
+
+
+def validate_needs(resource_type: str, mode: str | None) -> set[Permission]:
+    """``$validate``: with a mode it makes the write in a dry run, so it needs what the write needs;
+    without one it reads nothing."""
+    action = {"create": "c", "update": "u", "delete": "d"}.get(mode or "")
+    return {Permission(resource_type, action)} if action else set()
 
 
 def _type_level(

@@ -30,8 +30,22 @@ class Item(NamedTuple):
     type_name: str | None = None
 
 
+class Located(NamedTuple):
+    """An ``Item`` that knows where it is: ``parent[key]`` (``parent[key][position]`` in an array).
+
+    Evaluated with ``located=True``, navigation yields these, so that FHIRPath Patch can change what a
+    path selects; everything else treats them as Items (same first two fields)."""
+
+    value: Any
+    type_name: str | None = None
+    parent: dict[str, Any] | None = None
+    key: str | None = None
+    position: int | None = None
+
+
 Collection = list[Item]
 Evaluator = Callable[[Collection], Collection]
+Navigator = Callable[[Collection, str, bool], Collection]
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<op>!=|[.()|=,\[\]])|(?P<number>\d+)|(?P<name>`[^`]+`|[A-Za-z_][A-Za-z0-9_]*))"
@@ -77,6 +91,26 @@ def _navigate(collection: Collection, name: str, choice: bool) -> Collection:
     return result
 
 
+def _navigate_located(collection: Collection, name: str, choice: bool) -> Collection:
+    """``_navigate``, keeping where each child is (``Located``)."""
+    result: list[Any] = []
+    for item in collection:
+        node = item.value
+        if not isinstance(node, dict):
+            continue
+        keys = [name] if name in node else []
+        if not keys and choice:
+            keys = [k for k in node if k.startswith(name) and len(k) > len(name) and k[len(name)].isupper()]
+        for key in keys:
+            type_name = key[len(name) :] if key != name else None
+            value = node[key]
+            if isinstance(value, list):
+                result += [Located(element, type_name, node, key, i) for i, element in enumerate(value)]
+            else:
+                result.append(Located(value, type_name, node, key, None))
+    return result
+
+
 def _reference_type(reference: Any) -> str | None:
     """The resource type a Reference (or canonical) points at, read from its text."""
     text = reference.get("reference") if isinstance(reference, dict) else reference
@@ -99,12 +133,15 @@ def _is_type(item: Item, type_name: str) -> bool:
 class _Parser:
     """Recursive-descent parser producing closures over collections."""
 
-    def __init__(self, expression: str, resource_types: frozenset[str], choice_elements: frozenset[str]) -> None:
+    def __init__(
+        self, expression: str, resource_types: frozenset[str], choice_elements: frozenset[str], navigate: Navigator
+    ) -> None:
         self.expression = expression
         self.tokens = _tokenize(expression)
         self.position = 0
         self.resource_types = resource_types
         self.choice_elements = choice_elements
+        self.navigate = navigate
 
     def parse(self) -> Evaluator:
         evaluator = self._and()
@@ -203,7 +240,8 @@ class _Parser:
         name = self._take()
         if self._peek() != "(":
             choice = name in self.choice_elements
-            return lambda c: _navigate(source(c), name, choice)
+            navigate = self.navigate
+            return lambda c: navigate(source(c), name, choice)
         self._take("(")
         return self._function(source, name)
 
@@ -227,14 +265,20 @@ class _Parser:
 
 
 def compile_expression(
-    expression: str, resource_types: frozenset[str], choice_elements: frozenset[str] = frozenset()
+    expression: str,
+    resource_types: frozenset[str],
+    choice_elements: frozenset[str] = frozenset(),
+    *,
+    located: bool = False,
 ) -> Evaluator:
     """Compile ``expression`` into a function from a collection to a collection.
 
     ``choice_elements`` names the elements defined as ``name[x]``; only those are looked up in
     their typed forms (the lookup scans an element's keys, so it is worth skipping elsewhere).
+    ``located``: the elements found are ``Located`` (where they are in the resource), for FHIRPath Patch.
     """
-    return _Parser(expression, resource_types, choice_elements).parse()
+    navigate = _navigate_located if located else _navigate
+    return _Parser(expression, resource_types, choice_elements, navigate).parse()
 
 
 def split_union(expression: str) -> list[str]:

@@ -18,7 +18,21 @@ from functools import cache
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Connection, Dialect, Executable, Row, Table, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Executable,
+    Row,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ClauseElement
@@ -26,7 +40,7 @@ from sqlalchemy.sql import ClauseElement
 from fhir_bridge.errors import FhirError
 from fhir_bridge.store.database import Engines, refresh_statistics, statistics_due
 from fhir_bridge.store.schema import VERSION_COLUMNS
-from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, VERSION
+from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, TOKEN, URI, VERSION
 from fhir_bridge.store.versions import StoredVersion, format_instant
 
 # The index rows of a resource by index table (search parameter type); each row names its parameter
@@ -314,6 +328,28 @@ class WriteSession:
         self.connection.execute(update(CLOCK).where(CLOCK.c.id == 1).values(seq=self._seq, last_updated=self.now))
 
 
+def _history_conditions(
+    res_type: str | None, res_id: str | None, since: int | None, at: tuple[int, int] | None
+) -> list[ColumnElement[bool]]:
+    """What a history (instance, type or system) selects: ``_since`` and ``_at`` of http.html#history."""
+    scope: list[ColumnElement[bool]] = []
+    if res_type:
+        scope.append(VERSION.c.res_type == res_type)
+    if res_id:
+        scope.append(VERSION.c.res_id == res_id)
+    conditions = list(scope)
+    if since is not None:
+        conditions.append(VERSION.c.last_updated >= since)
+    if at is not None:
+        current_at_start = (
+            select(func.max(VERSION.c.seq))
+            .where(VERSION.c.last_updated <= at[0], *scope)
+            .group_by(VERSION.c.res_type, VERSION.c.res_id)
+        )
+        conditions.append(or_(VERSION.c.seq.in_(current_at_start), VERSION.c.last_updated.between(*at)))
+    return conditions
+
+
 class Store:
     """Reads and writes FHIR resources over the store's tables.
 
@@ -393,50 +429,61 @@ class Store:
         since: int | None = None,
         at: tuple[int, int] | None = None,
         before_seq: int | None = None,
+        after_seq: int | None = None,
         count: int = 20,
+        oldest_first: bool = False,
     ) -> list[StoredVersion]:
-        """Versions newest first, below ``before_seq`` (the paging position).
+        """Versions newest first (``oldest_first``: oldest first), below ``before_seq`` and above
+        ``after_seq`` (the paging positions).
 
         ``at`` (an instant range) keeps the versions that were current at some point within it.
         """
-        conditions = []
-        if res_type:
-            conditions.append(VERSION.c.res_type == res_type)
-        if res_id:
-            conditions.append(VERSION.c.res_id == res_id)
-        if since is not None:
-            conditions.append(VERSION.c.last_updated >= since)
+        conditions = _history_conditions(res_type, res_id, since, at)
         if before_seq is not None:
             conditions.append(VERSION.c.seq < before_seq)
-        if at is not None:
-            scope = [
-                c
-                for c in (
-                    VERSION.c.res_type == res_type if res_type else None,
-                    VERSION.c.res_id == res_id if res_id else None,
-                )
-                if c is not None
-            ]
-            current_at_start = (
-                select(func.max(VERSION.c.seq))
-                .where(VERSION.c.last_updated <= at[0], *scope)
-                .group_by(VERSION.c.res_type, VERSION.c.res_id)
-            )
-            conditions.append(or_(VERSION.c.seq.in_(current_at_start), VERSION.c.last_updated.between(*at)))
-        statement = select(*VERSION_COLUMNS).where(*conditions).order_by(VERSION.c.seq.desc()).limit(count)
+        if after_seq is not None:
+            conditions.append(VERSION.c.seq > after_seq)
+        order = VERSION.c.seq.asc() if oldest_first else VERSION.c.seq.desc()
+        statement = select(*VERSION_COLUMNS).where(*conditions).order_by(order).limit(count)
         with self.reading() as connection:
             return [StoredVersion.of_row(row) for row in connection.execute(statement).all()]
 
-    def count_history(self, res_type: str | None = None, res_id: str | None = None, since: int | None = None) -> int:
-        conditions = []
-        if res_type:
-            conditions.append(VERSION.c.res_type == res_type)
-        if res_id:
-            conditions.append(VERSION.c.res_id == res_id)
-        if since is not None:
-            conditions.append(VERSION.c.last_updated >= since)
+    def count_history(
+        self,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        since: int | None = None,
+        *,
+        at: tuple[int, int] | None = None,
+        up_to_seq: int | None = None,
+    ) -> int:
+        """How many versions ``history`` would list (up to ``up_to_seq``, the commit a history is pinned to)."""
+        conditions = _history_conditions(res_type, res_id, since, at)
+        if up_to_seq is not None:
+            conditions.append(VERSION.c.seq <= up_to_seq)
         with self.reading() as connection:
-            return connection.execute(select(func.count()).select_from(VERSION).where(*conditions)).scalar_one()
+            count: int = connection.execute(select(func.count()).select_from(VERSION).where(*conditions)).scalar_one()
+            return count
+
+    def meta_in_use(self, res_type: str | None = None) -> tuple[dict[str, list[tuple[Any, ...]]], int | None]:
+        """The tags, security labels (system, code) and profiles (url,) on current resources (of
+        ``res_type``), and the newest lastUpdated among them: what ``$meta`` of a type or the system lists."""
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        with self.reading() as connection:
+            for name, table, columns in (
+                ("tag", TOKEN, (TOKEN.c.system, TOKEN.c.code)),
+                ("security", TOKEN, (TOKEN.c.system, TOKEN.c.code)),
+                ("profile", URI, (URI.c.uri,)),
+            ):
+                conditions = [table.c.param == f"_{name}", table.c.seq_to.is_(None)]
+                if res_type:
+                    conditions.append(table.c.res_type == res_type)
+                statement = select(*columns).where(*conditions).distinct().order_by(*columns)
+                found[name] = [tuple(row) for row in connection.execute(statement)]
+            newest = select(func.max(RESOURCE.c.last_updated)).where(RESOURCE.c.deleted.is_(False))
+            if res_type:
+                newest = newest.where(RESOURCE.c.res_type == res_type)
+            return found, connection.execute(newest).scalar()
 
     def last_seq(self) -> int:
         """The sequence number of the newest committed write."""
