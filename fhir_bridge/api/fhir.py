@@ -141,7 +141,7 @@ def bundle(request: Request, body: Any = Depends(_json_body), view: Presentation
     require(request, bundle_needs(body))
     if isinstance(body, dict) and body.get("type") in ("batch", "transaction"):
         annotate(request, interaction=body["type"])
-    processor = BundleProcessor(_server(request))
+    processor = BundleProcessor(_server(request), strict=view.strict)
     return render(processor.process(body, _base(request), view.prefer_return == "representation"), 200, view)
 
 
@@ -200,7 +200,7 @@ def create(
             code="not-supported",
             expression=[name for name, _ in unexpected],
         )
-    outcome = _server(request).create(resource_type, body, request.headers.get("if-none-exist"))
+    outcome = _server(request).create(resource_type, body, request.headers.get("if-none-exist"), strict=view.strict)
     return render_write(outcome, view, _base(request))
 
 
@@ -209,7 +209,7 @@ def conditional_update(
     resource_type: str, request: Request, body: Any = Depends(_json_body), view: Presentation = Depends(presentation)
 ) -> Response:
     outcome = _server(request).conditional_update(
-        resource_type, request.url.query, body, request.headers.get("if-match")
+        resource_type, request.url.query, body, request.headers.get("if-match"), strict=view.strict
     )
     return render_write(outcome, view, _base(request))
 
@@ -255,7 +255,9 @@ def update(
     body: Any = Depends(_json_body),
     view: Presentation = Depends(presentation),
 ) -> Response:
-    outcome = _server(request).update(resource_type, resource_id, body, request.headers.get("if-match"))
+    outcome = _server(request).update(
+        resource_type, resource_id, body, request.headers.get("if-match"), strict=view.strict
+    )
     return render_write(outcome, view, _base(request))
 
 

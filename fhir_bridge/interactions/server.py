@@ -140,16 +140,24 @@ class FhirServer:
         return stored
 
     # single writes, each its own transaction ---------------------------------------------------
-    def create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None) -> Outcome:
-        validate_resource(resource, resource_type)
+    def create(
+        self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None, *, strict: bool = False
+    ) -> Outcome:
+        validate_resource(resource, resource_type, strict=strict)
         query = self.criteria(resource_type, if_none_exist, "If-None-Exist") if if_none_exist else None
         with self.store.write() as session:
             return self.create_in(session, resource, query)
 
     def update(
-        self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None = None
+        self,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        if_match: str | None = None,
+        *,
+        strict: bool = False,
     ) -> Outcome:
-        validate_resource(resource, resource_type)
+        validate_resource(resource, resource_type, strict=strict)
         check_id(resource_id)
         if resource.get("id") is None:
             raise FhirError(
@@ -166,9 +174,15 @@ class FhirServer:
             return self.update_in(session, resource, parse_if_match(if_match))
 
     def conditional_update(
-        self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None
+        self,
+        resource_type: str,
+        query_string: str,
+        resource: dict[str, Any],
+        if_match: str | None = None,
+        *,
+        strict: bool = False,
     ) -> Outcome:
-        validate_resource(resource, resource_type)
+        validate_resource(resource, resource_type, strict=strict)
         query = self.criteria(resource_type, query_string, "a conditional update")
         with self.store.write() as session:
             return self.conditional_update_in(session, query, resource, parse_if_match(if_match))
