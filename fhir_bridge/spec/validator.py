@@ -82,6 +82,7 @@ class _Element:
         "choice",
         "codes",
         "codings",
+        "fast",
         "key",
         "kind",
         "local",
@@ -107,6 +108,8 @@ class _Element:
         self.binding: str | None = None
         self.targets: frozenset[str] | None = None
         self.local = False  # a uri-like value starting with "#" may point at a contained resource (dom-3)
+        # accepts a valid string in one C call (regex, no control character, length), or None: the full check
+        self.fast: Callable[[str], Any] | None = None
 
 
 class _Table:
@@ -207,6 +210,8 @@ class Validator:
                         element.codes = codes[binding]
                     elif type_name in ("Coding", "CodeableConcept") and binding in codings:
                         element.codings = codings[binding]
+                if primitive is not None:
+                    element.fast = _fast_check(primitive, element)
                 if type_name == "Reference" and "targets" in entry:
                     element.targets = frozenset(entry["targets"])
                 table.elements[key] = element
@@ -302,7 +307,10 @@ class Validator:
                     )
             kind = element.kind
             if kind == PRIMITIVE and not element.many and value is not None:
-                self._primitive(run, element, value, path, key)  # the common case: the path only on a problem
+                # the common case: a valid string is accepted at once; any other value gets the full check
+                fast = element.fast
+                if fast is None or type(value) is not str or not fast(value):
+                    self._primitive(run, element, value, path, key)
                 continue
             where = f"{path}.{key}"
             if element.many:
@@ -509,6 +517,18 @@ def _check_local_references(run: _Run, frame: _Frame, path: str) -> None:
     for resource_id, where in frame.contained:
         if "#" + resource_id not in referenced:
             run.error("invariant", where, f"the contained resource {resource_id!r} is referenced nowhere (dom-3)")
+
+
+def _fast_check(primitive: _Primitive, element: _Element) -> Callable[[str], Any] | None:
+    """One compiled check equivalent to ``_primitive``'s acceptance of a string value (None: no shortcut)."""
+    if primitive.json != STRING or primitive.is_xhtml:
+        return None
+    if element.codes is not None:
+        return element.codes.__contains__  # the value sets' codes are valid codes
+    length = f"{{1,{primitive.max_length}}}" if primitive.max_length else "+"
+    no_pointer = "(?!#)" if element.local else ""  # "#..." values are noted for dom-3 by the full check
+    regex = primitive.fullmatch.__self__.pattern if primitive.fullmatch else r"[\s\S]+"  # type: ignore[attr-defined]
+    return re.compile(rf"(?=[^\x00-\x08\x0b\x0c\x0e-\x1f]{length}\Z){no_pointer}(?:{regex})", re.ASCII).fullmatch
 
 
 def _at(path: str, key: str | int) -> str:
