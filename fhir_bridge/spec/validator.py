@@ -240,9 +240,6 @@ class Validator:
             run.issues.sort(key=lambda issue: issue.severity != "error")
         return run.issues
 
-    def is_resource_type(self, name: str) -> bool:
-        return name in self.resources
-
     # the walk ---------------------------------------------------------------------------------------
     def _resource(self, run: _Run, resource: dict[str, Any], path: str, contained: bool) -> None:
         resource_type = resource.get("resourceType")
