@@ -371,3 +371,24 @@ def test_unknown_elements_are_refused_whatever_the_handling_and_strict_refuses_w
     }
     refused = client.post("/fhir", json=bundle, headers=strict)
     assert refused.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.name[0].family"]
+
+
+def test_bindings_that_cannot_be_enumerated_or_are_not_required_never_refuse() -> None:
+    """terminologies.html#strength: extensible and preferred bindings accept any code; the four required
+    value sets the package cannot enumerate (fhir_bridge/spec/SOURCE.md) accept any code too."""
+    assert set(validator().not_enumerated) == {
+        "http://hl7.org/fhir/ValueSet/mimetypes",
+        "http://hl7.org/fhir/ValueSet/currencies",
+        "http://hl7.org/fhir/ValueSet/ucum-units",
+        "http://loinc.org/vs/LL379-9",
+    }
+    patient = _variant(
+        "Patient",
+        lambda r: r.update(
+            maritalStatus={"coding": [{"system": "http://example.org/marital", "code": "it-is-complicated"}]},
+            photo=[{"contentType": "image/x-made-up", "data": "AAAA"}],
+            communication=[{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "tlh"}]}}],
+        ),
+    )
+    assert _errors(patient) == []
+    assert _errors(_variant("Patient", lambda r: r.update(gender="female"))) == []
