@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from fhir_bridge.api.app import create_app
 from fhir_bridge.settings import Settings
-from fhir_bridge.spec.validator import validator
+from fhir_bridge.spec.validator import _Run, validator
 from tests.r4_examples import r4_examples
 
 # Errors in the R4 4.0.1 examples themselves (the HL7 validator reports them too): file -> messages.
@@ -392,3 +395,32 @@ def test_bindings_that_cannot_be_enumerated_or_are_not_required_never_refuse() -
     )
     assert _errors(patient) == []
     assert _errors(_variant("Patient", lambda r: r.update(gender="female"))) == []
+
+
+_TEXT = st.text(alphabet=st.characters(max_codepoint=0x7F) | st.sampled_from("é€\u00a0\u2028"), max_size=40)
+_SEEDS = st.sampled_from(
+    ["2020-01-31", "2020-01-31T10:00:00Z", "male", "#p1", "http://x.org/a", "AAAA", "urn:oid:1.2", "a b", "x"]
+)
+
+
+@given(value=st.one_of(_TEXT, _SEEDS, st.builds(str.__add__, _SEEDS, _TEXT), st.builds(str.__add__, _TEXT, _SEEDS)))
+@hypothesis_settings(max_examples=400, deadline=None)
+def test_the_string_shortcut_never_accepts_what_the_full_check_refuses(value: str) -> None:
+    """The one-regex acceptance of a string (per element) agrees with the full primitive check."""
+    tables = validator().tables
+    for element in (
+        tables["Patient"].elements["birthDate"],  # date
+        tables["Patient"].elements["gender"],  # code, required binding
+        tables["HumanName"].elements["family"],  # string
+        tables["Meta"].elements["lastUpdated"],  # instant
+        tables["Reference"].elements["reference"],  # string
+        tables["Extension"].elements["url"],  # uri (a plain property)
+        tables["Meta"].elements["profile"],  # canonical: "#..." noted for dom-3
+        tables["Attachment"].elements["data"],  # base64Binary
+        tables["Identifier"].elements["value"],
+    ):
+        assert element.fast is not None
+        if element.fast(value):
+            run = _Run(strict=True)
+            validator()._primitive(run, element, value, "Patient", element.key)
+            assert run.issues == [], (element.key, value)
