@@ -21,6 +21,7 @@ class FhirError(Exception):
         code: str = "processing",
         expression: str | list[str] | None = None,
         headers: dict[str, str] | None = None,
+        issues: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(diagnostics)
         self.status = status
@@ -28,8 +29,11 @@ class FhirError(Exception):
         self.code = code
         self.expression = [expression] if isinstance(expression, str) else list(expression or [])
         self.headers = headers or {}
+        self.issues = issues or []  # OperationOutcome issues, one per problem, when there are several
 
     def outcome(self) -> dict[str, Any]:
+        if self.issues:
+            return {"resourceType": "OperationOutcome", "issue": self.issues}
         return operation_outcome(self.diagnostics, code=self.code, expression=self.expression)
 
 

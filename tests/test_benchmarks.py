@@ -37,3 +37,15 @@ def test_access_benchmark_runs_and_prints_its_ratios() -> None:
     assert finished.returncode == 0, finished.stderr[-3000:]
     for row in ("read baseline", "read audit", "read auth+audit", "search auth+audit", "token verification"):
         assert row in finished.stdout
+
+
+def test_validation_benchmark_runs_and_prints_its_ratios() -> None:
+    command = [sys.executable, "-m", "benchmarks.validation", "--seconds", "0.03", "--transactions", "1", "--json"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    results = json.loads(finished.stdout.strip().splitlines()[-1])
+    rows = results["validation"]
+    assert 0 < results["transaction"]["validate_us"] < results["transaction"]["transaction_us"]
+    assert [row["set"] for row in rows][:2] == ["Patient (bridge-shaped)", "ImagingStudy (bridge-shaped)"]
+    assert rows[-1]["resources"] == 726  # the shipped spec examples but the 7 errata
+    assert all(row["validate_us"] > 0 and row["parse_us"] > 0 for row in rows)

@@ -130,7 +130,7 @@ def bundle(request: Request, body: Any = Depends(json_body), view: Presentation 
     require(request, bundle_needs(body))
     if isinstance(body, dict) and body.get("type") in ("batch", "transaction"):
         annotate(request, interaction=body["type"])
-    processor = BundleProcessor(_interactions(request))
+    processor = BundleProcessor(_interactions(request), strict=view.strict)
     return render(processor.process(body, fhir_base(request), view.prefer_return == "representation"), 200, view)
 
 
@@ -199,7 +199,7 @@ def create(
                 expression=[name for name, _ in criteria],
             )
         if_none_exist = urlencode(criteria)
-    outcome = _interactions(request).create(resource_type, body, if_none_exist)
+    outcome = _interactions(request).create(resource_type, body, if_none_exist, strict=view.strict)
     return render_write(outcome, view, fhir_base(request))
 
 
@@ -208,7 +208,7 @@ def conditional_update(
     resource_type: str, request: Request, body: Any = Depends(json_body), view: Presentation = Depends(presentation)
 ) -> Response:
     outcome = _interactions(request).conditional_update(
-        resource_type, request.url.query, body, request.headers.get("if-match")
+        resource_type, request.url.query, body, request.headers.get("if-match"), strict=view.strict
     )
     return render_write(outcome, view, fhir_base(request))
 
@@ -260,7 +260,9 @@ def update(
     body: Any = Depends(json_body),
     view: Presentation = Depends(presentation),
 ) -> Response:
-    outcome = _interactions(request).update(resource_type, resource_id, body, request.headers.get("if-match"))
+    outcome = _interactions(request).update(
+        resource_type, resource_id, body, request.headers.get("if-match"), strict=view.strict
+    )
     return render_write(outcome, view, fhir_base(request))
 
 

@@ -91,18 +91,27 @@ class FhirInteractions:
         return stored
 
     # single writes, each its own transaction -----------------------------------------------------------
-    def create(self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None) -> Outcome:
+    def create(
+        self, resource_type: str, resource: dict[str, Any], if_none_exist: str | None = None, *, strict: bool = False
+    ) -> Outcome:
+        """``strict`` (Prefer: handling=strict): the validator's warnings refuse too."""
         check_type_in_url(resource_type)
-        validate_resource(resource, resource_type)
+        validate_resource(resource, resource_type, strict=strict)
         query = self.criteria(resource_type, if_none_exist, "If-None-Exist") if if_none_exist else None
         with self.transaction() as transaction:
             return transaction.create(resource, query)
 
     def update(
-        self, resource_type: str, resource_id: str, resource: dict[str, Any], if_match: str | None = None
+        self,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        if_match: str | None = None,
+        *,
+        strict: bool = False,
     ) -> Outcome:
         check_type_in_url(resource_type)
-        validate_resource(resource, resource_type)
+        validate_resource(resource, resource_type, strict=strict)
         check_id(resource_id)
         if resource.get("id") is None:
             raise FhirError(
@@ -119,10 +128,16 @@ class FhirInteractions:
             return transaction.update(resource, parse_if_match(if_match))
 
     def conditional_update(
-        self, resource_type: str, query_string: str, resource: dict[str, Any], if_match: str | None = None
+        self,
+        resource_type: str,
+        query_string: str,
+        resource: dict[str, Any],
+        if_match: str | None = None,
+        *,
+        strict: bool = False,
     ) -> Outcome:
         check_type_in_url(resource_type)
-        validate_resource(resource, resource_type)
+        validate_resource(resource, resource_type, strict=strict)
         query = self.criteria(resource_type, query_string, "a conditional update")
         with self.transaction() as transaction:
             return transaction.conditional_update(query, resource, parse_if_match(if_match))

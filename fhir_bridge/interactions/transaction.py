@@ -102,8 +102,9 @@ def _resource_type_of(entry: Entry) -> str:
 
 
 class BundleProcessor:
-    def __init__(self, interactions: FhirInteractions) -> None:
+    def __init__(self, interactions: FhirInteractions, *, strict: bool = False) -> None:
         self.interactions = interactions
+        self.strict = strict  # Prefer: handling=strict: the validator's warnings refuse too
 
     def process(self, bundle: Any, base: str, return_resources: bool) -> dict[str, Any]:
         kind, entries = _parse_entries(bundle)
@@ -167,7 +168,7 @@ class BundleProcessor:
                     code="required",
                     expression=f"{entry.where}.resource",
                 )
-            validate_resource(entry.resource, resource_type, where=f"{entry.where}.resource.")
+            validate_resource(entry.resource, resource_type, where=f"{entry.where}.resource.", strict=self.strict)
             if entry.method == "PUT" and len(entry.parts) == 2 and entry.resource.get("id") != entry.parts[1]:
                 raise FhirError(
                     400,

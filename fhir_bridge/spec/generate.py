@@ -1,17 +1,21 @@
 """Regenerate the FHIR definitions shipped in ``fhir_bridge/spec/data``.
 
-The data comes from the HL7 FHIR R4 4.0.1 definition package ``hl7.fhir.r4.examples``
-(npm registry, licence CC0-1.0). Run ``python -m fhir_bridge.spec.generate PACKAGE.tgz``
-after ``npm pack hl7.fhir.r4.examples@4.0.1``; the output is committed so that the
-server never needs the network.
+The data comes from the HL7 FHIR R4 4.0.1 packages ``hl7.fhir.r4.examples`` (the definitions and
+examples) and ``hl7.fhir.r4.expansions`` (the value sets' expansions), npm registry, licence CC0-1.0.
+Run ``python -m fhir_bridge.spec.generate EXAMPLES.tgz EXPANSIONS.tgz`` after
+``npm pack hl7.fhir.r4.examples@4.0.1 hl7.fhir.r4.expansions@4.0.1``; the output is committed so
+that the server never needs the network.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 import tarfile
 from pathlib import Path
+
+from fhir_bridge.spec.generate_structure import derive_structure
 
 DATA_DIR = Path(__file__).parent / "data"
 SEARCH_PARAMETER_FIELDS = ("code", "type", "base", "expression", "target", "modifier", "comparator", "url", "component")
@@ -22,11 +26,15 @@ def _read_json_members(archive: tarfile.TarFile, prefix: str) -> list[dict]:
     return [json.load(archive.extractfile(m)) for m in sorted(members, key=lambda m: m.name)]
 
 
-def generate(package: Path) -> None:
+def generate(package: Path, expansions_package: Path) -> None:
     with tarfile.open(package) as archive:
         bundle = next(d for d in _read_json_members(archive, "Bundle-searchParams"))
         definitions = _read_json_members(archive, "StructureDefinition-")
         compartments = _read_json_members(archive, "CompartmentDefinition-")
+        value_sets = _read_json_members(archive, "ValueSet-")
+        code_systems = _read_json_members(archive, "CodeSystem-")
+    with tarfile.open(expansions_package) as archive:
+        expansions = _read_json_members(archive, "ValueSet-")
     search_parameters = [
         {field: entry["resource"][field] for field in SEARCH_PARAMETER_FIELDS if field in entry["resource"]}
         for entry in bundle["entry"]
@@ -57,6 +65,10 @@ def generate(package: Path) -> None:
     _write(DATA_DIR / "elements.json", elements)
     _write(DATA_DIR / "choice-elements.json", choices)
     _write(DATA_DIR / "element-shapes.json", element_shapes(all_definitions), indent=None)
+    structure = derive_structure(all_definitions, value_sets, code_systems, expansions)
+    # gzip without a timestamp, so that regenerating unchanged data changes no byte
+    compact = json.dumps(structure, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    (DATA_DIR / "structure.json.gz").write_bytes(gzip.compress(compact, 9, mtime=0))
 
 
 def _top_level_elements(definition: dict) -> dict[str, list[str]]:
@@ -119,4 +131,4 @@ def _write(path: Path, data: object, indent: int | None = 1) -> None:
 
 
 if __name__ == "__main__":
-    generate(Path(sys.argv[1]))
+    generate(Path(sys.argv[1]), Path(sys.argv[2]))

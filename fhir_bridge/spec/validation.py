@@ -1,22 +1,20 @@
-"""Parse and validate incoming resources with fhir.resources' models.
+"""Parse incoming JSON and validate resources as FHIR R4 4.0.1 (``spec.validator``) before any write.
 
-The R4B models validate R4 4.0.1 content for the resource types fhir-bridge is about; the few
-R4 types that R4B renamed or removed (e.g. MedicinalProduct, EffectEvidenceSynthesis) have no
-model and get the structural checks only (a JSON object, a known resourceType, a valid id).
+What decides valid/invalid is the R4 specification's own definitions, as data (structure, cardinality,
+types, required bindings, json.html rules): see ``fhir_bridge/spec/validator.py``. Every problem found
+becomes one issue of the 400's OperationOutcome, naming its element.
 """
 
 from __future__ import annotations
 
 import re
-from functools import cache
 from typing import Any
 
 import orjson
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.spec.registry import resource_types
+from fhir_bridge.spec.validator import Issue, validator
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -45,37 +43,14 @@ def check_id(resource_id: str, expression: str = "id") -> None:
         )
 
 
-@cache
-def _model(resource_type: str) -> Any:
-    try:
-        return get_fhir_model_class(resource_type)
-    except (KeyError, ValueError):
-        return None
+def validate_resource(
+    data: Any, expected_type: str | None = None, where: str = "", *, strict: bool = False
+) -> dict[str, Any]:
+    """Return ``data`` as a resource dict, or raise a 400 naming the offending elements.
 
-
-def _fhirpath(resource_type: str, location: tuple[Any, ...]) -> str:
-    path = resource_type
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
-def _nul_path(value: Any, path: str) -> str:
-    """The FHIRPath-like location of the first string (or name) holding a NUL character in ``value``."""
-    if isinstance(value, str):
-        return path if "\x00" in value else ""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        where = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
-        if isinstance(key, str) and "\x00" in key:
-            return where
-        if found := _nul_path(item, where):
-            return found
-    return ""
-
-
-def validate_resource(data: Any, expected_type: str | None = None, where: str = "") -> dict[str, Any]:
-    """Return ``data`` as a resource dict, or raise a 400 naming the offending element."""
+    ``where`` locates the resource in a Bundle (``Bundle.entry[2].resource.``); ``strict`` (``Prefer:
+    handling=strict``) also refuses what the spec says SHOULD NOT appear (the validator's warnings).
+    """
     if not isinstance(data, dict):
         raise FhirError(400, f"{where or 'the body'} is not a JSON object", code="structure", expression=where or None)
     resource_type = data.get("resourceType")
@@ -97,20 +72,31 @@ def validate_resource(data: Any, expected_type: str | None = None, where: str = 
     root = where.rstrip(".") or resource_type
     if "id" in data:
         check_id(data["id"], f"{root}.id")
-    # FHIR strings cannot hold control characters; NUL, which PostgreSQL cannot store either, is refused
-    # (a fast test on the serialised resource, then where; an escaped backslash before "u0000" is no NUL)
-    if b"\\u0000" in orjson.dumps(data, default=str) and (where_nul := _nul_path(data, root)):
-        message = "FHIR strings cannot hold the character U+0000 (NUL)"
-        raise FhirError(400, message, code="invalid", expression=where_nul)
-    model = _model(resource_type)
-    if model is not None:
-        try:
-            model.model_validate(data)
-        except ValidationError as error:
-            problems = error.errors()
-            expressions = [_fhirpath(root, tuple(p["loc"])) for p in problems[:20]]
-            details = "; ".join(f"{path}: {p['msg']}" for path, p in zip(expressions, problems[:20], strict=True))
-            raise FhirError(
-                400, f"invalid {resource_type}: {details}", code="structure", expression=expressions
-            ) from None
+    issues = validator().validate(data, root, strict=strict)
+    if issues and issues[0].severity == "error":
+        raise _invalid(issues)
     return data
+
+
+def _invalid(issues: list[Issue]) -> FhirError:
+    """A 400 whose OperationOutcome has one issue per problem; ``diagnostics`` and ``expression`` sum them up."""
+    errors = [issue for issue in issues if issue.severity == "error"]
+    summary = "; ".join(f"{issue.expression}: {issue.message}" for issue in errors[:10])
+    if len(errors) > 10:
+        summary += f"; and {len(errors) - 10} more"
+    return FhirError(
+        400,
+        summary,
+        code=errors[0].code,
+        expression=list(dict.fromkeys(issue.expression for issue in errors)),
+        issues=[_outcome_issue(issue) for issue in issues],
+    )
+
+
+def _outcome_issue(issue: Issue) -> dict[str, Any]:
+    return {
+        "severity": issue.severity,
+        "code": issue.code,
+        "diagnostics": f"{issue.expression}: {issue.message}",
+        "expression": [issue.expression],
+    }
