@@ -92,11 +92,10 @@ def test_one_example_of_every_resource_type_is_created_over_http(unchecked_refer
     assert refused == {}
 
 
-@pytest.mark.xfail(strict=True, reason="Bundle?composition indexes Bundle.entry[0].resource as a Reference: a 500")
 def test_a_bundle_whose_first_resource_has_identifiers_is_stored(unchecked_references: TestClient) -> None:
-    """Valid, but the search parameters ``composition`` and ``message`` (expression Bundle.entry[0].resource,
-    type reference) index the first entry's resource as if it were a Reference, and an identifier array
-    there is an AttributeError in fhir_bridge/search/index.py: 11 of the spec's Bundles are a 500."""
+    """The search parameters ``composition`` and ``message`` (expression Bundle.entry[0].resource, type
+    reference) reach a resource, not a Reference: it is not indexed as one (an identifier array there was
+    a 500 for 11 of the spec's Bundles)."""
     resource = r4_examples()["Bundle-bundle-references.json"]
     assert not _errors(resource)
     assert unchecked_references.post("/fhir/Bundle", json=resource).status_code == 201

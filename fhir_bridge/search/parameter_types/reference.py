@@ -35,8 +35,15 @@ def parse_reference(text: str) -> tuple[str | None, str | None]:
 
 def entries(item: Item, parameter: SearchParameter | None = None) -> Iterator[Entry]:
     value = item.value
+    if isinstance(value, dict) and "resourceType" in value:
+        # A resource where a Reference is expected (Bundle?composition and ?message: Bundle.entry[0].resource):
+        # the resource lives inside the Bundle, not in the store, so there is no target to index (and a chained
+        # search into it, composition.x, is not supported).
+        return
     text = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
     identifier = value.get("identifier") if isinstance(value, dict) else None
+    if not isinstance(identifier, dict):
+        identifier = None
     if text is None and not identifier:
         return
     target_type, target_id = parse_reference(text) if text else (None, None)
