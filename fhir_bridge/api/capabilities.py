@@ -43,7 +43,7 @@ def served_features(app: FastAPI, settings: Settings) -> Features:
     """What the routes of ``app`` serve (see the module docstring); cached on the app."""
     cached = getattr(app.state, "served_features", None)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     endpoints, operations = set(), set()
     for router in app.state.fhir_routers:
         for route in router.routes:

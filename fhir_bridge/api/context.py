@@ -10,7 +10,7 @@ from fhir_bridge.settings import Settings
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    return request.app.state.services
 
 
 def settings(request: Request) -> Settings:

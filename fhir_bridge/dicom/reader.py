@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -96,8 +96,8 @@ CODE_ATTRIBUTES = (
 NESTED_ATTRIBUTES = ("IssuerOfPatientIDQualifiersSequence", "RequestAttributesSequence")
 ATTRIBUTES = TEXT_ATTRIBUTES + CODE_ATTRIBUTES + ("UniversalEntityID", "UniversalEntityIDType")
 _CODE_PARTS = ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")
-_TAGS = [
-    *(tag_for_keyword(k) for k in TEXT_ATTRIBUTES + CODE_ATTRIBUTES + NESTED_ATTRIBUTES),
+_TAGS: list[int] = [
+    *(tag for k in TEXT_ATTRIBUTES + CODE_ATTRIBUTES + NESTED_ATTRIBUTES if (tag := tag_for_keyword(k)) is not None),
     *tags(sr.SHAPES),
     *tags(segmentation.SHAPES),
 ]
@@ -188,7 +188,7 @@ def read_path(path: str | os.PathLike[str]) -> DicomInstance:
         return read_stream(stream)
 
 
-def read_stream(stream: BinaryIO) -> DicomInstance:
+def read_stream(stream: IO[bytes]) -> DicomInstance:
     """Read one instance from a seekable binary stream positioned at its start."""
     start = stream.tell()
     stream.seek(0, os.SEEK_END)
@@ -201,7 +201,8 @@ def read_stream(stream: BinaryIO) -> DicomInstance:
             stream, stop_before_pixels=True, force=True, specific_tags=_TAGS, defer_size=1024 * 1024
         )
         meta = dataset.file_meta
-        transfer_syntax = _read(meta, "TransferSyntaxUID", []) if meta is not None else None
+        syntax = _read(meta, "TransferSyntaxUID", []) if meta is not None else None
+        transfer_syntax = syntax if isinstance(syntax, str) else None
     except NotImplementedError:
         raise DicomReadError(TRANSFER_SYNTAX_NOT_SUPPORTED, "the transfer syntax cannot be read") from None
     except Exception as error:  # pydicom raises many types on broken input; its messages may quote values
@@ -236,7 +237,7 @@ def _check_looks_like_dicom(head: bytes, size: int) -> None:
     raise NotAnInstance(CANNOT_UNDERSTAND, "not a DICOM file")
 
 
-def _check_complete(stream: BinaryIO, end: int, dataset: Dataset) -> None:
+def _check_complete(stream: IO[bytes], end: int, dataset: Dataset) -> None:
     """Refuse an instance whose header or pixel data was cut off (a truncated transfer)."""
     position = stream.tell()
     if position > end or _last_value_end(dataset) > end:
@@ -264,7 +265,7 @@ def _check_complete(stream: BinaryIO, end: int, dataset: Dataset) -> None:
     _check_fragments(stream, end, endian)
 
 
-def _check_fragments(stream: BinaryIO, end: int, endian: str) -> None:
+def _check_fragments(stream: IO[bytes], end: int, endian: str) -> None:
     """Walk the items of encapsulated pixel data by their headers (seeks only) to its delimiter."""
     while True:
         header = stream.read(8)

@@ -232,7 +232,7 @@ class _Rows:
         """The CDM code of the first coding that maps, preferring concepts of Focus's ``parameter``."""
         mapped = [c for system, code in codings for c in self.concepts.eucaim(system, code)]
         preferred = [c for c in mapped if (k := self.concepts.concepts.get(c)) is not None and k.parameter == parameter]
-        chosen = (preferred or mapped or [None])[0]
+        chosen = next(iter(preferred or mapped), None)
         return self.concepts.in_cdm(chosen)
 
     def unit(self, ucum: str) -> str:

@@ -352,7 +352,8 @@ class ClinicalIngest:
                 current = state.current(transaction, "Patient", resource["id"])
                 resource = _overlay(_alive(current), resource)
             else:
-                matches = state.existing.get((produced.resource_type, *produced.identifier), [])  # type: ignore[arg-type]
+                assert produced.identifier is not None  # every resource but the Patient is found by identifier
+                matches = state.existing.get((produced.resource_type, *produced.identifier), [])
                 current = state.known(produced.resource_type, resource["id"], matches[0] if matches else None)
             outcomes.append(self._put(transaction, resource, state, current))
         statuses = [status for _, status in outcomes]

@@ -145,4 +145,4 @@ def apply_patch(resource: dict[str, Any], patch: Patch, reference: str) -> dict[
             ) from None
     if not isinstance(patched, dict):
         raise FhirError(422, f"the patch does not leave {reference} a JSON object", code="processing")
-    return _without_empty(patched)  # type: ignore[no-any-return]
+    return _without_empty(patched)

@@ -292,6 +292,7 @@ class BundleProcessor:
                 )
         except FhirError as error:
             return {"response": {"status": str(error.status), "outcome": error.outcome()}}
+        assert stored.content is not None  # read and vread answer 410 for a deletion
         return {
             "fullUrl": f"{base}/{stored.reference}",
             "resource": orjson.Fragment(stored.content),

@@ -88,7 +88,7 @@ def body_site(term: Any, anatomic_regions: Any) -> dict[str, str] | None:
             coding = {"system": SNOMED, "code": value}
             if meaning := text(code.get("CodeMeaning")):
                 coding["display"] = meaning
-            return coding  # type: ignore[return-value]
+            return coding
     key = re.sub(r"[\s_\-]", "", first(term) or "").upper()
     found = body_parts().get(key)
     return {"system": SNOMED, "code": found[0], "display": found[1]} if found else None

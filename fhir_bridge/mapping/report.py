@@ -279,7 +279,7 @@ class _Report:
             if quantity := _quantity(item):
                 observation["valueQuantity"] = quantity
             else:
-                reason = dict(UNKNOWN)
+                reason: dict[str, Any] = dict(UNKNOWN)
                 if why := _label(codes.concept(item.get("NumericValueQualifierCodeSequence"))):
                     reason["text"] = why
                 observation["dataAbsentReason"] = reason

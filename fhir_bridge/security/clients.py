@@ -135,8 +135,11 @@ class BuiltinIssuer:
         self.registry = registry
         self.lifetime_s = lifetime_s
         pem = ensure_info(engines, SIGNING_KEY_INFO, _new_signing_key)
-        self._private_key = serialization.load_pem_private_key(pem.encode(), password=None)
-        public = self._private_key.public_key()
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the token signing key is not an EC private key")
+        self._private_key = key
+        public = key.public_key()
         jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
         self.key_id = _thumbprint(jwk)
         self.public_key = public

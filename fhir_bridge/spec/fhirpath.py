@@ -61,7 +61,7 @@ def _tokenize(expression: str) -> list[str]:
         match = _TOKEN.match(expression, position)
         if match is None:
             raise FhirPathError(f"cannot read {expression[position:]!r} in {expression!r}")
-        tokens.append(match.group(match.lastgroup).strip("`"))
+        tokens.append(match.group(match.lastgroup or 0).strip("`"))
         position = match.end()
     return tokens
 
@@ -283,7 +283,9 @@ def compile_expression(
 
 def split_union(expression: str) -> list[str]:
     """Split an expression at its top-level ``|`` (the spec shares one expression across bases)."""
-    parts, depth, current, quoted = [], 0, [], False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for char in expression:
         if char == "'":
             quoted = not quoted

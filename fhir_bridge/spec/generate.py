@@ -23,7 +23,12 @@ SEARCH_PARAMETER_FIELDS = ("code", "type", "base", "expression", "target", "modi
 
 def _read_json_members(archive: tarfile.TarFile, prefix: str) -> list[dict]:
     members = [m for m in archive.getmembers() if Path(m.name).name.startswith(prefix) and m.name.endswith(".json")]
-    return [json.load(archive.extractfile(m)) for m in sorted(members, key=lambda m: m.name)]
+    found = []
+    for member in sorted(members, key=lambda m: m.name):
+        content = archive.extractfile(member)
+        if content is not None:
+            found.append(json.load(content))
+    return found
 
 
 def generate(package: Path, expansions_package: Path) -> None:

@@ -28,7 +28,7 @@ class Shape:
 @cache
 def _shapes() -> dict[str, dict[str, str]]:
     text = resources.files("fhir_bridge.spec").joinpath("data", "element-shapes.json").read_text(encoding="utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)
 
 
 def _parse(code: str) -> Shape:

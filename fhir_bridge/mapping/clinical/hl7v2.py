@@ -91,15 +91,16 @@ class Hl7v2Reader:
     """ORU^R01 messages -> one record per OBR; other message types are reported, not guessed at."""
 
     name = "hl7v2"
-    media_types = ("x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7v2")
-    suffixes = (".hl7", ".er7", ".oru")
+    media_types: tuple[str, ...] = ("x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7v2")
+    suffixes: tuple[str, ...] = (".hl7", ".er7", ".oru")
 
     def read(self, stream: BinaryIO, options: ReaderOptions) -> Iterator[SourceRecord]:
         with text_of(stream, options.encoding, newline=None) as text:  # \r, \n and \r\n end segments
             yield from self._messages(text, options)
 
     def _messages(self, text: Any, options: ReaderOptions) -> Iterator[SourceRecord]:
-        number, segments = 0, []
+        number = 0
+        segments: list[tuple[int, str]] = []
         try:
             for line_number, line in enumerate(text, start=1):
                 segment = line.strip("\n").strip(MLLP).strip()

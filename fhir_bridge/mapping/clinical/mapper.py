@@ -101,9 +101,9 @@ class ClinicalMapper:
             key = self._identifier(context, rule)
             if key is None:
                 continue
-            resource_id = codes.resource_id(rule.resource_type, *key)
-            context.targets[rule.name] = f"{rule.resource_type}/{resource_id}"
-            active.append((rule, resource_id, key))
+            derived_id = codes.resource_id(rule.resource_type, *key)
+            context.targets[rule.name] = f"{rule.resource_type}/{derived_id}"
+            active.append((rule, derived_id, key))
         for rule, resource_id, key in active:
             body = rule.template.evaluate(context, "")
             body = {} if body is MISSING else body

@@ -60,7 +60,7 @@ class Reader(Protocol):
 def text_of(stream: BinaryIO, encoding: str, newline: str | None = "") -> Iterator[io.TextIOWrapper]:
     """``stream`` decoded; the caller's stream is left open afterwards (the wrapper is detached, not closed)."""
     codecs.lookup(encoding)  # an unknown encoding fails here, before any record
-    text = io.TextIOWrapper(stream, encoding=encoding, newline=newline)  # type: ignore[arg-type]
+    text = io.TextIOWrapper(stream, encoding=encoding, newline=newline)
     try:
         yield text
     finally:
@@ -69,8 +69,8 @@ def text_of(stream: BinaryIO, encoding: str, newline: str | None = "") -> Iterat
 
 class CsvReader:
     name = "csv"
-    media_types = ("text/csv", "application/csv", "text/tab-separated-values")
-    suffixes = (".csv", ".tsv")
+    media_types: tuple[str, ...] = ("text/csv", "application/csv", "text/tab-separated-values")
+    suffixes: tuple[str, ...] = (".csv", ".tsv")
 
     def read(self, stream: BinaryIO, options: ReaderOptions) -> Iterator[SourceRecord]:
         with text_of(stream, options.encoding) as text:
@@ -115,8 +115,13 @@ class CsvReader:
 
 class NdjsonReader:
     name = "ndjson"
-    media_types = ("application/x-ndjson", "application/ndjson", "application/fhir+ndjson", "application/jsonl")
-    suffixes = (".ndjson", ".jsonl")
+    media_types: tuple[str, ...] = (
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/fhir+ndjson",
+        "application/jsonl",
+    )
+    suffixes: tuple[str, ...] = (".ndjson", ".jsonl")
 
     def read(self, stream: BinaryIO, options: ReaderOptions) -> Iterator[SourceRecord]:
         row = 0
@@ -139,8 +144,8 @@ class JsonReader:
     """A JSON array of objects read element by element (or one object)."""
 
     name = "json"
-    media_types = ("application/json",)
-    suffixes = (".json",)
+    media_types: tuple[str, ...] = ("application/json",)
+    suffixes: tuple[str, ...] = (".json",)
 
     def read(self, stream: BinaryIO, options: ReaderOptions) -> Iterator[SourceRecord]:
         with text_of(stream, options.encoding) as text:

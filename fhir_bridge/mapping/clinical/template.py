@@ -332,7 +332,8 @@ class ConcatNode(Node):
     def evaluate(self, context: Context, path: str) -> Any:
         if self.condition is not None and not self.condition.holds(context.record):
             return MISSING
-        texts, filled = [], False
+        texts: list[str] = []
+        filled = False
         for node in self.parts:
             value = node.evaluate(context, path)
             if value is MISSING:
