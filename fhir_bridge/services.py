@@ -16,6 +16,8 @@ from collections.abc import Callable
 from functools import cached_property, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
 from fhir_bridge.audit.log import AuditLog
 from fhir_bridge.bulk.model import Limits as BulkLimits
 from fhir_bridge.bulk.service import BulkExports
@@ -35,7 +37,14 @@ from fhir_bridge.search.index import index_entries
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
-from fhir_bridge.store.database import Engines, create_engines, engines_beside, prepare_schema, read_info
+from fhir_bridge.store.database import (
+    Engines,
+    create_engines,
+    engines_beside,
+    prepare_schema,
+    read_info,
+    unreachable_database,
+)
 from fhir_bridge.store.store import Store
 
 # configuration checks first: a mistake stops the start before the database is touched
@@ -140,9 +149,21 @@ class Services:
     @cached_property
     def engines(self) -> Engines:
         """The database, its schema created or upgraded (safely when several workers start at once)."""
-        engines = create_engines(self.settings.database_url)
+        url = self.settings.database_url
+        try:
+            engines = create_engines(url)
+        except OSError as error:  # the SQLite file's folder cannot be made
+            raise ConfigurationError(unreachable_database(url, error)) from None
+        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as error:
+            raise ConfigurationError(
+                f"database_url {url.split('@')[-1]!r} is not accepted ({error}): expected "
+                "sqlite:///path.db or postgresql+psycopg://user@host:5432/database"
+            ) from None
         self._closers.append(engines.dispose)
-        prepare_schema(engines)
+        try:
+            prepare_schema(engines)
+        except OperationalError as error:
+            raise ConfigurationError(unreachable_database(url, error)) from None
         return engines
 
     @cached_property

@@ -1,4 +1,9 @@
-"""Configuration, from keyword arguments or ``FHIR_BRIDGE_*`` environment variables.
+"""Configuration: keyword arguments (the CLI's flags) over ``FHIR_BRIDGE_*`` environment variables over a
+TOML config file (``FHIR_BRIDGE_CONFIG`` or ``Settings(config_file=...)``) over the defaults.
+
+A mistake (a value of the wrong kind, an unknown setting in any of these places) raises
+``ConfigurationError`` with one line per problem naming the setting as it was given (``--flag``,
+``FHIR_BRIDGE_NAME``, ``name`` in the file), the bad value and what is accepted.
 
 Only the edges (api, cli, listeners) and the composition root (``services``) read ``Settings``;
 ``Services`` turns them into the plain values and objects the layers below take (the import
@@ -7,23 +12,101 @@ contract in pyproject.toml keeps it so).
 
 from __future__ import annotations
 
+import difflib
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fhir_bridge.errors import ConfigurationError
 
 __all__ = ["ConfigurationError", "Settings"]  # ConfigurationError lives in errors; imported from here too
 
 MIN_KEY_LENGTH = 16
+ENV_PREFIX = "FHIR_BRIDGE_"
+CONFIG_VARIABLE = "FHIR_BRIDGE_CONFIG"  # the config file's path
+# FHIR_BRIDGE_* variables that are no settings: the config file's path and the test suite's own switches.
+NOT_SETTINGS = frozenset(
+    {CONFIG_VARIABLE, "FHIR_BRIDGE_TEST_POSTGRES_URL", "FHIR_BRIDGE_REQUIRE_POSTGRES", "FHIR_BRIDGE_FUZZ_EXAMPLES"}
+)
+SECRET_MASK = "********"
+
+_file_values: ContextVar[dict[str, Any]] = ContextVar("fhir_bridge_config_file_values", default={})  # noqa: B039
 
 
 class Settings(BaseSettings):
     """Everything an operator can set; each field is also the env var ``FHIR_BRIDGE_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="FHIR_BRIDGE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+    _config_file: Path | None = PrivateAttr(None)
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, config_file: str | Path | None = None, **values: Any) -> None:
+        """``values`` (the flags) over the environment over ``config_file`` (else ``FHIR_BRIDGE_CONFIG``)."""
+        named = config_file if config_file is not None else os.environ.get(CONFIG_VARIABLE) or None
+        path = Path(named) if named is not None else None
+        from_file = read_config_file(path) if path is not None else {}
+        environment = _setting_variables(os.environ)
+        token = _file_values.set(from_file)
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigurationError(_describe(error, values, environment, path)) from None
+        finally:
+            _file_values.reset(token)
+        self._config_file = path
+        self._sources = {
+            name: "argument"
+            if name in values
+            else f"environment {ENV_PREFIX}{name.upper()}"
+            if name in environment
+            else f"file {path}"
+            if name in from_file
+            else "default"
+            for name in type(self).model_fields
+        }
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The config file these settings were read from, if any."""
+        return self._config_file
+
+    def source_of(self, name: str) -> str:
+        """Where a setting's value came from: ``argument``, ``environment VAR``, ``file PATH`` or ``default``."""
+        return self._sources.get(name, "argument")
+
+    def effective(self) -> dict[str, Any]:
+        """Every setting's value as plain data (TOML/JSON-ready), secrets and database passwords masked."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = SECRET_MASK
+            elif isinstance(value, Path):
+                value = str(value)
+            elif name == "database_url":
+                value = mask_url(value)
+            shown[name] = value
+        return shown
 
     database_url: str = Field(
         "sqlite:///fhir-bridge.db",
@@ -300,3 +383,142 @@ class Settings(BaseSettings):
                 "create a strong one with `fhir-bridge keygen pseudonym.key`"
             )
         return text.encode("utf-8")
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The config file's values (read, flattened and checked by ``Settings.__init__``)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _file_values.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_file_values.get())
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML config file: ``name = value`` lines, or tables (``[catalogue] title = ...``
+    is ``catalogue_title``). An unreadable file, a syntax error or an unknown key is a ConfigurationError."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file {path} (from --config or {CONFIG_VARIABLE}) does not exist") from None
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {error}") from None
+    flat: dict[str, Any] = {}
+
+    def flatten(table: Mapping[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            name = f"{prefix}{key}".replace("-", "_").lower()
+            if isinstance(value, dict) and name not in Settings.model_fields:
+                flatten(value, f"{name}_")
+            else:
+                flat[name] = value
+
+    flatten(document, "")
+    unknown = [name for name in flat if name not in Settings.model_fields]
+    if unknown:
+        raise ConfigurationError(
+            "\n".join(f"config file {path}: unknown setting {name!r}{_did_you_mean(name)}" for name in unknown)
+        )
+    return flat
+
+
+def _setting_variables(environment: Mapping[str, str]) -> set[str]:
+    """The settings set in the environment; an unknown ``FHIR_BRIDGE_*`` variable is a ConfigurationError."""
+    found: set[str] = set()
+    unknown: list[str] = []
+    for variable in environment:
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_SETTINGS:
+            continue
+        name = upper.removeprefix(ENV_PREFIX).lower()
+        if name in Settings.model_fields:
+            found.add(name)
+        else:
+            unknown.append(variable)
+    if unknown:
+        raise ConfigurationError(
+            "\n".join(
+                f"unknown environment variable {variable}"
+                f"{_did_you_mean(variable.upper().removeprefix(ENV_PREFIX), ENV_PREFIX)}: every "
+                f"{ENV_PREFIX}* variable must be a setting (docs/configuration.md)"
+                for variable in sorted(unknown)
+            )
+        )
+    return found
+
+
+def _did_you_mean(name: str, prefix: str = "") -> str:
+    close = difflib.get_close_matches(name.lower(), list(Settings.model_fields), n=1)
+    if not close:
+        return ""
+    return f" (did you mean {prefix}{close[0].upper()}?)" if prefix else f" (did you mean {close[0]!r}?)"
+
+
+def _describe(error: ValidationError, values: dict[str, Any], environment: set[str], path: Path | None) -> str:
+    """One line per problem: the setting as it was given, the bad value, what is accepted."""
+    lines = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        field = Settings.model_fields.get(name)
+        if field is None:
+            lines.append(f"unknown setting {name!r}{_did_you_mean(name)}")
+            continue
+        secret = SecretStr in typing.get_args(field.annotation) or field.annotation is SecretStr
+        if name in values:
+            given = f"{name}={SECRET_MASK if secret else repr(values[name])}"
+        elif name in environment:
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            given = f"{variable}={SECRET_MASK if secret else repr(os.environ.get(variable, ''))}"
+        else:
+            given = f"{name} = {SECRET_MASK if secret else repr(problem.get('input'))} in the config file {path}"
+        reason = str(problem.get("msg", "")).removeprefix("Value error, ")
+        because = f" ({reason})" if problem.get("type") == "value_error" else ""
+        lines.append(f"{given} is not accepted{because}: expected {accepted_values(field)}")
+    return "\n".join(lines)
+
+
+def mask_url(url: str) -> str:
+    """A database URL without its password (``user:***@host``)."""
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
+
+
+def accepted_values(field: FieldInfo) -> str:
+    """What a setting takes: its type, or its choices, with the bounds the field enforces."""
+    kind = _kind(field.annotation)
+    bounds = []
+    for constraint in field.metadata:
+        for attribute, symbol in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            bound = getattr(constraint, attribute, None)
+            if bound is not None:
+                bounds.append(f"{symbol} {bound}")
+        if getattr(constraint, "min_length", None):
+            kind += " (not empty)"
+    return " ".join([kind, ", ".join(bounds)]).strip()
+
+
+def _kind(annotation: Any) -> str:
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(arguments) == 1:
+        return _kind(arguments[0])
+    if origin is Literal:
+        return " or ".join(f"`{choice}`" for choice in arguments)
+    if origin is list:
+        return f"JSON list of {_kind(arguments[0])}"
+    names = {
+        bool: "`true` or `false`",
+        int: "integer",
+        float: "number",
+        str: "text",
+        Path: "path",
+        SecretStr: "text (secret)",
+    }
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))

@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from fhir_bridge.settings import Settings
+from fhir_bridge.settings import Settings, accepted_values
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
@@ -36,17 +34,37 @@ HEADER = """\
 fhir_bridge/settings.py and the flags of the fhir-bridge command. Edit those, then run it again:
 tests/test_docs.py fails while this page is out of date. -->
 
-Every setting is an environment variable `{prefix}<NAME>`. A few are also flags of the commands
-named in the table; a flag wins over the variable. An application that embeds fhir-bridge passes the
-same settings as keyword arguments, in lower case: `Settings(database_url="sqlite:///imaging.db",
-fhir_path="")` (see [Using it inside another application](operations.md#using-it-inside-another-application)).
+Settings come from four places, each over the next: a command's flags (or, for an application that
+embeds fhir-bridge, keyword arguments in lower case: `Settings(database_url="sqlite:///imaging.db",
+fhir_path="")`, see [Using it inside another application](operations.md#using-it-inside-another-application)),
+the environment variables `{prefix}<NAME>`, a TOML config file, and the defaults below.
 
-No configuration file is read; the only files are those a setting names (the site secret, the
-catalogue description, the mapping folder). Booleans are `true` or `false`, lists are JSON. A value
-outside what the table allows stops a command before it does anything, with a validation error that
-names the setting; an unsafe or unusable combination (pseudonymisation without a site secret, an
-unknown time zone, a bad catalogue file) stops it with `fhir-bridge: cannot start: ...` and exit
-status 2.
+The config file is named by `{prefix}CONFIG` or by `--config FILE`, which every command takes
+(`fhir-bridge --config FILE <command>` or `fhir-bridge <command> --config FILE`), so that `serve` and
+`clients add`, `ingest` and the others work on the same database with the same key. It holds the
+settings by name in lower case; a table groups settings by their first word:
+
+```toml
+database_url = "postgresql+psycopg://fhir@db.hospital.local:5432/fhir"
+pseudonym_key_file = "/etc/fhir-bridge/pseudonym.key"
+host = "0.0.0.0"
+
+[catalogue]  # catalogue_title, catalogue_publisher_name
+title = "Lung cancer CT, Hospital X"
+publisher_name = "Hospital X"
+```
+
+`fhir-bridge config show` prints every effective setting and where it came from (flag, variable,
+file or default), with secrets and database passwords masked. Booleans are `true` or `false`, lists
+are JSON in a variable and TOML arrays in the file.
+
+A mistake stops a command before it does anything, with exit status 2 and a line or two naming the
+setting as it was given, the bad value and what the table allows: a value of the wrong kind or out
+of bounds, an unknown `{prefix}*` variable, an unknown key of the config file or keyword of
+`Settings(...)` (with the closest setting's name), a database that does not exist (with the
+`createdb` command that makes it) or cannot be reached, and an unsafe or unusable combination
+(pseudonymisation without a site secret, an unknown time zone, a bad catalogue file): `fhir-bridge:
+cannot start: ...`.
 
 | variable | flag | default | values | meaning |
 | --- | --- | --- | --- | --- |
@@ -87,7 +105,13 @@ def _row(name: str, field: FieldInfo, flags: dict[str, list[str]]) -> str:
         raise ValueError(f"the setting {name} has no description: every field of Settings needs one")
     variable = f"`{ENV_PREFIX}{name.upper()}`"
     flag = "<br>".join(f"`{flag}` ({', '.join(commands)})" for flag, commands in flags.items())
-    cells = [variable, flag, _default(name, field.default), _values(field), _prose(_sentence(field.description))]
+    cells = [
+        variable,
+        flag,
+        _default(name, field.default),
+        accepted_values(field),
+        _prose(_sentence(field.description)),
+    ]
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
@@ -118,40 +142,6 @@ def _binary_size(value: int) -> str:
         if value >= size and value % size == 0:
             return f"{value // size} {unit}"
     return f"{value} bytes"
-
-
-def _values(field: FieldInfo) -> str:
-    """What the setting takes: its type, or its choices, with the bounds the field enforces."""
-    kind = _kind(field.annotation)
-    bounds = []
-    for constraint in field.metadata:
-        for attribute, symbol in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            bound = getattr(constraint, attribute, None)
-            if bound is not None:
-                bounds.append(f"{symbol} {bound}")
-        if getattr(constraint, "min_length", None):
-            kind += " (not empty)"
-    return " ".join([kind, ", ".join(bounds)]).strip()
-
-
-def _kind(annotation: Any) -> str:
-    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) and len(arguments) == 1:
-        return _kind(arguments[0])
-    if origin is Literal:
-        return " or ".join(f"`{choice}`" for choice in arguments)
-    if origin is list:
-        return f"JSON list of {_kind(arguments[0])}"
-    names = {
-        bool: "`true` or `false`",
-        int: "integer",
-        float: "number",
-        str: "text",
-        Path: "path",
-        SecretStr: "text (secret)",
-    }
-    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 def _sentence(description: str) -> str:

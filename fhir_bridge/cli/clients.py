@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fhir_bridge.cli.common import EXIT_CONFIGURATION, add_database, services_from
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.security.clients import RegistrationError
+from fhir_bridge.security.roles import ROLES, role_scopes
 
 EXIT_REFUSED = EXIT_CONFIGURATION
 
@@ -32,13 +34,23 @@ def new_key_pair(private_key_path: Path, key_id: str) -> dict[str, Any]:
 
 def add(arguments: argparse.Namespace) -> int:
     jwks = None
+    if not arguments.role and not arguments.scope:
+        print(f"fhir-bridge: give {arguments.client_id} a --role or --scope (or both)", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        scope = role_scopes(arguments.role or [], arguments.scope)
+    except KeyError as error:
+        print(f"fhir-bridge: {error.args[0]}", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         if arguments.new_key:
             jwks = new_key_pair(Path(arguments.new_key), f"{arguments.client_id}-1")
         elif arguments.jwks:
             jwks = json.loads(Path(arguments.jwks).read_text(encoding="utf-8"))
         with services_from(arguments) as services:
-            client = services.clients.add(arguments.client_id, arguments.scope, jwks=jwks, jwks_url=arguments.jwks_url)
+            client = services.clients.add(arguments.client_id, scope, jwks=jwks, jwks_url=arguments.jwks_url)
+    except ConfigurationError:
+        raise  # the settings or the database: said by main, like every command's
     except FileExistsError:
         print(f"fhir-bridge: {arguments.new_key} exists; choose another file for the new key", file=sys.stderr)
         return EXIT_REFUSED
@@ -75,7 +87,16 @@ def register(commands: Any) -> None:
     actions = clients.add_subparsers(dest="action", required=True)
     adding = actions.add_parser("add", help="register a client (again: replaces its keys and scopes)")
     adding.add_argument("client_id")
-    adding.add_argument("--scope", required=True, help='largest scopes it may get, e.g. "system/ImagingStudy.rs"')
+    adding.add_argument(
+        "--role",
+        action="append",
+        choices=list(ROLES),
+        help="a named bundle of scopes (repeatable): "
+        + "; ".join(f"{role.name}: {role.job} ({role.scope})" for role in ROLES.values()),
+    )
+    adding.add_argument(
+        "--scope", help='largest scopes it may get, e.g. "system/ImagingStudy.rs" (added to those of --role)'
+    )
     keys = adding.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks", help="file with the client's public JSON Web Key Set")
     keys.add_argument("--jwks-url", help="URL where the client publishes its JWKS")

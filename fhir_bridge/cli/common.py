@@ -1,4 +1,9 @@
-"""What every command shares: settings from flags over environment, the services, exit codes."""
+"""What every command shares: settings from flags over environment over the config file, the services, exit codes.
+
+Every command builds its ``Settings`` with ``settings_from``: the same config file (``--config`` or
+``FHIR_BRIDGE_CONFIG``), the same environment, its own flags on top. ``clients add`` therefore writes
+to the database ``serve`` runs on when both are given the same config file.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ EXIT_FAILURES = 1  # something was not ingested or checked
 EXIT_CONFIGURATION = 2  # the command could not run at all
 
 DATABASE_HELP = "sqlite:///path.db (default ./fhir-bridge.db) or postgresql+psycopg://..."
+CONFIG_HELP = "TOML config file of settings (else FHIR_BRIDGE_CONFIG); environment and flags override it"
 KEY_FILE_HELP = "file holding the pseudonym key (else FHIR_BRIDGE_PSEUDONYM_KEY[_FILE])"
 _FLAGS = ("database_url", "host", "port", "pseudonym_key_file", "auth", "mappings_dir", "dimse_port")
 
@@ -26,7 +32,7 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
     }
     if "pseudonym_key_file" in overrides:
         overrides["pseudonym_key"] = None  # the flag wins over FHIR_BRIDGE_PSEUDONYM_KEY
-    return Settings(**overrides)
+    return Settings(getattr(arguments, "config", None), **overrides)
 
 
 def services_from(arguments: argparse.Namespace) -> Services:
@@ -34,8 +40,16 @@ def services_from(arguments: argparse.Namespace) -> Services:
 
 
 def refuse(error: ConfigurationError) -> int:
-    print(f"fhir-bridge: cannot start: {error}", file=sys.stderr)
+    """Say what is wrong in a line or two (each problem on its own line), no traceback: exit status 2."""
+    first, *more = str(error).splitlines() or [type(error).__name__]
+    print(f"fhir-bridge: cannot start: {first}", file=sys.stderr)
+    for line in more:
+        print(f"fhir-bridge: {line}", file=sys.stderr)
     return EXIT_CONFIGURATION
+
+
+def add_config(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    parser.add_argument("--config", type=Path, default=default, help=CONFIG_HELP)
 
 
 def add_database(parser: argparse.ArgumentParser) -> None:

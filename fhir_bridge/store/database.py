@@ -68,6 +68,8 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
 
 def create_engines(database_url: str) -> Engines:
     url = make_url(database_url)
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"{url.get_backend_name()} is not supported: SQLite or PostgreSQL")
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             raise ValueError("in-memory SQLite is not supported (every connection would see its own): name a file")
@@ -208,3 +210,31 @@ def ensure_info(engines: Engines, key: str, make: Callable[[], str]) -> str:
 def read_info(engines: Engines, key: str) -> str:
     with engines.reader.connect() as connection:
         return connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one()
+
+
+def unreachable_database(database_url: str, error: BaseException) -> str:
+    """What an operator should read when the database cannot be opened (missing, unreachable, refused):
+    the database named without its password, the reason in the driver's own words, and the fix."""
+    url = make_url(database_url)
+    shown = url.render_as_string(hide_password=True)
+    reason = " ".join(str(getattr(error, "orig", None) or error).split())
+    if isinstance(error, OSError) and error.strerror:
+        reason = f"{error.strerror}: {error.filename}"
+    if url.get_backend_name() == "sqlite":
+        return f"cannot open the SQLite database {url.database} (database_url {shown}): {reason}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    missing = f'database "{url.database}" does not exist'
+    if missing in reason:
+        user = f" -U {url.username}" if url.username else ""
+        return (
+            f"the PostgreSQL {missing} on {where} (database_url {shown})\n"
+            f"create it with `createdb -h {url.host or 'localhost'} -p {url.port or 5432}{user} {url.database}`"
+        )
+    symptoms = ("Connection refused", "failed to resolve host", "timeout expired", "No route to host")
+    for symptom in symptoms:
+        if symptom.lower() in reason.lower():
+            return (
+                f"cannot reach PostgreSQL at {where} (database_url {shown}): {symptom.lower()}\n"
+                "is the server running there, and are the host and port right?"
+            )
+    return f"cannot connect to PostgreSQL at {where} (database_url {shown}): {reason}"
