@@ -288,12 +288,10 @@ def test_the_documented_python_recipe_gets_a_token_and_searches(
     page = (Path(__file__).parent.parent / "docs" / "access-control.md").read_text(encoding="utf-8")
     recipe = re.search(r"```python\n(import time, uuid, httpx, jwt\n.*?)```", page, re.S)
     assert recipe is not None
-    registration = re.search(
-        r"fhir-bridge clients add pacs-router --scope \"([^\"]+)\" --new-key pacs-router.pem", page
-    )
+    registration = re.search(r"fhir-bridge clients add research-app --role (\S+) --new-key research-app.pem", page)
     assert registration is not None
     monkeypatch.chdir(tmp_path)
-    main(["clients", "add", "pacs-router", "--scope", registration[1], "--new-key", "pacs-router.pem",
+    main(["clients", "add", "research-app", "--role", registration[1], "--new-key", "research-app.pem",
           "--database-url", database_url])  # fmt: skip
     app = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
     with serving(app) as port:

@@ -15,7 +15,7 @@ from fhir_bridge.security.scopes import AUDIT_SCOPE
 
 # What the shipped clinical mappings (mappings/*.yaml) create or update, besides Patient and Provenance;
 # a site mapping writing other types needs their scopes too (`--role clinical-sender --scope ...`).
-CLINICAL_TYPES = ("Condition", "Observation", "DiagnosticReport", "Procedure", "ImagingStudy")
+CLINICAL_TYPES = ("Condition", "Observation", "DiagnosticReport")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""``clients add --role``: each named scope bundle lets its client do its job end to end, and nothing beyond.
+
+The clients are registered by the real CLI, get their tokens from the built-in token endpoint with
+every scope of their registration, and use the running app as they would in a hospital.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_bridge import Settings, create_app
+from fhir_bridge.cli import main
+from fhir_bridge.security.roles import ROLES
+from tests.annotation_samples import annotated_study
+from tests.conftest import TEST_PSEUDONYM_KEY
+from tests.dicom_samples import Patient, instance, multipart, study_set, uid
+from tests.security_helpers import ClientKey, bearer, ec_key
+
+STOW = 'multipart/related; type="application/dicom"; boundary=fhir-bridge-test-boundary'
+MAPPING_EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
+CLINICAL_UPLOADS = {  # every shipped mapping, with its example export
+    "cancer-diagnosis": ("cancer-diagnosis.csv", "text/csv"),
+    "patient-demographics": ("patient-demographics.csv", "text/csv"),
+    "radiology-report": ("radiology-report.csv", "text/csv"),
+    "radiology-report-hl7v2": ("radiology-report.hl7", "x-application/hl7-v2+er7"),
+}
+
+
+@pytest.fixture
+def site(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    """The app with access control on and one client per role, registered with `fhir-bridge clients add --role`."""
+    keys: dict[str, ClientKey] = {}
+    for role in ROLES:
+        keys[role] = ec_key(f"{role}-1")
+        jwks = tmp_path / f"{role}.jwks.json"
+        jwks.write_text(json.dumps(keys[role].jwks()))
+        assert main(["clients", "add", role, "--role", role, "--jwks", str(jwks), "--database-url", database_url]) == 0
+    app = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
+    with TestClient(app, base_url="http://testserver") as client:
+        headers = {role: bearer(client, role, keys[role], ROLES[role].scope) for role in ROLES}
+        yield client, headers
+    app.state.services.close()
+
+
+def _stow(client: TestClient, headers: dict[str, str], parts: list[bytes]) -> int:
+    return client.post(
+        "/dicomweb/studies", content=multipart(parts), headers={**headers, "Content-Type": STOW}
+    ).status_code
+
+
+def _studies_the_example_reports_describe() -> list[bytes]:
+    """The studies (accession numbers ACC000001, ACC000002, issuer HOSP) of mappings/examples' reports."""
+    patients = [
+        Patient("PID-00001", "Testperson^Study1", "19410111", "F", "HOSP"),
+        Patient("PID-00002", "Testperson^Study2", "19420212", "M", "HOSP"),
+    ]
+    return [
+        instance(
+            "CT_small.dcm",
+            patient=patient,
+            study_uid=uid(number),
+            series_uid=uid(number, 1),
+            sop_uid=uid(number, 1, 1),
+            AccessionNumber=f"ACC{number:06d}",
+        )
+        for number, patient in enumerate(patients, start=1)
+    ]
+
+
+def _upload(client: TestClient, headers: dict[str, str], mapping: str) -> tuple[int, dict]:
+    name, media_type = CLINICAL_UPLOADS[mapping]
+    answer = client.post(
+        "/ingest/clinical",
+        params={"mapping": mapping},
+        content=(MAPPING_EXAMPLES / name).read_bytes(),
+        headers={**headers, "Content-Type": media_type},
+    )
+    return answer.status_code, (answer.json() if answer.status_code == 200 else {})
+
+
+def test_every_shipped_mapping_has_an_example_upload_here() -> None:
+    from fhir_bridge.mapping.clinical import MappingRegistry
+
+    assert set(MappingRegistry.for_site(None).names()) == set(CLINICAL_UPLOADS)
+
+
+def test_dicom_sender_pushes_images_and_derived_objects_and_reads_nothing(site) -> None:  # type: ignore[no-untyped-def]
+    client, headers = site
+    sender = headers["dicom-sender"]
+    assert _stow(client, sender, [data for _, data in study_set(studies=2, series=2, instances=2)]) == 200
+    assert _stow(client, sender, annotated_study(1).all) == 200  # CT, SEG, TID 1500 SR, KOS
+    assert _stow(client, sender, annotated_study(1).all) == 200  # again: updates, unchanged
+    for path in (
+        "/fhir/Patient",
+        "/fhir/ImagingStudy",
+        "/fhir/ImagingStudy/x",
+        "/fhir/AuditEvent",
+        "/catalogue/counts",
+    ):
+        assert client.get(path, headers=sender).status_code == 403, path
+    assert client.post("/fhir/Condition", json={"resourceType": "Condition"}, headers=sender).status_code == 403
+    assert client.get("/fhir/$export", headers={**sender, "Prefer": "respond-async"}).status_code == 403
+    assert _upload(client, sender, "cancer-diagnosis")[0] == 403
+
+
+def test_clinical_sender_uploads_through_every_shipped_mapping_and_reads_nothing(site) -> None:  # type: ignore[no-untyped-def]
+    client, headers = site
+    assert _stow(client, headers["dicom-sender"], _studies_the_example_reports_describe()) == 200
+    sender = headers["clinical-sender"]
+    for mapping in CLINICAL_UPLOADS:
+        status, result = _upload(client, sender, mapping)
+        assert status == 200, (mapping, status)
+        summary = result["summary"]
+        assert summary["created"] + summary["updated"] + summary["unchanged"] >= 1, (mapping, result)
+    for path in ("/fhir/Patient", "/fhir/Condition", "/fhir/AuditEvent"):
+        assert client.get(path, headers=sender).status_code == 403, path
+    assert _stow(client, sender, annotated_study(3).all) == 403
+    assert client.delete("/fhir/Patient/x", headers=sender).status_code == 403
+
+
+def test_harvester_searches_pages_exports_and_counts_but_writes_nothing(site) -> None:  # type: ignore[no-untyped-def]
+    client, headers = site
+    assert _stow(client, headers["dicom-sender"], annotated_study(4).all) == 200
+    harvester = headers["harvester"]
+    found = client.get("/fhir/ImagingStudy", params={"_include": "ImagingStudy:subject"}, headers=harvester)
+    assert found.status_code == 200 and {e["resource"]["resourceType"] for e in found.json()["entry"]} == {
+        "ImagingStudy",
+        "Patient",
+    }
+    assert client.get("/fhir/_history", headers=harvester).status_code == 200
+    assert (
+        client.get("/fhir/Observation", params={"derived-from:missing": "false"}, headers=harvester).status_code == 200
+    )
+    assert client.get("/catalogue/counts", headers=harvester).status_code == 200
+    kicked = client.get("/fhir/$export", headers={**harvester, "Prefer": "respond-async"})
+    assert kicked.status_code == 202, kicked.text
+    status_url = kicked.headers["content-location"]
+    deadline = time.monotonic() + 60
+    while (status := client.get(status_url, headers=harvester)).status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status.status_code == 200
+    files = [item["url"] for item in status.json()["output"]]
+    assert files and all(client.get(url, headers=harvester).status_code == 200 for url in files)
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=harvester).status_code == 403
+    assert client.delete("/fhir/ImagingStudy/x", headers=harvester).status_code == 403
+    assert _stow(client, harvester, annotated_study(5).all) == 403
+    assert _upload(client, harvester, "patient-demographics")[0] == 403
+    assert client.get("/fhir/AuditEvent", headers=harvester).status_code == 403
+
+
+def test_auditor_reads_the_audit_trail_only(site) -> None:  # type: ignore[no-untyped-def]
+    client, headers = site
+    auditor = headers["auditor"]
+    trail = client.get("/fhir/AuditEvent", headers=auditor)
+    assert trail.status_code == 200 and trail.json()["resourceType"] == "Bundle"
+    for path in ("/fhir/Patient", "/fhir/ImagingStudy", "/catalogue/counts", "/fhir/_history"):
+        assert client.get(path, headers=auditor).status_code == 403, path
+    assert client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=auditor).status_code == 403
+    assert _stow(client, auditor, annotated_study(6).all) == 403
+
+
+def test_the_access_control_page_lists_each_role_with_its_scopes() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "access-control.md").read_text(encoding="utf-8")
+    for role in ROLES.values():
+        assert f"| `{role.name}` |" in page and f"| `{role.scope}` |" in page, role.name
