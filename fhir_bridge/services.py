@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import cached_property, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from fhir_bridge.audit.log import AuditLog
 from fhir_bridge.bulk.model import Limits as BulkLimits
@@ -41,8 +41,10 @@ from fhir_bridge.store.database import (
     Engines,
     create_engines,
     engines_beside,
+    pool_status,
     prepare_schema,
     read_info,
+    schema_problem,
     unreachable_database,
 )
 from fhir_bridge.store.store import Store
@@ -144,6 +146,24 @@ class Services:
     def audit_search_hash(self) -> Callable[[str], str] | None:
         """Keyed hash of personal search values in the audit trail (None without a site secret)."""
         return partial(self.pseudonymiser.keyed_hash, "audit-search") if self.pseudonymiser else None
+
+    # operations --------------------------------------------------------------------------------------
+    def readiness(self) -> dict[str, str]:
+        """What keeps the service from serving, by check (``database``, ``schema``, ``pseudonym_key``); empty: ready."""
+        problems: dict[str, str] = {}
+        try:
+            problem = schema_problem(self.engines)
+        except SQLAlchemyError as error:  # the type only: a driver's message can quote a query
+            problems["database"] = f"unreachable ({type(error).__name__})"
+        else:
+            if problem:
+                problems["schema"] = problem
+        if self.settings.pseudonymise and self.pseudonymiser is None:
+            problems["pseudonym_key"] = "not loaded"
+        return problems
+
+    def pool_status(self) -> dict[tuple[str, str], int]:
+        return pool_status(self.engines)
 
     # storage -----------------------------------------------------------------------------------------
     @cached_property

@@ -143,6 +143,19 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="Log each request line (off by default: URLs carry search values, which can be personal)"
     )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log lines written (fhir-bridge's and uvicorn's alike), to stderr"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text`: `time level logger [request id]: message`; `json`: one JSON object per line with "
+        "`time`, `level`, `logger`, `message` and `request_id` (the `X-Request-Id` of the response)",
+    )
+    metrics: Literal["off", "open", "token"] = Field(
+        "off",
+        description="Prometheus metrics at `/metrics`: `off` (no such route), `open` (to anyone who reaches it: "
+        "counts and timings, no patient data), `token` (a bearer token with the scope `system/Metrics.r`)",
+    )
     bulk_workers: int = Field(
         1,
         ge=0,

@@ -32,6 +32,7 @@ from fhir_bridge.security.policy import (
     DICOM_PUSH_TYPES,
     EVERYTHING,
     FEDERATED_SEARCH,
+    METRICS,
     counts_needs,
     rest_needs,
     writes,
@@ -51,7 +52,10 @@ EUCAIM_PUBLIC = frozenset(
         for p in ("info", "service-info", "configuration", "map", "entry_types", "filtering_terms")
     }
 )
-PUBLIC_PATHS = frozenset({"/catalogue", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}) | EUCAIM_PUBLIC
+PUBLIC_PATHS = (
+    frozenset({"/catalogue", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/healthz", "/readyz"})
+    | EUCAIM_PUBLIC
+)
 ACTIONS = {
     "read": "R",
     "vread": "R",
@@ -263,8 +267,10 @@ def classify(
     only the audit facts are.
     """
     fhir = settings.fhir_path.rstrip("/")
-    if path in PUBLIC_PATHS or path.rstrip("/") == f"{fhir}/metadata":
+    if path in PUBLIC_PATHS or path.rstrip("/") == f"{fhir}/metadata" or (path == "/" and fhir):
         return Classified(None)
+    if path == "/metrics" and settings.metrics != "off":
+        return Classified(None) if settings.metrics == "open" else Classified({METRICS}, "operation", None, None, path)
     if any(path.rstrip("/") in (f"{fhir}{p}", p) for p in AUTH_PATHS):
         return Classified(None)
     if path.rstrip("/") == "/catalogue/counts":

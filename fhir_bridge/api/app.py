@@ -21,10 +21,12 @@ from fhir_bridge.api import (
     fhir,
     limits,
     operations,
+    ops,
 )
 from fhir_bridge.api.access import AccessControl, annotate
+from fhir_bridge.api.observe import Observe
 from fhir_bridge.api.rendering import error_response
-from fhir_bridge.errors import FhirError
+from fhir_bridge.errors import ConfigurationError, FhirError
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
 from fhir_bridge.version import package_version
@@ -67,14 +69,32 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings.fhir_path:
         for endpoint, methods in fhir.BASE_ROUTES:
             app.add_api_route(settings.fhir_path, endpoint, methods=methods, include_in_schema=False)
+    ops.install(app, settings.fhir_path, settings.metrics)  # /, /healthz, /readyz, /metrics
     _install_error_handlers(app)
     limits.install(app, settings)  # request body sizes (413) and idle timeout (408), per media type
-    _install_access_control(app, services)  # outermost: refuse, and audit, before anything else runs
+    _install_access_control(app, services)  # refuse, and audit, before anything else runs
+    app.add_middleware(Observe)  # outermost: the request id (logs, X-Request-Id) and the metrics of every answer
+    _warn_of_placeholders(services)
     return app
+
+
+def _warn_of_placeholders(services: Services) -> None:
+    placeholders = services.catalogue_config.placeholders()
+    if placeholders:
+        log.warning(
+            "the catalogue publishes placeholder values for %s: set them (FHIR_BRIDGE_CATALOGUE_%s, or the "
+            "catalogue file) before harvesters read /catalogue",
+            ", ".join(placeholders),
+            "/".join(name.upper() for name in placeholders),
+        )
 
 
 def _install_access_control(app: FastAPI, services: Services) -> None:
     settings = services.settings
+    if settings.metrics == "token" and settings.auth == "none":
+        raise ConfigurationError(
+            'metrics="token" needs access control (auth="smart") to check tokens: use metrics="open" or "off"'
+        )
     if settings.auth == "none":
         log.warning(
             "access control is OFF (FHIR_BRIDGE_AUTH=none): anyone who reaches %s can read and write "

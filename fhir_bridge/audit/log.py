@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Row, insert, select
 
 from fhir_bridge.audit.tables import AUDIT
+from fhir_bridge.metrics import AUDIT_WRITE
 from fhir_bridge.store.database import Engines, ensure_tables
 
 # Search parameters whose values can name a person directly: kept in the trail only as keyed hashes,
@@ -144,7 +145,8 @@ class AuditLog:
 
     def record(self, entry: AuditEntry) -> None:
         row = {k: v.replace("\x00", "\\0") if isinstance(v, str) else v for k, v in asdict(entry).items()}
-        with self.engines.writer.begin() as connection:  # NUL above: PostgreSQL text cannot hold it
+        # NUL above: PostgreSQL text cannot hold it
+        with AUDIT_WRITE.time(), self.engines.writer.begin() as connection:
             connection.execute(self._insert, row)
 
     def read(self, record_id: int) -> Row | None:

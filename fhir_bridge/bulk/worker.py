@@ -17,6 +17,7 @@ import traceback
 import uuid
 
 from fhir_bridge.errors import FhirError
+from fhir_bridge.metrics import BULK_DURATION, BULK_JOBS
 from fhir_bridge.store.database import Engines
 
 from .jobs import JobStore, now_micros
@@ -111,15 +112,20 @@ class ExportWorker:
             outcome = run_job(self.engines, self.jobs, job, owner, self.limits, self._stopping.is_set)
         except FhirError as error:
             self.jobs.finish(job.id, owner, Status.FAILED, error.diagnostics)
+            BULK_JOBS.labels("failed").inc()
             return
         except Exception as error:
             log.error("export %s failed: %s at\n%s", job.id, type(error).__name__, _where(error))
             # only the type: a database message can carry data
             self.jobs.finish(job.id, owner, Status.FAILED, f"the export failed ({type(error).__name__})")
+            BULK_JOBS.labels("failed").inc()
             return
         if outcome is Outcome.STOPPED:
             self.jobs.release(job.id, owner)
-        log.info("export %s %s after %.1f s", job.id, outcome.value, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        BULK_JOBS.labels(outcome.value).inc()
+        BULK_DURATION.observe(elapsed)
+        log.info("export %s %s after %.1f s", job.id, outcome.value, elapsed)
 
     def _sweep(self) -> None:
         if time.monotonic() - self._last_sweep < SWEEP_INTERVAL_S:

@@ -54,6 +54,11 @@ class CatalogueConfig(BaseModel):
         None, description="Turtle merged into the description; relative IRIs resolve against /catalogue"
     )
 
+    def placeholders(self) -> list[str]:
+        """The fields still at the shipped placeholder values, which no site should publish: title, publisher."""
+        fields = type(self).model_fields
+        return [name for name in ("title", "publisher_name") if getattr(self, name) == fields[name].default]
+
 
 def load_catalogue_config(path: Path | None, overrides: Mapping[str, object]) -> CatalogueConfig:
     """``overrides`` (CatalogueConfig fields, from the settings) over the JSON file ``path`` over the

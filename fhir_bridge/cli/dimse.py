@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import threading
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, settings_from
+from fhir_bridge.logs import configure as configure_logging
+from fhir_bridge.services import Services
 from fhir_bridge.settings import ConfigurationError
 
 
@@ -16,8 +17,9 @@ def dimse(arguments: argparse.Namespace) -> int:
     """Run the listener until SIGINT or SIGTERM."""
     from fhir_bridge.listeners.dimse import DimseListener
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with services_from(arguments) as services:
+    settings = settings_from(arguments)
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    with Services.from_settings(settings) as services:
         try:
             listener = DimseListener.from_settings(services.settings, services.dicom_ingest, services.audit_log.record)
         except ConfigurationError as error:

@@ -6,8 +6,10 @@ import argparse
 import logging
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, settings_from
 from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.logs import configure as configure_logging
+from fhir_bridge.services import Services
 
 
 def serve(arguments: argparse.Namespace) -> int:
@@ -15,13 +17,13 @@ def serve(arguments: argparse.Namespace) -> int:
 
     from fhir_bridge.api.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        services = services_from(arguments)
+        settings = settings_from(arguments)
+        configure_logging(settings.log_level, json_lines=settings.log_format == "json")  # uvicorn's lines too
+        services = Services.from_settings(settings)
         app = create_app(services=services)
     except ConfigurationError as error:
         return refuse(error)
-    settings = services.settings
     logging.getLogger("fhir_bridge").info(
         "FHIR base URL http://%s:%s%s, STOW-RS http://%s:%s%s/studies (database: %s)",
         settings.host,
@@ -42,7 +44,14 @@ def serve(arguments: argparse.Namespace) -> int:
             return refuse(error)
         listener.start()
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=settings.access_log,
+            log_level=settings.log_level,
+            log_config=None,  # its loggers propagate to the handler configure_logging set up
+        )
     finally:
         if listener is not None:
             listener.stop()

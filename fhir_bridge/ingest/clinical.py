@@ -37,6 +37,7 @@ from fhir_bridge.mapping.clinical.mapper import ClinicalMapper, MappedRecord, Pr
 from fhir_bridge.mapping.clinical.readers import SourceRecord
 from fhir_bridge.mapping.clinical.template import FieldError, PendingLookup
 from fhir_bridge.mapping.merge import fill_missing
+from fhir_bridge.metrics import record_ingest
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.search.query import parse_search
 from fhir_bridge.spec.validation import validate_resource
@@ -188,6 +189,9 @@ class ClinicalIngest:
             summary.unchanged,
             summary.failed,
         )
+        path = "mllp" if "MLLP" in source.channel else "clinical"
+        for outcome in ("created", "updated", "unchanged", "failed"):
+            record_ingest(path, outcome, getattr(summary, outcome))
         return summary
 
     # before the transaction -------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from fhir_bridge.mapping import derived
 from fhir_bridge.mapping.codes import DCM
 from fhir_bridge.mapping.dicom import DicomMapper, StudyResources
 from fhir_bridge.mapping.merge import StudyMerge, fill_missing
+from fhir_bridge.metrics import DICOM_CHANNELS, record_ingest
 from fhir_bridge.privacy.profile import PS3_15_ANNEX_E
 from fhir_bridge.spec.validation import validate_resource
 from fhir_bridge.store.versions import StoredVersion
@@ -125,6 +126,9 @@ class DicomIngest:
         result = IngestResult(outcomes)
         if ready:
             self._write(ready, source, result, provenance_id)
+        path = DICOM_CHANNELS.get(source.channel, "folder")
+        record_ingest(path, "stored", result.stored)
+        record_ingest(path, "failed", result.failed)
         log.info(
             "DICOM ingest (%s): %d instances stored, %d failed, %d studies",
             source.channel,

@@ -25,6 +25,8 @@ EVERYTHING = frozenset({Permission("*", "r"), Permission("*", "s")})
 # Counts for federated search (EUCAIM search API and Beacon): aggregates only, never patient-level data, so a
 # scope of their own (``system/FederatedSearch.s``) that grants no FHIR search.
 FEDERATED_SEARCH = Permission("FederatedSearch", "s")
+# Prometheus metrics (``/metrics`` with the setting ``metrics = "token"``): counts and timings, a scope of their own.
+METRICS = Permission("Metrics", "r")
 # What a DICOM push writes (fhir_bridge.ingest.dicom): created or updated.
 DICOM_PUSH_TYPES = ("Patient", "ImagingStudy", "Endpoint", "Device", "Provenance")
 

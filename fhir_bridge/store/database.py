@@ -238,3 +238,26 @@ def unreachable_database(database_url: str, error: BaseException) -> str:
                 "is the server running there, and are the host and port right?"
             )
     return f"cannot connect to PostgreSQL at {where} (database_url {shown}): {reason}"
+
+
+def schema_problem(engines: Engines) -> str | None:
+    """Why the schema is not this fhir-bridge's (missing, older, newer), or None; one small query."""
+    with engines.reader.connect() as connection:
+        found = connection.execute(select(INFO.c.value).where(INFO.c.key == "schema_version")).scalar()
+    if found is None:
+        return "no schema"
+    if int(found) != SCHEMA_VERSION:
+        return f"schema version {found}, this fhir-bridge's is {SCHEMA_VERSION}"
+    return None
+
+
+def pool_status(engines: Engines) -> dict[tuple[str, str], int]:
+    """Connections of each engine's pool: ``checked_out``, ``idle`` and ``overflow`` (those the pool reports)."""
+    found: dict[tuple[str, str], int] = {}
+    named = {"database": engines.writer} if engines.reader is engines.writer else vars(engines)
+    for name, engine in named.items():
+        pool = engine.pool
+        for state, method in (("checked_out", "checkedout"), ("idle", "checkedin"), ("overflow", "overflow")):
+            if callable(getattr(pool, method, None)):
+                found[(name, state)] = int(getattr(pool, method)())
+    return found
