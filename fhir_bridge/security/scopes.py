@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 INTERACTIONS = "cruds"
 V1_ACTIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 AUDIT_SCOPE = "system/AuditEvent.rs"
-# Types a wildcard scope does not reach: the audit trail is read only by clients granted it by name.
-EXPLICIT_ONLY = frozenset({"AuditEvent"})
+# Types a wildcard scope does not reach: the audit trail, and the service's metrics (not FHIR data, for the
+# monitoring system), are read only by clients granted them by name.
+EXPLICIT_ONLY = frozenset({"AuditEvent", "Metrics"})
 _SCOPE = re.compile(r"^(?P<context>system|user|patient)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<actions>[a-z*]+)$")
 
 
