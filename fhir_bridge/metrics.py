@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import multiprocess as _multiprocess
 
 INGEST_PATHS = ("stow", "dimse", "folder", "clinical", "mllp")
-DICOM_CHANNELS = {"STOW-RS": "stow", "DIMSE C-STORE": "dimse"}  # ingest.provenance.Source.channel -> path
+DICOM_CHANNELS = {"STOW-RS": "stow", "DICOM C-STORE": "dimse", "command line": "folder"}  # Source.channel -> path
 
 HTTP_REQUESTS = Counter(
     "fhir_bridge_http_requests", "HTTP requests answered, by route template and status", ["method", "route", "status"]

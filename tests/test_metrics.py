@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,13 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from pydicom import dcmread
+from pynetdicom import AE
 
 from fhir_bridge import Settings, create_app
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.security.clients import ClientRegistry
 from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import multipart, study_set
+from tests.dimse_peers import AE_TITLE, listening
 from tests.security_helpers import bearer, ec_key
 
 STOW = 'multipart/related; type="application/dicom"; boundary=fhir-bridge-test-boundary'
@@ -119,7 +125,7 @@ def test_several_processes_sum_their_metrics_in_multiprocess_mode(tmp_path: Path
     shared.mkdir()
     database = f"sqlite:///{tmp_path / 'store.db'}"
     environment = {
-        **{k: v for k, v in __import__("os").environ.items()},
+        **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(shared),
         "FHIR_BRIDGE_METRICS": "open",
         "FHIR_BRIDGE_DATABASE_URL": database,
@@ -132,7 +138,11 @@ def test_several_processes_sum_their_metrics_in_multiprocess_mode(tmp_path: Path
     done = subprocess.run([*fhir_bridge, "ingest", str(folder), "--no-progress"], env=environment, capture_output=True)
     assert done.returncode == 0, done.stderr
     port = free_port()
-    server = subprocess.Popen([*fhir_bridge, "serve", "--port", str(port)], env=environment, stderr=subprocess.PIPE)
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [*fhir_bridge, "serve", "--port", str(port)], env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -140,7 +150,7 @@ def test_several_processes_sum_their_metrics_in_multiprocess_mode(tmp_path: Path
                 exposition = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
                 break
             except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                assert time.monotonic() < deadline and server.poll() is None, log.read_text()
                 time.sleep(0.1)
         found = samples(exposition.text)
         assert value(found, "fhir_bridge_ingest_total", path="folder", outcome="stored") == 2, json.dumps(
@@ -149,3 +159,21 @@ def test_several_processes_sum_their_metrics_in_multiprocess_mode(tmp_path: Path
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_instances_received_by_c_store_are_counted_as_the_dimse_path(database_url: str, tmp_path: Path) -> None:
+    def dimse_stored() -> float:
+        return REGISTRY.get_sample_value("fhir_bridge_ingest_total", {"path": "dimse", "outcome": "stored"}) or 0.0
+
+    datasets = [dcmread(io.BytesIO(data)) for _, data in study_set(studies=1, series=1, instances=2)]
+    before = dimse_stored()
+    with listening(database_url, tmp_path / "spool") as (bridge, _app):
+        sender = AE("PYNETDICOM")
+        for dataset in datasets:
+            sender.add_requested_context(dataset.SOPClassUID, [dataset.file_meta.TransferSyntaxUID])
+        association = sender.associate("127.0.0.1", bridge.port, ae_title=AE_TITLE)
+        assert association.is_established
+        assert [association.send_c_store(dataset).Status for dataset in datasets] == [0, 0]
+        association.release()
+        assert bridge.drain()
+    assert dimse_stored() - before == 2
