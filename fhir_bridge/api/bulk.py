@@ -23,6 +23,7 @@ from fhir_bridge.bulk.model import Status
 from fhir_bridge.bulk.parameters import read_export_request
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.errors import FhirError, operation_outcome
+from fhir_bridge.interactions.parameters import typed_value
 from fhir_bridge.security.policy import reads, type_filter_needs
 from fhir_bridge.spec.validation import parse_json
 
@@ -51,14 +52,15 @@ def _exports(request: Request) -> BulkExports:
 
 
 def _parameter_value(parameter: dict[str, Any]) -> str:
-    for key, value in parameter.items():
-        if key.startswith("value"):
-            if isinstance(value, dict):
-                return str(value.get("reference", ""))
-            return str(value).lower() if isinstance(value, bool) else str(value)
-    if "resource" in parameter:
+    """A kick-off parameter's value as the query string would carry it (a Reference as its reference)."""
+    kind, value = typed_value(parameter)
+    if kind == "Resource":
         raise FhirError(400, f"parameter {parameter.get('name')!r} must have a value", code="invalid")
-    return ""
+    if isinstance(value, dict):
+        return str(value.get("reference", ""))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
 
 
 async def _post_parameters(request: Request) -> list[tuple[str, str]]:
