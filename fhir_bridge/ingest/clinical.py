@@ -377,8 +377,9 @@ class ClinicalIngest:
     @staticmethod
     def _retarget(mapped: MappedRecord, produced: Produced, resource_id: str) -> None:
         """The resource exists under another id (e.g. created over REST): update that one, and point there."""
+        derived = f"{produced.resource_type}/{produced.resource['id']}"
         produced.resource["id"] = resource_id
-        for reference in mapped.references.get(produced.rule.name, []):
+        for reference in mapped.references.get(derived, []):
             reference["reference"] = f"{produced.resource_type}/{resource_id}"
 
     def _lookup(
