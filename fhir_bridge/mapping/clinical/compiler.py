@@ -94,6 +94,17 @@ class Mapping:
     def rule(self, name: str) -> ResourceRule | None:
         return next((r for r in self.resources if r.name == name), None)
 
+    def missing_columns(self, header: Sequence[str]) -> list[str]:
+        """The fields the mapping reads that a file with this header lacks (a path ``col.x`` needs ``col``)."""
+        names = set(header)
+
+        def present(field: str) -> bool:
+            return field in names or any(
+                field.startswith(n) and field[len(n) : len(n) + 1] in (".", "[") for n in names
+            )
+
+        return sorted(field for field in self.columns if not present(field))
+
 
 def _escape(value: str) -> str:
     """A value inside a FHIR search token (``\\`` ``,`` ``|`` ``$`` escaped)."""
