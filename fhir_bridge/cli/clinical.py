@@ -120,7 +120,7 @@ def ingest(arguments: argparse.Namespace) -> int:
                         bar.update(min(stream.tell(), size) - bar.n)
                     where = f"row {result.row}" + (f" (line {result.line})" if result.line else "")
                     if arguments.dry_run:  # per row: what would be written, and every problem
-                        made = ", ".join(f"{r['status']} {r['reference']}" for r in result.resources)
+                        made = ", ".join(f"{r['reference']} ({r['status']})" for r in result.resources)
                         print(f"{name} {where}: {result.status}" + (f": {made}" if made else ""))
                     if result.status in ("failed", "not-written"):
                         for error in result.errors:
