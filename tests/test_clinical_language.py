@@ -3,6 +3,9 @@ over segments and repeated fields, regex capture, coalesce, number conversion an
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from fhir_bridge.mapping.clinical.compiler import compile_document
 from fhir_bridge.mapping.clinical.document import parse
 from fhir_bridge.mapping.clinical.hl7v2 import Hl7v2Reader
 from fhir_bridge.mapping.clinical.mapper import ClinicalMapper
-from fhir_bridge.mapping.clinical.readers import ReaderOptions
+from fhir_bridge.mapping.clinical.readers import CsvReader, ReaderOptions
 from fhir_bridge.mapping.clinical.template import resolve
 from fhir_bridge.privacy import AttributePolicy, Pseudonymiser
 
@@ -248,3 +251,20 @@ def test_what_the_new_expressions_get_wrong_is_refused_before_any_data():
         "/resources/0/template/note/0/text/$capture: without $group, $capture needs named groups: (?P<name>...)",
         "/resources/0/template/method/text/$map: $map applies to one value: name the $group of $capture",
     ]
+
+
+def test_the_documented_tnm_example_makes_what_the_page_prints():
+    page = (Path(__file__).parent.parent / "docs" / "clinical-data.md").read_text(encoding="utf-8")
+    mapping = next(b for b in re.findall(r"```yaml\n(.*?)```", page, re.S) if b.startswith("name: tnm-example"))
+    example = page[page.index(mapping) :]
+    source = re.search(r"```csv\n(.*?)```", example, re.S)
+    printed = re.search(r"```json\n(.*?)```", example, re.S)
+    assert source and printed
+    mapper = _mapper(mapping)
+    made = []
+    for record in CsvReader().read(io.BytesIO(source.group(1).encode()), ReaderOptions(delimiter=";")):
+        result = mapper.map(record.data)
+        assert not result.errors, result.errors
+        for produced in result.produced:
+            made.append({k: v for k, v in produced.resource.items() if k not in ("id", "identifier", "meta")})
+    assert made == json.loads(printed.group(1))

@@ -1,6 +1,6 @@
 """Evaluating a mapping's templates against one source record.
 
-A template is FHIR JSON in which some objects are expressions (``$field``, ``$concat``,
+A template is FHIR JSON in which some objects are expressions (``$field``, ``$concat``, ``$coalesce``,
 ``$reference``, ``$lookup``). An element built from fields disappears when none of its fields has
 a value, so an empty ``grade`` column leaves no half-empty Coding behind. Problems of the record
 (a required field empty, a date no format reads, a code the value map lacks) are collected, not
