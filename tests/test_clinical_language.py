@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_bridge.mapping.clinical import MappingError
+from fhir_bridge.mapping.clinical import MappingError, MappingRegistry
 from fhir_bridge.mapping.clinical.compiler import compile_document
 from fhir_bridge.mapping.clinical.document import parse
 from fhir_bridge.mapping.clinical.hl7v2 import Hl7v2Reader
@@ -22,6 +22,7 @@ from fhir_bridge.privacy import AttributePolicy, Pseudonymiser
 
 KEY = b"fhir-bridge-test-site-secret-0123456789abcdef"
 DATA = Path(__file__).parent / "data" / "clinical"
+SHIPPED_EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
 
 
 def _mapper(text: str) -> ClinicalMapper:
@@ -268,3 +269,14 @@ def test_the_documented_tnm_example_makes_what_the_page_prints():
         for produced in result.produced:
             made.append({k: v for k, v in produced.resource.items() if k not in ("id", "identifier", "meta")})
     assert made == json.loads(printed.group(1))
+
+
+def test_a_bad_value_that_several_resources_read_is_one_message():
+    mapping = MappingRegistry.for_site().load("cancer-diagnosis")
+    mapper = ClinicalMapper(mapping, AttributePolicy(Pseudonymiser(KEY)), "urn:fhir-bridge:patient-id", None)
+    body = (SHIPPED_EXAMPLES / "cancer-diagnosis.csv").read_bytes().replace(b"12/03/2024", b"31/02/2024")
+    record = next(CsvReader().read(io.BytesIO(body), ReaderOptions())).data
+    result = mapper.map(record)  # the date is read by the Condition and five Observations
+    assert [(e.column, e.reason) for e in result.errors] == [
+        ("diagnosis_date", "'31/02/2024' is not a date in the formats %d/%m/%Y, iso")
+    ]
