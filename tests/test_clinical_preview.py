@@ -11,7 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_bridge import Settings, cli, create_app
+from fhir_bridge.security.clients import ClientRegistry
 from tests.conftest import TEST_PSEUDONYM_KEY
+from tests.security_helpers import SCOPES, headers_for
 
 EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
 CSV = {"Content-Type": "text/csv"}
@@ -189,3 +191,27 @@ def test_codes_are_translated_by_a_concept_map_kept_in_the_store(grading_client)
     again = client.post("/ingest/clinical", params={"mapping": "grading"}, content=body, headers=CSV).json()
     # 9 is mapped to nothing on purpose (unmatched); 3, which no element names, now keeps its code
     assert [r["status"] for r in again["records"]] == ["unchanged", "failed", "created"]
+
+
+def test_a_translating_mapping_needs_the_right_to_read_concept_maps(database_url, tmp_path, client_keys):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "grading.yaml").write_text(GRADING)
+    app = create_app(
+        Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY, mappings_dir=folder)
+    )
+    ClientRegistry(app.state.services.engines).add(
+        "writer", SCOPES["writer"], jwks=client_keys["writer"].jwks(), jwks_url=None
+    )
+    writes = "system/Observation.cu system/Patient.cu system/Provenance.cu"
+    with TestClient(app, base_url="http://testserver") as client:
+        everything = headers_for(client, client_keys, "writer")
+        assert client.put("/fhir/ConceptMap/grading", json=CONCEPT_MAP, headers=everything).status_code == 201
+        body, params = "pid,id,grade\nP1,1,2\n", {"mapping": "grading"}
+        blind = headers_for(client, client_keys, "writer", writes)
+        refused = client.post("/ingest/clinical", params=params, content=body, headers={**CSV, **blind})
+        assert refused.status_code == 403 and "ConceptMap" in refused.text
+        allowed = headers_for(client, client_keys, "writer", f"{writes} system/ConceptMap.r")
+        answer = client.post("/ingest/clinical", params=params, content=body, headers={**CSV, **allowed})
+        assert answer.status_code == 200 and answer.json()["summary"]["created"] == 1
+    app.state.services.close()
