@@ -76,10 +76,14 @@ def push_of(provenance: dict[str, Any]) -> Push:
         written[kind_of] = written.get(kind_of, 0) + 1
     if path != "clinical":
         instances = sum(int(s.split(": ")[-1].split()[0]) for s in sources if s.startswith("DICOM study: "))
-        received = f"{instances} instances of {len(sources)} studies"
+        received = f"{_plural(instances, 'instance')} of {_plural(len(sources), 'study', 'studies')}"
     else:
         received = "; ".join(sources)
     return Push(provenance["id"], provenance.get("recorded", ""), path, sender, received, written)
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _problem(row: Any, dicomweb: str) -> Problem | None:
@@ -97,7 +101,7 @@ def _problem(row: Any, dicomweb: str) -> Problem | None:
     if row.status in (200, 201) and not row.detail:
         return None
     event = audit_event(row)
-    sender = event["agent"][0]["who"].get("display", "")
+    sender = event["agent"][0]["who"].get("display", "") if row.client_id else row.address or "unknown sender"
     return Problem(event["recorded"], path, sender, str(row.status) if row.method != DIMSE else "", row.detail or "")
 
 
@@ -268,7 +272,7 @@ def _segments(study: dict[str, Any]) -> list[Segment]:
                     part = parts.get(name, {})
                     return next((v for k, v in part.items() if k.startswith("value")), None)
 
-                structure = value("structure")
+                structure = value("type")  # the segmented structure (mapping.annotation)
                 algorithm = value("algorithmType")
                 found.append(
                     Segment(

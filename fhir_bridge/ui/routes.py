@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import jwt
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -43,7 +44,7 @@ PREFIX = "/ui"
 MAX_COOKIE = 3900  # browsers keep cookies up to 4096 bytes
 STATIC = {"ui.css": "text/css; charset=utf-8"}
 templates = Jinja2Templates(directory=str(Path(str(files("fhir_bridge.ui").joinpath("templates")))))
-templates.env.globals["prefix"] = PREFIX
+templates.env.tests["forbidden"] = lambda value: isinstance(value, Forbidden)  # a part the viewer may not see
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
@@ -104,7 +105,16 @@ def viewer(request: Request) -> Viewer:
         raise LoginNeeded(str(error)) from None
     except IssuerUnavailable as error:
         raise FhirError(503, str(error), code="transient") from None
-    return Viewer(services, principal, base, page, address)
+    return Viewer(services, principal, base, page, address, _user(session["token"]))
+
+
+def _user(token: str) -> str | None:
+    """The person a (verified) user token names: ``preferred_username`` (OpenID Connect), else ``sub``."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    for name in ("preferred_username", "sub"):
+        if isinstance(claims.get(name), str) and claims[name]:
+            return str(claims[name])[:100]
+    return None
 
 
 def _render(request: Request, template: str, who: Viewer | None, status: int = 200, **context: Any) -> HTMLResponse:
@@ -112,7 +122,7 @@ def _render(request: Request, template: str, who: Viewer | None, status: int = 2
     response = templates.TemplateResponse(
         request,
         template,
-        {"viewer": who, "auth_off": settings.auth == "none", "Forbidden": Forbidden, **context},
+        {"viewer": who, "auth_off": settings.auth == "none", **context},
         status_code=status,
     )
     response.headers["Cache-Control"] = "no-store"  # pages hold patient-level data

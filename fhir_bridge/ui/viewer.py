@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Row
 
 from fhir_bridge.audit.events import search_conditions
@@ -38,10 +39,12 @@ class Viewer:
     base: str  # the FHIR base URL (for references in the bundles)
     page: str  # the UI path, for the audit trail
     address: str | None
+    user: str | None = None  # the person logged in (preferred_username or sub of the token)
 
     @property
     def name(self) -> str | None:
-        return self.principal.client_id if self.principal else None
+        """Who the trail names: the person, else the token's client; None with access control off."""
+        return self.user or (self.principal.client_id if self.principal else None)
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -69,12 +72,12 @@ class Viewer:
             raise Forbidden(missing)
 
     def search(self, resource_type: str, parameters: list[tuple[str, str]]) -> dict[str, Any]:
-        """A searchset Bundle of ``resource_type``, as the viewer's own FHIR search would answer it."""
+        """A searchset Bundle of ``resource_type``, as the viewer's own FHIR search would answer it (parsed)."""
         query = redact_query(parameters, self.services.audit_search_hash)
         self._authorise(search_needs(resource_type, parameters), "search-type", resource_type, query)
         bundle = self.services.interactions.search(resource_type, parameters, self.base)
         self._audit("search-type", resource_type, query, None, 200)
-        return bundle
+        return orjson.loads(orjson.dumps(bundle))  # its resources are stored JSON (orjson.Fragment), passed unparsed
 
     def resources(self, resource_type: str, parameters: list[tuple[str, str]]) -> list[dict[str, Any]]:
         bundle = self.search(resource_type, parameters)
@@ -126,7 +129,7 @@ class Viewer:
                 entity=entity,
                 entity_type=resource_type,
                 status=status,
-                detail=detail,
+                detail=detail or (f"web UI, client {self.principal.client_id}" if self.principal else "web UI"),
                 address=self.address,
             )
         )

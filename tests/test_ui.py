@@ -1,0 +1,197 @@
+"""The data steward's web UI (/ui) through the real app, on SQLite and PostgreSQL.
+
+The pages' content with access control off (loopback trials), and the login of the SMART App
+Launch standalone flow against a real OpenID Connect provider on loopback (tests/oidc_provider.py):
+authorization code + PKCE, the user's token in the session, every page read as that user's search.
+The browser's view of the same pages is in tests/test_ui_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_bridge import Settings, create_app
+from fhir_bridge.ui.session import SESSION_COOKIE
+from tests.conftest import TEST_PSEUDONYM_KEY
+from tests.dicom_samples import multipart, study_set
+from tests.oidc_provider import UI_CLIENT, OpenIdProvider, User, running_provider
+from tests.ui_data import IDENTIFYING, STOW_TYPE, load
+
+PAGES = ("/ui/ingest", "/ui/patients", "/ui/catalogue", "/ui/audit")
+
+
+def _settings(database_url: str, **changes: object) -> Settings:
+    return Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY, catalogue_min_count=3, **changes)
+
+
+@pytest.fixture
+def ui(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """The app with access control off, the UI's test data loaded (tests/ui_data.py)."""
+    app = create_app(_settings(database_url, auth="none"))
+    with TestClient(app, base_url="http://testserver") as client:
+        load(client, app.state.services, tmp_path / "folder")
+        yield client
+    app.state.services.close()
+
+
+def _links(html: str, kind: str) -> list[str]:
+    return list(dict.fromkeys(re.findall(rf'/ui/{kind}/([0-9a-f-]+)"', html)))
+
+
+def test_pages_show_what_was_pushed_by_path_and_never_an_identifier(ui: TestClient) -> None:
+    pages = {path: ui.get(path) for path in PAGES}
+    for path, page in pages.items():
+        assert page.status_code == 200, path
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-store"
+    ingest = pages["/ui/ingest"].text
+    for shown in ("STOW-RS", "folder", "clinical", "test-pacs/1.0", "12 instances of 3 studies", "8 instances of 2"):
+        assert shown in ingest, shown
+    assert "1 of 13 instances failed (C000: not a DICOM file)" in ingest  # the failure and its reason
+    assert "records 1-2 through the mapping cancer-diagnosis" in ingest
+    assert ingest.count("<svg") == 1 and "2004-01: 3" in ingest  # studies over time, by acquisition month
+    folder = ui.get("/ui/ingest", params={"path": "folder"}).text
+    assert "fhir-bridge ingest on" in folder and "test-pacs/1.0" not in folder
+    assert "not a DICOM file" not in folder  # the STOW-RS failure is filtered out too
+
+    patients = _links(pages["/ui/patients"].text, "patients")
+    assert len(patients) == 6
+    everything = "".join(page.text for page in pages.values())
+    for patient in patients:
+        everything += (shown := ui.get(f"/ui/patients/{patient}")).text
+        for study in _links(shown.text, "studies"):
+            everything += ui.get(f"/ui/studies/{study}").text
+    assert "Invasive ductal carcinoma, upper outer quadrant" in everything  # a Condition of the clinical push
+    assert "Irregular mass in the left breast" in everything  # a report's conclusion
+    assert "nnU-Net" in everything and "23.5 mm" in everything  # the SEG's segment and the SR's measurement
+    assert "ai-node/2.1" in everything  # the study page's Provenance
+    for identifying in IDENTIFYING:
+        assert identifying not in everything, identifying
+
+
+def test_the_catalogue_page_shows_what_harvesters_see_and_what_was_withheld(ui: TestClient) -> None:
+    page = ui.get("/ui/catalogue").text
+    counts = re.search(r'<dl class="facts counts">(.*?)</dl>', page, re.S)
+    assert counts is not None
+    assert re.search(r"Subjects with imaging studies</dt><dd[^>]*>6<", counts.group(1))
+    assert re.search(r"Annotated subjects</dt><dd[^>]*>&lt; 3<", counts.group(1))  # 1 subject: withheld
+    assert "fhir-bridge imaging dataset" in page and "NON_PUBLIC" in page
+    for chart in ("Modality (subjects)", "Body part (subjects)", "Sex (subjects)", "Age at first study (subjects)"):
+        assert chart in page
+    harvested = ui.get("/catalogue", headers={"Accept": "text/turtle"}).text
+    assert "6" in harvested and 'dcat:keyword "DICOM"' in harvested
+    assert '>SEG</td><td class="num withheld">&lt; 3<' in page.replace("\n", "")
+
+
+def test_every_read_of_a_page_is_in_the_audit_trail(ui: TestClient) -> None:
+    patient = _links(ui.get("/ui/patients").text, "patients")[0]
+    ui.get(f"/ui/patients/{patient}")
+    trail = ui.get("/fhir/AuditEvent", params={"entity": f"Patient/{patient}"}).json()
+    described = [e["entity"][-1]["description"] for e in (x["resource"] for x in trail["entry"])]
+    assert f"GET /ui/patients/{patient}" in described
+    page = ui.get("/ui/audit", params={"entity-type": "ImagingStudy", "action": "E"}).text
+    assert f"/ui/patients/{patient}" in page  # the page's study search, filtered by type and action
+    assert "subject=Patient" in page
+
+
+# login: SMART App Launch standalone, OpenID Connect authorization code with PKCE ----------------------
+@pytest.fixture
+def provider() -> Iterator[OpenIdProvider]:
+    with running_provider(("http://testserver/ui/callback",)) as running:
+        yield running
+
+
+@pytest.fixture
+def secured(database_url: str, provider: OpenIdProvider) -> Iterator[TestClient]:
+    """One stored study; the app with access control on, trusting the provider, its UI registered there."""
+    loader = create_app(_settings(database_url, auth="none"))
+    with TestClient(loader) as client:
+        parts = [data for _, data in study_set(studies=1, series=1, instances=1)]
+        assert client.post(
+            "/dicomweb/studies", content=multipart(parts), headers={"Content-Type": STOW_TYPE}
+        ).is_success
+    loader.state.services.close()
+    app = create_app(_settings(database_url, auth="smart", auth_issuer=provider.issuer, ui_client_id=UI_CLIENT))
+    with TestClient(app, base_url="http://testserver") as client:
+        yield client
+    app.state.services.close()
+
+
+def _log_in(client: TestClient, page: str) -> httpx.Response:
+    """The browser's way through the login, the provider's page answered over real HTTP."""
+    answer = client.get(page, follow_redirects=False)
+    assert answer.status_code == 303
+    login = answer.headers["location"]
+    assert login.startswith("http://testserver/ui/login?next=")
+    answer = client.get(login, follow_redirects=False)
+    assert answer.status_code == 303
+    authorize = answer.headers["location"]
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["code_challenge_method"] == ["S256"] and query["aud"] == ["http://testserver/fhir"]
+    assert query["response_type"] == ["code"] and query["client_id"] == [UI_CLIENT]
+    back = httpx.get(authorize, follow_redirects=False)
+    assert back.status_code == 302
+    return client.get(back.headers["location"], follow_redirects=False)
+
+
+def test_a_login_at_the_sites_provider_reads_every_page_as_the_user(
+    secured: TestClient, provider: OpenIdProvider
+) -> None:
+    answer = _log_in(secured, "/ui/patients")
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/patients"
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    for path in PAGES:
+        page = secured.get(path, follow_redirects=False)
+        assert page.status_code == 200, path
+        assert "steward" in page.text
+    assert len(_links(secured.get("/ui/patients").text, "patients")) == 1
+    audit = secured.get("/ui/audit", params={"agent-name": "steward"}).text
+    assert "GET /ui/patients" in audit  # the trail names the person, not only the UI's client
+    assert provider.refused == []
+
+
+def test_a_narrow_token_sees_only_what_its_scopes_allow(secured: TestClient, provider: OpenIdProvider) -> None:
+    provider.user = User("radiographer", "user/ImagingStudy.rs user/Patient.rs")
+    _log_in(secured, "/ui/patients")
+    patients = secured.get("/ui/patients")
+    assert patients.status_code == 200, patients.text
+    assert len(_links(patients.text, "patients")) == 1
+    audit = secured.get("/ui/audit")
+    assert audit.status_code == 403 and "system/AuditEvent.s" in audit.text
+    ingest = secured.get("/ui/ingest")
+    assert ingest.status_code == 200
+    assert "Not shown: system/Provenance.s" in ingest.text and "Not shown: system/AuditEvent.s" in ingest.text
+    patient = _links(patients.text, "patients")[0]
+    study = _links(secured.get(f"/ui/patients/{patient}").text, "studies")[0]
+    page = secured.get(f"/ui/studies/{study}").text
+    assert "Not shown: system/Observation.s" in page and "Not shown: system/Provenance.s" in page
+
+
+def test_a_forged_session_or_a_foreign_login_answer_gets_no_page(secured: TestClient, provider: OpenIdProvider) -> None:
+    assert secured.get("/ui/ingest", follow_redirects=False).status_code == 303  # no session: to the login
+    secured.cookies.set(SESSION_COOKIE, "eyJ2Ijp7InRva2VuIjoieCJ9LCJleHAiOjk5OTk5OTk5OTl9.forged", path="/ui")
+    assert secured.get("/ui/ingest", follow_redirects=False).status_code == 303
+    secured.cookies.clear()
+    secured.get("/ui/login", follow_redirects=False)  # a login started here ...
+    answer = secured.get("/ui/callback", params={"code": "stolen", "state": "another"}, follow_redirects=False)
+    assert answer.status_code == 400  # ... is not finished by an answer to another one
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    denied = secured.get("/ui/callback", params={"error": "access_denied"}, follow_redirects=False)
+    assert denied.status_code == 401 and "access_denied" in denied.text
+
+
+def test_without_a_configured_provider_the_login_says_what_to_set(database_url: str) -> None:
+    app = create_app(_settings(database_url, auth="smart"))
+    with TestClient(app, base_url="http://testserver") as client:
+        answer = client.get("/ui/ingest")  # redirected to the login, which cannot start
+        assert answer.status_code == 503
+        assert "FHIR_BRIDGE_UI_CLIENT_ID" in answer.text and "http://testserver/ui/callback" in answer.text
+    app.state.services.close()
