@@ -1,8 +1,9 @@
 """The data the web UI's tests look at, pushed the way a site's senders push it.
 
-- STOW-RS: studies 1-3 of ``dicom_samples.study_set`` (2 series x 2 instances each) plus one part
-  that is no DICOM (a failure with its reason), and an annotated CT (CT + SEG + TID 1500 SR);
-- folder: studies 4-5 of the same set, through the folder ingest;
+- STOW-RS: studies 1-3 (2 series x 2 instances each: MR of the breast or prostate, CT of the chest,
+  acquired January to May 2024) plus one part that is no DICOM (a failure with its reason), and an
+  annotated CT (CT + SEG + TID 1500 SR);
+- folder: studies 4-5, through the folder ingest;
 - clinical: the shipped example CSVs of ``cancer-diagnosis`` and ``radiology-report`` (patients
   PID-00001 and PID-00002: conditions and reports of studies 1 and 2).
 
@@ -11,14 +12,16 @@ Original names (``Testperson``, ``Quelldorf``) and patient ids (``PID-``, ``MRN-
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import pydicom
 from fastapi.testclient import TestClient
 
 from fhir_bridge.ingest.files import ingest_files
 from fhir_bridge.services import Services
 from tests.annotation_samples import annotated_study
-from tests.dicom_samples import multipart, study_set, write_tree
+from tests.dicom_samples import Patient, instance, multipart, uid, write_tree
 
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary="fhir-bridge-test-boundary"'
 MAPPINGS = Path(__file__).parent.parent / "mappings" / "examples"
@@ -26,8 +29,49 @@ IDENTIFYING = ("Testperson", "Quelldorf", "PID-0", "MRN-QUELLDORF")
 NOT_DICOM = b"this part is a text file, not DICOM"
 
 
+PATIENTS = [  # (sex, birth date, first series' body part, study date)
+    ("F", "19600312", "BREAST", "20240115"),
+    ("F", "19620704", "BREAST", "20240203"),
+    ("F", "19640101", "BREAST", "20240220"),
+    ("M", "19750923", "PROSTATE", "20240411"),
+    ("M", "19900210", "PROSTATE", "20240530"),
+]
+
+
+def studies() -> dict[str, bytes]:
+    """(path, Part-10 bytes) of studies 1-5: an MR series of the body part and a CT of the chest each."""
+    files = {}
+    for s, (sex, born, body_part, day) in enumerate(PATIENTS, start=1):
+        patient = Patient(f"PID-{s:05d}", f"Testperson^Study{s}", born, sex)
+        for r, (base, part) in enumerate((("MR_small.dcm", body_part), ("CT_small.dcm", "CHEST")), start=1):
+            for i in (1, 2):
+                files[f"study{s:03d}/series{r:02d}/{i:04d}.dcm"] = instance(
+                    base,
+                    patient=patient,
+                    study_uid=uid(s),
+                    series_uid=uid(s, r),
+                    sop_uid=uid(s, r, i),
+                    series_number=r,
+                    instance_number=i,
+                    AccessionNumber=f"ACC{s:06d}",
+                    BodyPartExamined=part,
+                    StudyDate=day,
+                    SeriesDate=day,
+                    StudyDescription=f"{'MR ' + body_part.lower()} and CT chest",
+                )
+    return files
+
+
+def _dated(data: bytes, day: str) -> bytes:
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    dataset.StudyDate = day
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
 def load(client: TestClient, services: Services, folder: Path) -> None:
-    files = dict(study_set(studies=5, series=2, instances=2))
+    files = studies()
     stowed = [data for path, data in files.items() if path.startswith(("study001", "study002", "study003"))]
     answer = client.post(
         "/dicomweb/studies",
@@ -38,7 +82,7 @@ def load(client: TestClient, services: Services, folder: Path) -> None:
     study = annotated_study(1)
     answer = client.post(
         "/dicomweb/studies",
-        content=multipart([study.ct, study.seg, study.sr]),
+        content=multipart([_dated(part, "20240315") for part in (study.ct, study.seg, study.sr)]),
         headers={"Content-Type": STOW_TYPE, "User-Agent": "ai-node/2.1"},
     )
     assert answer.status_code == 200, answer.text
