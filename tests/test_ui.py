@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fhir_bridge import Settings, create_app
@@ -52,14 +53,18 @@ def test_pages_show_what_was_pushed_by_path_and_never_an_identifier(ui: TestClie
         assert page.headers["content-type"].startswith("text/html")
         assert page.headers["cache-control"] == "no-store"
     ingest = pages["/ui/ingest"].text
-    for shown in ("STOW-RS", "folder", "clinical", "test-pacs/1.0", "12 instances of 3 studies", "8 instances of 2"):
+    for shown in ("test-pacs/1.0", "12 instances of 3 studies", "fhir-bridge ingest on", "calling AE title MODALITY1"):
         assert shown in ingest, shown
+    for path in ("STOW-RS", "folder", "DIMSE", "clinical"):
+        assert f'<span class="tag">{path}</span>' in ingest, path
     assert "1 of 13 instances failed (C000: not a DICOM file)" in ingest  # the failure and its reason
     assert "records 1-2 through the mapping cancer-diagnosis" in ingest
     assert ingest.count("<svg") == 1 and "2024-02: 2" in ingest  # studies over time, by acquisition month
     folder = ui.get("/ui/ingest", params={"path": "folder"}).text
     assert "fhir-bridge ingest on" in folder and "test-pacs/1.0" not in folder
     assert "not a DICOM file" not in folder  # the STOW-RS failure is filtered out too
+    assert "released: 4 instances stored" not in ingest  # a DIMSE association without failures is no problem
+    assert "association from AE title STRANGER at 127.0.0.1 rejected: calling AE title not recognised" in ingest
 
     patients = _links(pages["/ui/patients"].text, "patients")
     assert len(patients) == 6
@@ -197,3 +202,23 @@ def test_without_a_configured_provider_the_login_says_what_to_set(database_url: 
         assert answer.status_code == 503
         assert "FHIR_BRIDGE_UI_CLIENT_ID" in answer.text and "http://testserver/ui/callback" in answer.text
     app.state.services.close()
+
+
+def test_the_ui_works_inside_a_host_application(ui: TestClient) -> None:
+    host = FastAPI()
+    host.mount("/bridge", ui.app)
+    with TestClient(host, base_url="http://testserver") as client:
+        page = client.get("/bridge/ui/patients")
+        assert page.status_code == 200
+        assert 'href="http://testserver/bridge/ui/static/ui.css"' in page.text
+        patient = _links(page.text, "patients")[0]
+        assert f'href="http://testserver/bridge/ui/patients/{patient}"' in page.text
+        assert client.get("/bridge/ui/static/ui.css").headers["content-type"].startswith("text/css")
+        home = client.get("/bridge/ui/login", params={"next": "/ui/audit"}, follow_redirects=False)
+        assert home.headers["location"] == "/bridge/ui/audit"  # access control off: straight back, under the mount
+        assert (
+            client.get("/bridge/ui/login", params={"next": "//elsewhere.example"}, follow_redirects=False).headers[
+                "location"
+            ]
+            == "/bridge/ui/ingest"
+        )  # never to another site

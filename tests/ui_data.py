@@ -3,7 +3,9 @@
 - STOW-RS: studies 1-3 (2 series x 2 instances each: MR of the breast or prostate, CT of the chest,
   acquired January to May 2024) plus one part that is no DICOM (a failure with its reason), and an
   annotated CT (CT + SEG + TID 1500 SR);
-- folder: studies 4-5, through the folder ingest;
+- folder: study 4, through the folder ingest;
+- DIMSE: study 5, sent by a pynetdicom C-STORE SCU (AE title MODALITY1) to the DICOM listener, and an
+  association of a caller not on its allow-list (STRANGER), refused;
 - clinical: the shipped example CSVs of ``cancer-diagnosis`` and ``radiology-report`` (patients
   PID-00001 and PID-00002: conditions and reports of studies 1 and 2).
 
@@ -17,10 +19,13 @@ from pathlib import Path
 
 import pydicom
 from fastapi.testclient import TestClient
+from pynetdicom import AE
 
 from fhir_bridge.ingest.files import ingest_files
+from fhir_bridge.listeners.dimse import DimseConfig, DimseListener, parse_callers
 from fhir_bridge.services import Services
 from tests.annotation_samples import annotated_study
+from tests.conftest import free_port
 from tests.dicom_samples import Patient, instance, multipart, uid, write_tree
 
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary="fhir-bridge-test-boundary"'
@@ -86,9 +91,10 @@ def load(client: TestClient, services: Services, folder: Path) -> None:
         headers={"Content-Type": STOW_TYPE, "User-Agent": "ai-node/2.1"},
     )
     assert answer.status_code == 200, answer.text
-    write_tree(folder, ((p, d) for p, d in files.items() if p.startswith(("study004", "study005"))))
+    write_tree(folder, ((p, d) for p, d in files.items() if p.startswith("study004")))
     summary = ingest_files(services.dicom_ingest, [folder])
     assert not summary.failed
+    _send_by_dimse([d for p, d in files.items() if p.startswith("study005")], services, folder.parent / "spool")
     for mapping in ("cancer-diagnosis", "radiology-report"):
         answer = client.post(
             "/ingest/clinical",
@@ -97,3 +103,24 @@ def load(client: TestClient, services: Services, folder: Path) -> None:
             headers={"Content-Type": "text/csv"},
         )
         assert answer.status_code == 200, answer.text
+
+
+def _send_by_dimse(instances: list[bytes], services: Services, spool: Path) -> None:
+    """C-STORE ``instances`` to a DICOM listener writing through ``services`` (committed when it stops)."""
+    config = DimseConfig("FHIR_BRIDGE", "127.0.0.1", free_port(), parse_callers(["MODALITY1@127.0.0.1"]), spool)
+    listener = DimseListener(config, services.dicom_ingest, services.audit_log.record)
+    listener.start()
+    try:
+        datasets = [pydicom.dcmread(io.BytesIO(data)) for data in instances]
+        sender = AE("MODALITY1")
+        for dataset in datasets:
+            sender.add_requested_context(dataset.SOPClassUID, [dataset.file_meta.TransferSyntaxUID])
+        association = sender.associate("127.0.0.1", config.port, ae_title="FHIR_BRIDGE")
+        assert association.is_established
+        assert all(association.send_c_store(dataset).Status == 0 for dataset in datasets)
+        association.release()
+        stranger = AE("STRANGER")  # not on the allow-list: refused, and the refusal is in the trail
+        stranger.add_requested_context(datasets[0].SOPClassUID, [datasets[0].file_meta.TransferSyntaxUID])
+        assert not stranger.associate("127.0.0.1", config.port, ae_title="FHIR_BRIDGE").is_established
+    finally:
+        listener.stop()

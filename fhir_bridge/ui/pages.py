@@ -88,8 +88,8 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
 
 def _problem(row: Any, dicomweb: str) -> Problem | None:
     """An audit record of an ingest that failed in part or whole (or stored with warnings), else None."""
-    if row.method == DIMSE:
-        if not row.path.endswith("/C-STORE") or (row.status < 300 and not row.detail):
+    if row.method == DIMSE:  # a C-STORE association with failures, or a refused association
+        if row.path.endswith("/C-ECHO") or row.status == 200:
             return None
         path = "DIMSE"
     elif row.method == "POST" and dicomweb and row.path.startswith(dicomweb):
@@ -115,7 +115,7 @@ def ingest_activity(viewer: Viewer, path: str, sender: str, since: str) -> dict[
         return [p for p in found if (not path or p.path == path) and (not sender or sender.lower() in p.sender.lower())]
 
     def problems() -> list[Problem]:
-        query = [("subtype", "create")] + ([("date", f"ge{since}")] if since else [])
+        query = [("subtype", "create,operation")] + ([("date", f"ge{since}")] if since else [])
         dicomweb = viewer.services.settings.dicomweb_path.rstrip("/")
         found = [_problem(row, dicomweb) for row in viewer.audit_records(query, RECENT_RECORDS)]
         return [

@@ -91,7 +91,7 @@ def viewer(request: Request) -> Viewer:
     """Who is looking: nobody in particular with access control off, else the session's verified user."""
     services = _services(request)
     base = fhir_base(request)
-    page = request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/")) or PREFIX
+    page = request.url.path.removeprefix(_mounted(request)) or PREFIX
     address = request.client.host if request.client else None
     verifier = services.token_verifier
     if verifier is None:
@@ -198,9 +198,9 @@ def static(name: str) -> Response:
 @router.get("/login", name="ui_login")
 def login(request: Request, next: str = "") -> Response:
     services = _services(request)
-    target = next if next.startswith(f"{PREFIX}/") else _ui_url(request, "ui_ingest")
+    target = next if next.startswith(f"{PREFIX}/") else f"{PREFIX}/ingest"  # a path of this UI, nowhere else
     if services.token_verifier is None:
-        return RedirectResponse(target, 303)
+        return RedirectResponse(_mounted(request) + target, 303)
     provider = provider_of(services)
     if provider is None:
         return _render(
@@ -253,7 +253,8 @@ async def callback(request: Request) -> Response:
     cookie = _session_signer(services, "session").dumps({"token": token}, principal.expires)
     if len(cookie) > MAX_COOKIE:
         return _render(request, "error.html", None, 502, message="The access token is too large for a session cookie.")
-    response = RedirectResponse(started.get("next") or _ui_url(request, "ui_ingest"), 303)
+    back = started.get("next")
+    response = RedirectResponse(_mounted(request) + back if back else _ui_url(request, "ui_ingest"), 303)
     _set_cookie(request, response, SESSION_COOKIE, cookie, lifetime)
     response.delete_cookie(LOGIN_COOKIE, path=_cookie_path(request))
     return response
@@ -278,8 +279,13 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, max
     )
 
 
+def _mounted(request: Request) -> str:
+    """Where this app is mounted inside a host app or behind a proxy's path (``""`` at the root)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
 def _cookie_path(request: Request) -> str:
-    return request.scope.get("root_path", "").rstrip("/") + PREFIX
+    return _mounted(request) + PREFIX
 
 
 def install(app: FastAPI) -> None:
@@ -288,7 +294,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LoginNeeded)
     async def _login(request: Request, error: LoginNeeded) -> Response:
-        path = request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/"))
+        path = request.url.path.removeprefix(_mounted(request))
         query = f"?{request.url.query}" if request.url.query else ""
         return RedirectResponse(f"{_ui_url(request, 'ui_login')}?next={quote(path + query)}", 303)
 
