@@ -65,6 +65,7 @@ def test_pages_show_what_was_pushed_by_path_and_never_an_identifier(ui: TestClie
     assert "not a DICOM file" not in folder  # the STOW-RS failure is filtered out too
     assert "released: 4 instances stored" not in ingest  # a DIMSE association without failures is no problem
     assert "association from AE title STRANGER at 127.0.0.1 rejected: calling AE title not recognised" in ingest
+    assert '<td data-label="Status">refused</td>' in ingest
 
     patients = _links(pages["/ui/patients"].text, "patients")
     assert len(patients) == 6

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from fhir_bridge.audit.events import audit_event
-from fhir_bridge.audit.log import DIMSE
+from fhir_bridge.audit.log import DIMSE, DIMSE_OUTCOME_STATUS
 from fhir_bridge.catalogue.disclosure import AGE_STEP, disclosed, typical_age_range
 from fhir_bridge.catalogue.statistics import Value
 from fhir_bridge.mapping.annotation import SEGMENT_EXTENSION
@@ -26,6 +26,7 @@ T = TypeVar("T")
 PATHS = {"STOW-RS": "STOW-RS", "command line": "folder", "DICOM C-STORE": "DIMSE"}  # DICOM channels -> path
 PATH_NAMES = ("STOW-RS", "folder", "DIMSE", "clinical")
 RECENT_PUSHES = 200  # Provenances read for the activity page (filters apply to these)
+DIMSE_OUTCOMES = {status: outcome for outcome, status in DIMSE_OUTCOME_STATUS.items()}  # 403 -> refused, ...
 RECENT_RECORDS = 500  # audit records scanned for ingest failures
 
 
@@ -102,7 +103,8 @@ def _problem(row: Any, dicomweb: str) -> Problem | None:
         return None
     event = audit_event(row)
     sender = event["agent"][0]["who"].get("display", "") if row.client_id else row.address or "unknown sender"
-    return Problem(event["recorded"], path, sender, str(row.status) if row.method != DIMSE else "", row.detail or "")
+    status = DIMSE_OUTCOMES.get(row.status, str(row.status)) if row.method == DIMSE else str(row.status)
+    return Problem(event["recorded"], path, sender, status, row.detail or "")
 
 
 def ingest_activity(viewer: Viewer, path: str, sender: str, since: str) -> dict[str, Any]:
