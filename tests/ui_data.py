@@ -7,7 +7,8 @@
 - DIMSE: study 5, sent by a pynetdicom C-STORE SCU (AE title MODALITY1) to the DICOM listener, and an
   association of a caller not on its allow-list (STRANGER), refused;
 - clinical: the shipped example CSVs of ``cancer-diagnosis`` and ``radiology-report`` (patients
-  PID-00001 and PID-00002: conditions and reports of studies 1 and 2).
+  PID-00001 and PID-00002: conditions and reports of studies 1 and 2), the first with a third record
+  that fails (a date and an ICD-10 code that are none).
 
 Original names (``Testperson``, ``Quelldorf``) and patient ids (``PID-``, ``MRN-``) never reach a page.
 """
@@ -32,6 +33,7 @@ STOW_TYPE = 'multipart/related; type="application/dicom"; boundary="fhir-bridge-
 MAPPINGS = Path(__file__).parent.parent / "mappings" / "examples"
 IDENTIFYING = ("Testperson", "Quelldorf", "PID-0", "MRN-QUELLDORF")
 NOT_DICOM = b"this part is a text file, not DICOM"
+BAD_DIAGNOSIS = b"PID-00003,Testperson^Study3,D-0003,31/31/2024,XX,,,,,Unclear,,,,,,,,,\n"  # fails: date, ICD-10
 
 
 PATIENTS = [  # (sex, birth date, first series' body part, study date)
@@ -95,14 +97,15 @@ def load(client: TestClient, services: Services, folder: Path) -> None:
     summary = ingest_files(services.dicom_ingest, [folder])
     assert not summary.failed
     _send_by_dimse([d for p, d in files.items() if p.startswith("study005")], services, folder.parent / "spool")
-    for mapping in ("cancer-diagnosis", "radiology-report"):
+    for mapping, extra in (("cancer-diagnosis", BAD_DIAGNOSIS), ("radiology-report", b"")):
         answer = client.post(
             "/ingest/clinical",
             params={"mapping": mapping},
-            content=(MAPPINGS / f"{mapping}.csv").read_bytes(),
+            content=(MAPPINGS / f"{mapping}.csv").read_bytes() + extra,
             headers={"Content-Type": "text/csv"},
         )
         assert answer.status_code == 200, answer.text
+        assert answer.json()["summary"]["failed"] == (1 if extra else 0)
 
 
 def _send_by_dimse(instances: list[bytes], services: Services, spool: Path) -> None:

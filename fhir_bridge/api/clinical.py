@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from fhir_bridge.api.access import require
+from fhir_bridge.api.access import annotate, require
 from fhir_bridge.api.context import services
 from fhir_bridge.api.media_types import parse_media_type
 from fhir_bridge.api.rendering import spool_body
@@ -142,8 +142,17 @@ async def _spool(request: Request) -> IO[bytes]:
     return body
 
 
+FAILURES_AUDITED = 5  # failed records whose reasons the audit trail keeps (with the count of all)
+
+
 def _run(
-    ingest: ClinicalIngest, mapping: Mapping, reader: Reader, body: IO[bytes], source: Source, atomic: bool
+    ingest: ClinicalIngest,
+    mapping: Mapping,
+    reader: Reader,
+    body: IO[bytes],
+    source: Source,
+    atomic: bool,
+    failures: list[RecordResult],
 ) -> tuple[Summary, IO[bytes]]:
     results = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (streamed, then closed)
     separator = b""
@@ -152,6 +161,8 @@ def _run(
         nonlocal separator
         results.write(separator + orjson.dumps(result.as_json()))
         separator = b",\n"
+        if result.status == "failed" and len(failures) < FAILURES_AUDITED:
+            failures.append(result)
 
     try:
         records = reader.read(body, ReaderOptions(mapping.delimiter, mapping.encoding))  # type: ignore[arg-type]
@@ -163,6 +174,16 @@ def _run(
         body.close()
     results.seek(0)
     return summary, results
+
+
+def _failures(summary: Summary, failures: list[RecordResult]) -> str:
+    """``2 of 10 records failed (row 3: icd10: reason; diagnosis_date: reason; row 4: ...)``."""
+    rows = [
+        f"row {r.row}: " + "; ".join(f"{e.column}: {e.reason}" if e.column else e.reason for e in r.errors)
+        for r in failures
+    ]
+    more = ", ..." if summary.failed > len(failures) else ""
+    return f"{summary.failed} of {summary.records} records failed ({'; '.join(rows)}{more})"
 
 
 def _stream(head: bytes, results: IO[bytes]) -> Iterator[bytes]:
@@ -198,7 +219,12 @@ async def ingest_clinical(
     body = await _spool(request)
     client = request.client.host if request.client else "unknown"
     source = Source("HTTP POST /ingest/clinical", client)
-    summary, results = await run_in_threadpool(_run, _ingest(request), chosen, reader, body, source, mode == "atomic")
+    failures: list[RecordResult] = []
+    summary, results = await run_in_threadpool(
+        _run, _ingest(request), chosen, reader, body, source, mode == "atomic", failures
+    )
+    if summary.failed:  # the trail keeps which records failed and why (quoted values keyed-hashed there)
+        annotate(request, detail=_failures(summary, failures))
     head = orjson.dumps(
         {"mapping": chosen.name, "mode": mode, "summary": summary.as_json(), "provenance": summary.provenance}
     )

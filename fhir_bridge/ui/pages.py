@@ -354,23 +354,25 @@ def catalogue(services: Services) -> dict[str, Any]:
     statistics = catalogue.current_statistics()
     threshold = catalogue.threshold
     config = services.catalogue_config
-    dimensions = {
-        "Modality": _published(statistics.modalities, threshold),
-        "Body part": _published(statistics.body_parts, threshold),
-        "Sex": _published(statistics.sexes, threshold),
-        "Age at first study": age_bands(statistics.ages, threshold),
-        "Manufacturer": _published(statistics.manufacturers, threshold),
-        "Condition": _published(statistics.conditions, threshold),
-        "Segmented structure": _published(statistics.segmentations, threshold),
+    dimensions = {  # the description lists a value (not its count) when at least ``threshold`` subjects have it
+        "Modality": ("eucaim:hasImageModality", _published(statistics.modalities, threshold)),
+        "Body part": ("eucaim:hasImageBodyPart", _published(statistics.body_parts, threshold)),
+        "Sex": ("eucaim:hasBirthSex", _published(statistics.sexes, threshold)),
+        "Age at first study": ("5-year bands, by the same rule", age_bands(statistics.ages, threshold)),
+        "Manufacturer": ("eucaim:hasEquipmentManufacturer", _published(statistics.manufacturers, threshold)),
+        "Condition": ("eucaim:hasCondition", _published(statistics.conditions, threshold)),
+        "Segmented structure": ("eucaim:hasAnnotationLabel", _published(statistics.segmentations, threshold)),
     }
     charts = {
         name: bar_chart(f"{name} (subjects)", [Bar(p.label, p.value) for p in values], threshold)
-        for name, values in dimensions.items()
+        for name, (_property, values) in dimensions.items()
         if name in ("Modality", "Body part", "Sex", "Age at first study")
     }
-    published_subjects = disclosed(statistics.study_subjects, threshold)
+    subjects = disclosed(statistics.study_subjects, threshold)
+    annotated_subjects, annotated_studies = statistics.annotated
     typical = typical_age_range(statistics.ages, threshold)
     started = statistics.started
+    withheld = f"withheld (< {threshold} subjects)"
     fields = [
         ("Title (dct:title)", config.title),
         ("Description (dct:description)", config.description),
@@ -385,14 +387,24 @@ def catalogue(services: Services) -> dict[str, Any]:
         ("Last modified (dct:modified)", _day(statistics.modified)),
         (
             "Temporal coverage (dct:temporal)",
-            f"{_day(started[0])} to {_day(started[1])}" if started and published_subjects is not None else "",
+            (f"{_day(started[0])[:7]} to {_day(started[1])[:7]}" if subjects is not None else withheld)
+            if started
+            else "",
         ),
-        ("Typical age range", f"{typical[0]}-{typical[1]} years" if typical else f"withheld (< {threshold} subjects)"),
+        (
+            "Typical age (healthdcatap:minTypicalAge, maxTypicalAge)",
+            f"{typical[0]} to {typical[1]} years" if typical else withheld,
+        ),
     ]
     counts = [
-        Published("Subjects with imaging studies", published_subjects),
-        Published("Imaging studies", statistics.studies if published_subjects is not None else None),
-        Published("Annotated subjects", disclosed(statistics.annotated[0], threshold)),
+        Published("Subjects (healthdcatap:numberOfUniqueIndividuals)", subjects),
+        Published(
+            "Imaging studies (healthdcatap:numberOfRecords)", statistics.studies if subjects is not None else None
+        ),
+        Published(
+            "Annotated studies (eucaim:nbrOfSegmentations)",
+            annotated_studies if disclosed(annotated_subjects, threshold) is not None else None,
+        ),
     ]
     return {
         "threshold": threshold,
