@@ -30,10 +30,11 @@ def bar_chart(title: str, bars: list[Bar], threshold: int | None = None) -> Mark
     width = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH
     height = ROW * len(bars) + 4
     top = max((b.value for b in bars if b.value), default=1) or 1
+    hatch = "withheld-" + "".join(c if c.isalnum() else "-" for c in title.lower())  # one id per chart of a page
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
         f'preserveAspectRatio="xMinYMin meet" aria-label="{escape(title)}"><title>{escape(title)}</title>',
-        '<defs><pattern id="withheld" width="6" height="6" patternUnits="userSpaceOnUse" '
+        f'<defs><pattern id="{hatch}" width="6" height="6" patternUnits="userSpaceOnUse" '
         'patternTransform="rotate(45)"><rect width="3" height="6" class="hatch"/></pattern></defs>',
     ]
     for row, bar in enumerate(bars):
@@ -47,7 +48,7 @@ def bar_chart(title: str, bars: list[Bar], threshold: int | None = None) -> Mark
             stub = max(BAR_WIDTH * ((threshold or 1) - 1) / top, 6) if threshold else 6
             parts.append(
                 f'<rect x="{LABEL_WIDTH}" y="{y + 4}" width="{min(stub, BAR_WIDTH):.1f}" height="{ROW - 8}" '
-                f'fill="url(#withheld)" class="withheld"/>'
+                f'fill="url(#{hatch})" class="withheld"/>'
             )
             text = f"&lt; {threshold}" if threshold else "withheld"
         else:
