@@ -9,8 +9,8 @@ The browser's view of the same pages is in tests/test_ui_browser.py.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from rdflib import Graph, URIRef
+from sqlalchemy import create_engine, text
 
 from fhir_bridge import Settings, create_app
 from fhir_bridge.ui.session import SESSION_COOKIE
@@ -33,14 +34,32 @@ def _settings(database_url: str, **changes: object) -> Settings:
     return Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY, catalogue_min_count=3, **changes)
 
 
-@pytest.fixture
-def ui(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    """The app with access control off, the UI's test data loaded (tests/ui_data.py)."""
-    app = create_app(_settings(database_url, auth="none"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def ui(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The app with access control off, the UI's test data loaded once per backend (tests/ui_data.py)."""
+    folder = tmp_path_factory.mktemp("ui")
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'store.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        _admin(server, f"CREATE SCHEMA {schema}")
+        url = f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
+    app = create_app(_settings(url, auth="none"))
     with TestClient(app, base_url="http://testserver") as client:
-        load(client, app.state.services, tmp_path / "folder")
+        load(client, app.state.services, folder / "files")
         yield client
     app.state.services.close()
+    if schema:
+        _admin(server, f"DROP SCHEMA {schema} CASCADE")
+
+
+def _admin(server: str, statement: str) -> None:
+    engine = create_engine(server)
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
 
 
 def _links(html: str, kind: str) -> list[str]:
