@@ -254,3 +254,23 @@ def test_the_ui_works_inside_a_host_application(ui: TestClient) -> None:
             ]
             == "/bridge/ui/ingest"
         )  # never to another site
+
+
+def test_the_patient_list_pages_through_every_patient(database_url: str) -> None:
+    app = create_app(_settings(database_url, auth="none"))
+    with TestClient(app, base_url="http://testserver") as client:
+        entries = [
+            {
+                "resource": {"resourceType": "Patient", "gender": "other"},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+            for _ in range(23)
+        ]
+        assert client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": entries}).is_success
+        first = client.get("/ui/patients").text
+        following = re.search(r'href="([^"]*/ui/patients\?cursor=[^"]+)"', first)
+        assert following is not None and len(_links(first, "patients")) == 20
+        rest = client.get(following.group(1).replace("&amp;", "&")).text
+        assert len(_links(rest, "patients")) == 3 and "cursor=" not in rest
+        assert not set(_links(first, "patients")) & set(_links(rest, "patients"))
+    app.state.services.close()
