@@ -212,6 +212,21 @@ def test_a_narrow_token_sees_only_what_its_scopes_allow(secured: TestClient, pro
     study = _links(secured.get(f"/ui/patients/{patient}").text, "studies")[0]
     page = secured.get(f"/ui/studies/{study}").text
     assert "Not shown: system/Observation.s" in page and "Not shown: system/Provenance.s" in page
+    catalogue = secured.get("/ui/catalogue").text  # counts as /catalogue/counts would answer this token
+    assert '<td>MR</td><td class="num withheld">&lt; 3</td>' in catalogue
+    assert "Counts: system/Device.s is not among your token" in catalogue  # manufacturers: Device.s
+
+
+def test_without_search_scopes_the_catalogue_page_shows_only_the_public_description(
+    secured: TestClient, provider: OpenIdProvider
+) -> None:
+    provider.user = User("visitor", "openid")
+    _log_in(secured, "/ui/catalogue")
+    catalogue = secured.get("/ui/catalogue")
+    assert catalogue.status_code == 200 and "fhir-bridge imaging dataset" in catalogue.text
+    assert "<td>MR</td>" not in catalogue.text  # one subject: not listed, and no count says it exists
+    assert "system/ImagingStudy.s, system/Patient.s are not among your token" in catalogue.text
+    assert secured.get("/ui/patients").status_code == 403
 
 
 def test_a_forged_session_or_a_foreign_login_answer_gets_no_page(secured: TestClient, provider: OpenIdProvider) -> None:

@@ -18,7 +18,7 @@ from fhir_bridge.catalogue.disclosure import AGE_STEP, disclosed, typical_age_ra
 from fhir_bridge.catalogue.statistics import Value
 from fhir_bridge.mapping.annotation import SEGMENT_EXTENSION
 from fhir_bridge.mapping.codes import body_parts
-from fhir_bridge.services import Services
+from fhir_bridge.security.policy import counts_needs
 from fhir_bridge.ui.charts import Bar, bar_chart, column_chart
 from fhir_bridge.ui.viewer import Forbidden, Viewer
 
@@ -349,7 +349,20 @@ def _day(micros: int | None) -> str:
     return datetime.fromtimestamp(micros / 1_000_000, UTC).date().isoformat() if micros else ""
 
 
-def catalogue(services: Services) -> dict[str, Any]:
+STRATA = {  # the page's dimensions -> the ``stratify`` of /catalogue/counts (whose scopes the counts need)
+    "Modality": "modality",
+    "Body part": "bodypart",
+    "Sex": "sex",
+    "Age at first study": "age",
+    "Manufacturer": "manufacturer",
+    "Condition": "condition",
+    "Segmented structure": "segmentation",
+}
+
+
+def catalogue(viewer: Viewer) -> dict[str, Any]:
+    """The description as harvesters read it; the counts per value only to a viewer /catalogue/counts would answer."""
+    services = viewer.services
     catalogue = services.catalogue
     statistics = catalogue.current_statistics()
     threshold = catalogue.threshold
@@ -363,8 +376,17 @@ def catalogue(services: Services) -> dict[str, Any]:
         "Condition": ("eucaim:hasCondition", _published(statistics.conditions, threshold)),
         "Segmented structure": ("eucaim:hasAnnotationLabel", _published(statistics.segmentations, threshold)),
     }
+    refused: dict[str, Forbidden] = {}
+    for name, (property_name, values) in list(dimensions.items()):
+        missing = viewer.missing(counts_needs([("stratify", STRATA[name])]))
+        if missing:  # the values the description lists, not their counts nor what it leaves out
+            refused[name] = Forbidden(missing)
+            dimensions[name] = (property_name, [Published(p.label, None) for p in values if p.value is not None])
+    if len(refused) < len(dimensions):
+        viewer.note("search-system", "catalogue counts: " + ",".join(STRATA[n] for n in dimensions if n not in refused))
     charts = {
-        name: bar_chart(f"{name} (subjects)", [Bar(p.label, p.value) for p in values], threshold)
+        name: refused.get(name)
+        or bar_chart(f"{name} (subjects)", [Bar(p.label, p.value) for p in values], threshold)
         for name, (_property, values) in dimensions.items()
         if name in ("Modality", "Body part", "Sex", "Age at first study")
     }
@@ -408,6 +430,7 @@ def catalogue(services: Services) -> dict[str, Any]:
     ]
     return {
         "threshold": threshold,
+        "refused": refused,
         "fields": fields,
         "counts": counts,
         "dimensions": dimensions,

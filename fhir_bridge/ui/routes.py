@@ -173,7 +173,7 @@ def study(study_id: str, request: Request, who: Viewer = Depends(viewer)) -> Res
 
 @router.get("/catalogue", name="ui_catalogue")
 def catalogue(request: Request, who: Viewer = Depends(viewer)) -> Response:
-    return _render(request, "catalogue.html", who, **pages.catalogue(_services(request)))
+    return _render(request, "catalogue.html", who, **pages.catalogue(who))
 
 
 @router.get("/audit", name="ui_audit")

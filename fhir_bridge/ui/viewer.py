@@ -108,6 +108,10 @@ class Viewer:
         self._audit("search-type", "AuditEvent", query, None, 200)
         return rows
 
+    def note(self, interaction: str, detail: str) -> None:
+        """Record a read that is no FHIR search (the catalogue's counts) in the audit trail."""
+        self._audit(interaction, None, None, None, 200, detail)
+
     def _audit(
         self,
         interaction: str,
