@@ -385,8 +385,7 @@ def catalogue(viewer: Viewer) -> dict[str, Any]:
     if len(refused) < len(dimensions):
         viewer.note("search-system", "catalogue counts: " + ",".join(STRATA[n] for n in dimensions if n not in refused))
     charts = {
-        name: refused.get(name)
-        or bar_chart(f"{name} (subjects)", [Bar(p.label, p.value) for p in values], threshold)
+        name: refused.get(name) or bar_chart(f"{name} (subjects)", [Bar(p.label, p.value) for p in values], threshold)
         for name, (_property, values) in dimensions.items()
         if name in ("Modality", "Body part", "Sex", "Age at first study")
     }
