@@ -102,6 +102,8 @@ def test_pages_show_what_was_pushed_by_path_and_never_an_identifier(ui: TestClie
     assert "ai-node/2.1" in everything  # the study page's Provenance
     for identifying in IDENTIFYING:
         assert identifying not in everything, identifying
+    unknown = ui.get("/ui/studies/no-such-study")
+    assert unknown.status_code == 404 and "ImagingStudy/no-such-study is not known" in unknown.text
 
 
 def test_the_catalogue_page_shows_what_harvesters_see_and_what_was_withheld(ui: TestClient) -> None:

@@ -157,18 +157,20 @@ def patients(request: Request, who: Viewer = Depends(viewer), cursor: str | None
 
 @router.get("/patients/{patient_id}", name="ui_patient")
 def patient(patient_id: str, request: Request, who: Viewer = Depends(viewer)) -> Response:
-    found = pages.patient(who, patient_id)
-    if found is None:
-        return _render(request, "error.html", who, 404, message=f"Patient/{patient_id} is not known")
-    return _render(request, "patient.html", who, **found)
+    return _resource_page(request, who, "patient.html", pages.patient(who, patient_id), f"Patient/{patient_id}")
 
 
 @router.get("/studies/{study_id}", name="ui_study")
 def study(study_id: str, request: Request, who: Viewer = Depends(viewer)) -> Response:
-    found = pages.study(who, study_id)
+    return _resource_page(request, who, "study.html", pages.study(who, study_id), f"ImagingStudy/{study_id}")
+
+
+def _resource_page(
+    request: Request, who: Viewer, template: str, found: dict[str, Any] | None, reference: str
+) -> Response:
     if found is None:
-        return _render(request, "error.html", who, 404, message=f"ImagingStudy/{study_id} is not known")
-    return _render(request, "study.html", who, **found)
+        return _render(request, "error.html", who, 404, message=f"{reference} is not known")
+    return _render(request, template, who, **found)
 
 
 @router.get("/catalogue", name="ui_catalogue")
