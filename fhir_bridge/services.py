@@ -12,6 +12,7 @@ configuration mistake stops it before the first request rather than at the first
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from functools import cached_property, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,7 +36,14 @@ from fhir_bridge.search.index import index_entries
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
-from fhir_bridge.store.database import Engines, create_engines, engines_beside, prepare_schema, read_info
+from fhir_bridge.store.database import (
+    Engines,
+    create_engines,
+    engines_beside,
+    ensure_info,
+    prepare_schema,
+    read_info,
+)
 from fhir_bridge.store.store import Store
 
 # configuration checks first: a mistake stops the start before the database is touched
@@ -237,6 +245,11 @@ class Services:
     @cached_property
     def token_issuer(self) -> BuiltinIssuer:
         return BuiltinIssuer(self.engines, self.clients, self.settings.auth_token_lifetime_s)
+
+    @cached_property
+    def ui_session_secret(self) -> str:
+        """The key that signs the web UI's session cookies, kept in the database: every worker shares it."""
+        return ensure_info(self.engines, "ui_session_secret", lambda: secrets.token_hex(32))
 
     @cached_property
     def token_verifier(self) -> TokenVerifier | None:

@@ -139,6 +139,17 @@ class Settings(BaseSettings):
     auth_token_lifetime_s: int = Field(
         300, ge=30, le=3600, description="Lifetime in seconds of access tokens issued by the built-in token endpoint"
     )
+    ui_client_id: str | None = Field(
+        None,
+        description="Client id of the web UI (`/ui`) at the site's OpenID Connect server (`auth_issuer`): with "
+        "access control on, the UI logs users in there (authorization code + PKCE, SMART App Launch standalone) "
+        "and reads every page with the user's token; unset, the UI refuses to log anyone in",
+    )
+    ui_scopes: str = Field(
+        "openid fhirUser user/*.rs user/AuditEvent.rs",
+        description="Scopes the web UI asks the OpenID Connect server for; the token it gets (the user's scopes) "
+        "decides what the pages show",
+    )
 
     # privacy ---------------------------------------------------------------------------------
     pseudonymise: bool = Field(

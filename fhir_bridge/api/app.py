@@ -27,6 +27,7 @@ from fhir_bridge.api.rendering import error_response
 from fhir_bridge.errors import FhirError
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
+from fhir_bridge.ui.routes import install as install_ui
 from fhir_bridge.version import package_version
 
 log = logging.getLogger("fhir_bridge")
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # what the CapabilityStatement describes: the routes of the FHIR routers included above
     app.state.fhir_routers = (audit.router, bulk.router, operations.router, fhir.router)
     app.include_router(dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
+    install_ui(app)  # the data steward's web UI at /ui (not in the OpenAPI document: HTML pages)
     if settings.fhir_path:
         for endpoint, methods in fhir.BASE_ROUTES:
             app.add_api_route(settings.fhir_path, endpoint, methods=methods, include_in_schema=False)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from fhir_bridge.api.access import require
+from fhir_bridge.api.access import annotate, require
 from fhir_bridge.api.context import services
 from fhir_bridge.api.media_types import parse_media_type
 from fhir_bridge.api.rendering import spool_body
@@ -153,6 +153,9 @@ async def _spool(request: Request) -> IO[bytes]:
     return body
 
 
+FAILURES_AUDITED = 5  # failed records whose reasons the audit trail keeps (with the count of all)
+
+
 def _run(
     ingest: ClinicalIngest,
     mapping: Mapping,
@@ -160,6 +163,7 @@ def _run(
     body: IO[bytes],
     source: Source,
     atomic: bool,
+    failures: list[RecordResult],
     dry_run: bool = False,
     lines: bool = False,
 ) -> tuple[Summary, IO[bytes]]:
@@ -169,6 +173,8 @@ def _run(
 
     def write(result: RecordResult) -> None:
         nonlocal separator
+        if result.status == "failed" and len(failures) < FAILURES_AUDITED:
+            failures.append(result)
         if lines:
             results.write(orjson.dumps(result.as_json()) + b"\n")
             return
@@ -188,6 +194,16 @@ def _run(
         body.close()
     results.seek(0)
     return summary, results
+
+
+def _failures(summary: Summary, failures: list[RecordResult]) -> str:
+    """``2 of 10 records failed (row 3: icd10: reason; diagnosis_date: reason; row 4: ...)``."""
+    rows = [
+        f"row {r.row}: " + "; ".join(f"{e.column}: {e.reason}" if e.column else e.reason for e in r.errors)
+        for r in failures
+    ]
+    more = ", ..." if summary.failed > len(failures) else ""
+    return f"{summary.failed} of {summary.records} records failed ({'; '.join(rows)}{more})"
 
 
 def _stream(head: bytes, results: IO[bytes], tail: bytes = b"\n]}\n") -> Iterator[bytes]:
@@ -236,9 +252,12 @@ async def ingest_clinical(
     body = await _spool(request)
     client = request.client.host if request.client else "unknown"
     source = Source("HTTP POST /ingest/clinical", client)
+    failures: list[RecordResult] = []
     summary, results = await run_in_threadpool(
-        _run, _ingest(request), chosen, reader, body, source, mode == "atomic", dry_run, lines
+        _run, _ingest(request), chosen, reader, body, source, mode == "atomic", failures, dry_run, lines
     )
+    if summary.failed:  # the trail keeps which records failed and why (quoted values keyed-hashed there)
+        annotate(request, detail=_failures(summary, failures))
     status = 422 if mode == "atomic" and summary.failed else 200
     if lines:
         name = f"{chosen.name}-{'dry-run-' if dry_run else ''}report.ndjson"
