@@ -12,6 +12,7 @@ configuration mistake stops it before the first request rather than at the first
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from functools import cached_property, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -244,7 +245,28 @@ class Services:
         settings = self.settings
         if settings.auth == "none":
             return None
+        _check_public_base_url(settings)
         external = None
         if settings.auth_issuer:
             external = ExternalIssuer(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url)
         return TokenVerifier(self.token_issuer.issuer, self.token_issuer.public_key, external)
+
+
+def _check_public_base_url(settings: Settings) -> None:
+    """Access control beyond loopback needs the public base URL: audiences and discovery come from it."""
+    if settings.public_base_url or _is_loopback(settings.host):
+        return
+    raise ConfigurationError(
+        f"access control is on and the service listens on {settings.host} (beyond loopback): set "
+        "FHIR_BRIDGE_PUBLIC_BASE_URL to the FHIR base URL clients use (e.g. https://fhir.example.org/fhir); "
+        "token audiences and discovery URLs are taken from it, never from a request's Host header"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -39,8 +39,10 @@ class Settings(BaseSettings):
     )
     public_base_url: str | None = Field(
         None,
-        description="The FHIR base URL as clients see it, behind a reverse proxy: used in links, Location headers, "
-        "the catalogue and the token audience (default: from each request)",
+        description="The FHIR base URL as clients see it (e.g. `https://fhir.example.org/fhir`): used in links, "
+        "Location headers, the catalogue, SMART discovery and the token audience. Required when access control is "
+        "on and `host` is not loopback; unset, URLs name the address the server is bound to (access control on) or "
+        "the request's Host header (access control off), never the Host header while tokens are checked",
     )
     default_count: int = Field(20, ge=1, description="Page size of a search without `_count`")
     max_count: int = Field(
@@ -134,7 +136,8 @@ class Settings(BaseSettings):
         None, description="That issuer's JWKS URL (default: `jwks_uri` of its `/.well-known/openid-configuration`)"
     )
     auth_audience: str | None = Field(
-        None, description="Audience (aud) that external tokens must carry (default: the FHIR base URL)"
+        None,
+        description="Audience (aud) that external tokens must carry (default: the FHIR base URL, `public_base_url`)",
     )
     auth_token_lifetime_s: int = Field(
         300, ge=30, le=3600, description="Lifetime in seconds of access tokens issued by the built-in token endpoint"

@@ -200,3 +200,71 @@ def test_the_token_endpoint_refuses_a_large_body_before_reading_it(secured: Test
 
     streamed = secured.post("/fhir/auth/token", content=chunks(), headers=form)  # no Content-Length
     assert streamed.status_code == 413
+
+
+# Defect 3: the audience and every URL of tokens and discovery come from configuration -----------------
+
+
+@pytest.fixture
+def external_site(database_url: str) -> Any:
+    from fhir_bridge import Settings, create_app
+    from tests.conftest import TEST_PSEUDONYM_KEY
+    from tests.test_external_issuer import IdentityProvider
+
+    provider = IdentityProvider()
+    settings = Settings(
+        database_url=database_url, auth="smart", auth_issuer=provider.issuer, pseudonym_key=TEST_PSEUDONYM_KEY
+    )
+    app = create_app(settings)
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client, provider
+    app.state.services.close()
+    provider.stop()
+
+
+def test_a_token_for_another_server_is_refused_whatever_host_the_request_names(external_site: Any) -> None:
+    client, provider = external_site
+    other = provider.token(aud="http://another-server/fhir")
+    spoofed = {"Authorization": f"Bearer {other}", "Host": "another-server"}
+    assert client.get("/fhir/ImagingStudy", headers=spoofed).status_code == 401
+    ours = {"Authorization": f"Bearer {provider.token()}", "Host": "another-server"}
+    assert client.get("/fhir/ImagingStudy", headers=ours).status_code == 200  # its audience is this server's
+
+
+def test_a_client_assertion_for_another_token_endpoint_is_refused_whatever_the_host(
+    secured: TestClient, client_keys: dict[str, ClientKey]
+) -> None:
+    from fhir_bridge.security.clients import ASSERTION_TYPE
+    from tests.security_helpers import assertion
+
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(
+            "reader", client_keys["reader"], audience="http://another-server/fhir/auth/token"
+        ),
+        "scope": "system/Patient.rs",
+    }
+    answer = secured.post("/fhir/auth/token", data=form, headers={"Host": "another-server"})
+    assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
+    discovery = secured.get("/fhir/.well-known/smart-configuration", headers={"Host": "another-server"}).json()
+    assert discovery["token_endpoint"] == "http://testserver/fhir/auth/token"
+
+
+def test_access_control_beyond_loopback_needs_the_public_base_url(database_url: str) -> None:
+    from fhir_bridge import Settings, create_app
+    from fhir_bridge.cli import main
+    from fhir_bridge.errors import ConfigurationError
+    from tests.conftest import TEST_PSEUDONYM_KEY
+
+    exposed = Settings(database_url=database_url, auth="smart", host="0.0.0.0", pseudonym_key=TEST_PSEUDONYM_KEY)
+    with pytest.raises(ConfigurationError, match="FHIR_BRIDGE_PUBLIC_BASE_URL"):
+        create_app(exposed)
+    assert main(["serve", "--host", "0.0.0.0", "--auth", "smart", "--database-url", database_url]) == 2
+    public = "https://fhir.hospital.example/fhir"
+    app = create_app(exposed.model_copy(update={"public_base_url": public}))
+    with TestClient(app, base_url="http://testserver") as client:
+        discovery = client.get("/fhir/.well-known/smart-configuration", headers={"Host": "evil.example"}).json()
+    app.state.services.close()
+    assert discovery["token_endpoint"] == f"{public}/auth/token"
+    assert discovery["jwks_uri"] == f"{public}/auth/jwks"
