@@ -268,3 +268,54 @@ def test_access_control_beyond_loopback_needs_the_public_base_url(database_url: 
     app.state.services.close()
     assert discovery["token_endpoint"] == f"{public}/auth/token"
     assert discovery["jwks_uri"] == f"{public}/auth/jwks"
+
+
+# Defect 5: export jobs are owned by issuer and client together ----------------------------------------
+
+
+def test_an_external_token_with_a_builtin_client_id_cannot_see_that_clients_export(
+    external_site: Any, client_keys: dict[str, ClientKey]
+) -> None:
+    from fhir_bridge.security.clients import ClientRegistry
+    from tests.security_helpers import SCOPES
+
+    client, provider = external_site
+    registry = ClientRegistry(client.app.state.services.engines)
+    registry.add("reader", SCOPES["reader"], jwks=client_keys["reader"].jwks(), jwks_url=None)
+    builtin = headers_for(client, client_keys, "reader")
+    kick_off = client.get("/fhir/$export?_type=ImagingStudy", headers={**builtin, "Prefer": "respond-async"})
+    assert kick_off.status_code == 202, kick_off.text
+    status_url = kick_off.headers["content-location"].removeprefix("http://testserver")
+    impostor = provider.token(client_id="reader", scope=SCOPES["reader"])
+    assert client.get(status_url, headers={"Authorization": f"Bearer {impostor}"}).status_code == 404
+    assert client.delete(status_url, headers={"Authorization": f"Bearer {impostor}"}).status_code == 404
+    assert client.get(status_url, headers=builtin).status_code in (200, 202)
+
+
+def test_an_export_started_without_access_control_is_not_visible_once_it_is_on(
+    database_url: str, client_keys: dict[str, ClientKey]
+) -> None:
+    from fhir_bridge import Settings, create_app
+    from fhir_bridge.security.clients import ClientRegistry
+    from tests.conftest import TEST_PSEUDONYM_KEY
+    from tests.security_helpers import SCOPES
+
+    open_app = create_app(Settings(database_url=database_url, auth="none", pseudonym_key=TEST_PSEUDONYM_KEY))
+    with TestClient(open_app, base_url="http://testserver") as client:
+        kick_off = client.get("/fhir/$export?_type=ImagingStudy", headers={"Prefer": "respond-async"})
+        assert kick_off.status_code == 202
+        status_url = kick_off.headers["content-location"].removeprefix("http://testserver")
+        assert client.get(status_url).status_code in (200, 202)  # visible while nobody is checked
+    open_app.state.services.close()
+    secured_app = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
+    ClientRegistry(secured_app.state.services.engines).add(
+        "writer", SCOPES["writer"], jwks=client_keys["writer"].jwks(), jwks_url=None
+    )
+    with TestClient(secured_app, base_url="http://testserver") as client:
+        admin = headers_for(client, client_keys, "writer")
+        assert client.get(status_url, headers=admin).status_code == 404
+        assert (
+            client.get(f"{status_url.replace('$export-status', '$export-file')}/1.ndjson", headers=admin).status_code
+            == 404
+        )
+    secured_app.state.services.close()

@@ -41,6 +41,12 @@ class Principal:
     issuer: str
     expires: float  # seconds since the epoch
 
+    @property
+    def owner(self) -> str:
+        """Who owns what this client leaves behind (export jobs): its issuer and client id together, so a
+        client of one issuer never gets at those of another issuer's client of the same id."""
+        return hashlib.sha256(f"{self.issuer}\n{self.client_id}".encode()).hexdigest()
+
 
 class ExternalIssuer:
     """An OpenID Connect / OAuth 2.0 server of the site: its issuer id, JWKS and expected audience."""
