@@ -139,6 +139,13 @@ class Settings(BaseSettings):
         None,
         description="Audience (aud) that external tokens must carry (default: the FHIR base URL, `public_base_url`)",
     )
+    token_key_file: Path | None = Field(
+        None,
+        description="File of the keys that sign the built-in token endpoint's access tokens (JSON, mode 0600; made "
+        "at first start, outside the database so that a copy of it mints no token; `fhir-bridge keys rotate-signing` "
+        "rotates them). Default: `<database>.token-keys.json` beside a SQLite store, `fhir-bridge-token-keys.json` in "
+        "the working directory with PostgreSQL. Every worker of one database must use the same file",
+    )
     auth_token_lifetime_s: int = Field(
         300, ge=30, le=3600, description="Lifetime in seconds of access tokens issued by the built-in token endpoint"
     )

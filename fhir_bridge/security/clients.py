@@ -3,13 +3,12 @@
 Clients are registered (``fhir-bridge clients add``) with their public keys and the largest
 scopes they may get. A client asks for a token with the client-credentials grant and a JWT
 assertion signed by its private key (RFC 7523, SMART Backend Services); the answer is a short-lived
-access token signed by this server's own key, kept in the database so every worker shares it.
+access token signed by this server's own key, kept in a key file outside the database
+(``security.signing``) that every worker of the database shares.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import time
 import uuid
@@ -17,21 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from fhir_bridge.security.scopes import narrow, unenforceable_scopes
+from fhir_bridge.security.signing import TOKEN_ALGORITHM, SigningKeys
 from fhir_bridge.security.tables import AUTH_ASSERTION, AUTH_CLIENT
 from fhir_bridge.security.tokens import LEEWAY_S
-from fhir_bridge.store.database import Engines, ensure_info, ensure_tables
+from fhir_bridge.store.database import Engines, ensure_tables
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256"]
 MAX_ASSERTION_LIFETIME_S = 300  # SMART: exp no more than five minutes in the future
-SIGNING_KEY_INFO = "token_signing_key"
-TOKEN_ALGORITHM = "ES256"
 
 
 class OAuthError(Exception):
@@ -91,6 +87,14 @@ class ClientRegistry:
             row = connection.execute(select(AUTH_CLIENT).where(AUTH_CLIENT.c.client_id == client_id)).first()
         return None if row is None else _client(row)
 
+    def registered_at(self, client_id: str) -> float | None:
+        """When the client was (last) registered, in seconds since the epoch; None if it is not."""
+        with self.engines.reader.connect() as connection:
+            created = connection.execute(
+                select(AUTH_CLIENT.c.created).where(AUTH_CLIENT.c.client_id == client_id)
+            ).scalar_one_or_none()
+        return None if created is None else created / 1_000_000
+
     def all(self) -> list[Client]:
         with self.engines.reader.connect() as connection:
             rows = connection.execute(select(AUTH_CLIENT).order_by(AUTH_CLIENT.c.client_id)).all()
@@ -130,21 +134,17 @@ def _check_registration(client: Client) -> None:
 class BuiltinIssuer:
     """Verifies client assertions and issues access tokens signed with the store's own key."""
 
-    def __init__(self, engines: Engines, registry: ClientRegistry, lifetime_s: int) -> None:
+    def __init__(self, engines: Engines, registry: ClientRegistry, lifetime_s: int, keys: SigningKeys) -> None:
         self.engines = engines
         self.registry = registry
         self.lifetime_s = lifetime_s
-        pem = ensure_info(engines, SIGNING_KEY_INFO, _new_signing_key)
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("the token signing key is not an EC private key")
-        self._private_key = key
-        public = key.public_key()
-        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
-        self.key_id = _thumbprint(jwk)
-        self.public_key = public
-        self.issuer = f"urn:fhir-bridge:issuer:{self.key_id}"
-        self.jwks = {"keys": [{**jwk, "kid": self.key_id, "use": "sig", "alg": TOKEN_ALGORITHM}]}
+        self.keys = keys
+        self.issuer = keys.issuer
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public keys of the signing key and of the previous one (tokens it signed are still valid)."""
+        return self.keys.jwks()
 
     def issue(self, form: dict[str, str], token_urls: list[str]) -> dict[str, Any]:
         """Answer a token request (the form fields); ``token_urls`` are the audiences accepted."""
@@ -164,6 +164,7 @@ class BuiltinIssuer:
             )
         self._remember(client.client_id, str(claims["jti"]), float(claims["exp"]))
         now = int(time.time())
+        signing = self.keys.signing()
         token = jwt.encode(
             {
                 "iss": self.issuer,
@@ -175,9 +176,9 @@ class BuiltinIssuer:
                 "exp": now + self.lifetime_s,
                 "jti": uuid.uuid4().hex,
             },
-            self._private_key,
+            signing.private_key,
             algorithm=TOKEN_ALGORITHM,
-            headers={"kid": self.key_id},
+            headers={"kid": signing.kid},
         )
         return {"access_token": token, "token_type": "bearer", "expires_in": self.lifetime_s, "scope": granted}
 
@@ -236,16 +237,3 @@ def _client_key(client: Client, assertion: str, header: dict[str, Any]) -> Any:
     if len(matching) != 1:
         raise OAuthError(401, "invalid_client", f"no single registered key of {client.client_id} has kid {kid!r}")
     return matching[0].key
-
-
-def _new_signing_key() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def _thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint (EC members), a stable key id."""
-    members = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()
