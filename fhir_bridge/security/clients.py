@@ -10,6 +10,7 @@ access token signed by this server's own key, kept in a key file outside the dat
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import jwt
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from fhir_bridge.security.lockout import Lockout
 from fhir_bridge.security.scopes import narrow, unenforceable_scopes
 from fhir_bridge.security.signing import TOKEN_ALGORITHM, SigningKeys
 from fhir_bridge.security.tables import AUTH_ASSERTION, AUTH_CLIENT
@@ -28,16 +30,18 @@ from fhir_bridge.store.database import Engines, ensure_tables
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256"]
 MAX_ASSERTION_LIFETIME_S = 300  # SMART: exp no more than five minutes in the future
+JWKS_CACHE_S = 300  # a client's JWKS URL is fetched again after this, or at once for an unknown kid
 
 
 class OAuthError(Exception):
     """An RFC 6749 error answer of the token endpoint: ``{"error": ..., "error_description": ...}``."""
 
-    def __init__(self, status: int, error: str, description: str) -> None:
+    def __init__(self, status: int, error: str, description: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(description)
         self.status = status
         self.error = error
         self.description = description
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}
@@ -132,7 +136,10 @@ def _check_registration(client: Client) -> None:
 
 
 class BuiltinIssuer:
-    """Verifies client assertions and issues access tokens signed with the store's own key."""
+    """Verifies client assertions and issues access tokens signed with the server's own key."""
+
+    # An unknown kid refetches a client's JWKS URL at most this often: random kids cannot flood its server.
+    jwks_refetch_cooldown_s = 30.0
 
     def __init__(self, engines: Engines, registry: ClientRegistry, lifetime_s: int, keys: SigningKeys) -> None:
         self.engines = engines
@@ -140,14 +147,39 @@ class BuiltinIssuer:
         self.lifetime_s = lifetime_s
         self.keys = keys
         self.issuer = keys.issuer
+        self.lockout = Lockout(engines)
+        self._jwks_clients: dict[str, jwt.PyJWKClient] = {}  # of clients registered with a JWKS URL
+        self._jwks_lock = threading.Lock()
 
     @property
     def jwks(self) -> dict[str, Any]:
         """The public keys of the signing key and of the previous one (tokens it signed are still valid)."""
         return self.keys.jwks()
 
-    def issue(self, form: dict[str, str], token_urls: list[str]) -> dict[str, Any]:
-        """Answer a token request (the form fields); ``token_urls`` are the audiences accepted."""
+    def issue(self, form: dict[str, str], token_urls: list[str], address: str = "unknown") -> dict[str, Any]:
+        """Answer a token request (the form fields) from ``address``; ``token_urls`` are the audiences accepted.
+
+        Repeated failures from an address, or for one client from an address, lock it out for a while
+        (``security.lockout``): 429 with Retry-After, before the assertion is looked at."""
+        claimed = _claimed_client(form.get("client_assertion") or "")
+        wait = self.lockout.retry_after(address, claimed)
+        if wait is not None:
+            raise OAuthError(
+                429,
+                "invalid_request",
+                f"too many failed token requests from this address; try again in {wait} s",
+                {"Retry-After": str(wait)},
+            )
+        try:
+            answer = self._issue(form, token_urls)
+        except OAuthError:
+            self.lockout.failed(address, claimed)
+            raise
+        if claimed:
+            self.lockout.succeeded(address, claimed)
+        return answer
+
+    def _issue(self, form: dict[str, str], token_urls: list[str]) -> dict[str, Any]:
         if form.get("grant_type") != "client_credentials":
             raise OAuthError(400, "unsupported_grant_type", "grant_type must be client_credentials")
         if form.get("client_assertion_type") != ASSERTION_TYPE:
@@ -192,7 +224,7 @@ class BuiltinIssuer:
         client = self.registry.get(client_id) if isinstance(client_id, str) else None
         if client is None or unverified.get("sub") != client_id:
             raise OAuthError(401, "invalid_client", "the assertion's iss and sub must be a registered client id")
-        key = _client_key(client, assertion, header)
+        key = self._client_key(client, assertion, header)
         try:
             claims = jwt.decode(
                 assertion,
@@ -224,16 +256,44 @@ class BuiltinIssuer:
             raise OAuthError(401, "invalid_client", "this client assertion (its jti) was used already") from None
 
 
-def _client_key(client: Client, assertion: str, header: dict[str, Any]) -> Any:
-    """The registered public key that signed the assertion (by ``kid``, else the only one)."""
+    def _client_key(self, client: Client, assertion: str, header: dict[str, Any]) -> Any:
+        """The registered public key that signed the assertion (by ``kid``, else the only one).
+
+        A client's JWKS URL is fetched once and cached (five minutes); a ``kid`` the cached set lacks
+        fetches it again, so a client's key rotation just works without a fetch per assertion."""
+        try:
+            if client.jwks_url:
+                return self._jwks_client(client.jwks_url).get_signing_key_from_jwt(assertion).key
+            keys = jwt.PyJWKSet.from_dict(client.jwks or {}).keys
+        except jwt.PyJWTError as error:
+            raise OAuthError(401, "invalid_client", f"the client's keys cannot be used: {error}") from None
+        kid = header.get("kid")
+        matching = [k for k in keys if k.key_id == kid] if kid else keys
+        if len(matching) != 1:
+            raise OAuthError(401, "invalid_client", f"no single registered key of {client.client_id} has kid {kid!r}")
+        return matching[0].key
+
+    def _jwks_client(self, url: str) -> jwt.PyJWKClient:
+        with self._jwks_lock:
+            found = self._jwks_clients.get(url)
+            if found is None:
+                if len(self._jwks_clients) >= 1024:
+                    self._jwks_clients.clear()
+                found = jwt.PyJWKClient(
+                    url,
+                    cache_jwk_set=True,
+                    lifespan=JWKS_CACHE_S,
+                    timeout=5,
+                    cooldown_duration=self.jwks_refetch_cooldown_s,
+                )
+                self._jwks_clients[url] = found
+            return found
+
+
+def _claimed_client(assertion: str) -> str | None:
+    """The client id an assertion claims (unverified: only to count its failures), or None."""
     try:
-        if client.jwks_url:
-            return jwt.PyJWKClient(client.jwks_url, timeout=5).get_signing_key_from_jwt(assertion).key
-        keys = jwt.PyJWKSet.from_dict(client.jwks or {}).keys
-    except jwt.PyJWTError as error:
-        raise OAuthError(401, "invalid_client", f"the client's keys cannot be used: {error}") from None
-    kid = header.get("kid")
-    matching = [k for k in keys if k.key_id == kid] if kid else keys
-    if len(matching) != 1:
-        raise OAuthError(401, "invalid_client", f"no single registered key of {client.client_id} has kid {kid!r}")
-    return matching[0].key
+        claimed = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+    return claimed[:128] if isinstance(claimed, str) and claimed else None
