@@ -59,6 +59,18 @@ class Settings(BaseSettings):
         description="Refuse writes that refer to missing local resources (422) and deletes of resources that "
         "current ones refer to (409)",
     )
+    api_docs: bool | None = Field(
+        None,
+        description="Serve the API's documentation pages `/docs`, `/redoc` and `/openapi.json` (public pages). "
+        "Default: on when access control is off, off when it is on",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description='Addresses of reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed, as a '
+        'JSON list (`["127.0.0.1"]`, `["10.0.0.0/8"]`; uvicorn\'s `forwarded_allow_ips`). Empty (the default): '
+        "those headers are ignored, so no caller can choose the address the audit trail and the token endpoint's "
+        "lockout record",
+    )
     access_log: bool = Field(
         False, description="Log each request line (off by default: URLs carry search values, which can be personal)"
     )
