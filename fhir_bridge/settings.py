@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description='Addresses of reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed, as a '
+        description="Addresses of reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed, as a "
         'JSON list (`["127.0.0.1"]`, `["10.0.0.0/8"]`; uvicorn\'s `forwarded_allow_ips`). Empty (the default): '
         "those headers are ignored, so no caller can choose the address the audit trail and the token endpoint's "
         "lockout record",

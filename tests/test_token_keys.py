@@ -112,6 +112,7 @@ def test_rotation_publishes_both_keys_and_retires_the_oldest_at_the_next_rotatio
     assert _get(node, first) == 200 and _get(node, second) == 200  # overlapping: both verify
     assert main(["keys", "rotate-signing", "--token-key-file", key_file, "--database-url", database_url]) == 0
     assert _get(node, kept_back) == 401  # its key is no longer kept
+    assert _get(node, first) == 401  # nor once verified: a leaked key is out after two rotations
     assert _get(node, second) == 200
 
 

@@ -255,7 +255,6 @@ class BuiltinIssuer:
         except IntegrityError:
             raise OAuthError(401, "invalid_client", "this client assertion (its jti) was used already") from None
 
-
     def _client_key(self, client: Client, assertion: str, header: dict[str, Any]) -> Any:
         """The registered public key that signed the assertion (by ``kid``, else the only one).
 

@@ -119,21 +119,25 @@ class TokenVerifier:
         self._builtin_key = builtin_key
         self.external = external
         self._registered = registered
-        self._verified: dict[str, Principal] = {}  # token digest -> principal, until the token expires
+        # token digest -> (principal, key id), until the token expires; a built-in key retired since is checked
+        self._verified: dict[str, tuple[Principal, str | None]] = {}
         self._registrations: dict[str, tuple[float, float | None]] = {}  # client -> (looked at, registered)
         self._lock = threading.Lock()
 
     def verify(self, token: str, default_audience: str) -> Principal:
         digest = hashlib.sha256(token.encode()).hexdigest()
         cached = self._verified.get(digest)
-        if cached is not None and cached.expires > time.time():
-            principal = cached
+        if cached is not None and cached[0].expires > time.time():
+            principal, kid = cached
+            if principal.issuer == self.builtin_issuer and self._builtin_key(kid) is None:
+                self._verified.pop(digest, None)
+                raise TokenRejected("the bearer token is signed by a key this server no longer uses")
         else:
-            principal = self._verify(token, default_audience)
+            principal, kid = self._verify(token, default_audience)
             with self._lock:
                 if len(self._verified) >= _CACHE_SIZE:
                     self._verified.clear()
-                self._verified[digest] = principal
+                self._verified[digest] = (principal, kid)
         if principal.issuer == self.builtin_issuer:
             self._check_registration(principal)
         return principal
@@ -154,7 +158,7 @@ class TokenVerifier:
         if principal.issued < int(registered):  # iat has whole seconds: a token of the same second stays valid
             raise TokenRejected(f"{principal.client_id} was registered again after this token was issued")
 
-    def _verify(self, token: str, default_audience: str) -> Principal:
+    def _verify(self, token: str, default_audience: str) -> tuple[Principal, str | None]:
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
             kid = jwt.get_unverified_header(token).get("kid")
@@ -181,13 +185,14 @@ class TokenVerifier:
         except (jwt.PyJWTError, TypeError, ValueError) as error:  # Type/ValueError: a key of another family
             raise TokenRejected(f"the bearer token is not valid: {error}") from None
         issued = claims.get("iat")
-        return Principal(
+        principal = Principal(
             _client_id(claims),
             grant_of(_scope_text(claims)),
             issuer,
             float(claims["exp"]),
             float(issued) if isinstance(issued, int | float) else 0.0,
         )
+        return principal, kid
 
 
 def _client_id(claims: dict[str, Any]) -> str:
