@@ -48,7 +48,10 @@ TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "An access token", "content": {"application/json": {}}},
     400: {"description": "An OAuth 2.0 error (RFC 6749 5.2)", "content": {"application/json": {}}},
     401: {"description": "invalid_client (RFC 6749 5.2)", "content": {"application/json": {}}},
-    429: {"description": "Too many failed token requests from this address (Retry-After)"},
+    429: {
+        "description": "Too many failed token requests from this address (Retry-After)",
+        "content": {"application/json": {}},
+    },
 }
 
 
