@@ -251,7 +251,9 @@ def test_a_client_assertion_for_another_token_endpoint_is_refused_whatever_the_h
     assert discovery["token_endpoint"] == "http://testserver/fhir/auth/token"
 
 
-def test_access_control_beyond_loopback_needs_the_public_base_url(database_url: str) -> None:
+def test_access_control_beyond_loopback_needs_the_public_base_url(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fhir_bridge import Settings, create_app
     from fhir_bridge.cli import main
     from fhir_bridge.errors import ConfigurationError
@@ -260,7 +262,10 @@ def test_access_control_beyond_loopback_needs_the_public_base_url(database_url: 
     exposed = Settings(database_url=database_url, auth="smart", host="0.0.0.0", pseudonym_key=TEST_PSEUDONYM_KEY)
     with pytest.raises(ConfigurationError, match="FHIR_BRIDGE_PUBLIC_BASE_URL"):
         create_app(exposed)
+    capsys.readouterr()
     assert main(["serve", "--host", "0.0.0.0", "--auth", "smart", "--database-url", database_url]) == 2
+    refusal = capsys.readouterr().err.strip()
+    assert "\n" not in refusal and "FHIR_BRIDGE_PUBLIC_BASE_URL" in refusal  # one line, naming the setting
     public = "https://fhir.hospital.example/fhir"
     app = create_app(exposed.model_copy(update={"public_base_url": public}))
     with TestClient(app, base_url="http://testserver") as client:
