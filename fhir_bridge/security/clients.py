@@ -172,8 +172,9 @@ class BuiltinIssuer:
             )
         try:
             answer = self._issue(form, token_urls)
-        except OAuthError:
-            self.lockout.failed(address, claimed)
+        except OAuthError as error:
+            if error.error != "invalid_scope":  # an authenticated client asking too much is no guess
+                self.lockout.failed(address, claimed)
             raise
         if claimed:
             self.lockout.succeeded(address, claimed)
