@@ -43,10 +43,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     """
     services = (services or Services.from_settings(settings)).start()
     settings = services.settings
+    docs = settings.api_docs if settings.api_docs is not None else settings.auth == "none"
     app = FastAPI(
         title="fhir-bridge",
         summary="Imaging-to-FHIR bridge: a FHIR R4 server on a versioned store",
         version=package_version(),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,  # app.openapi() still builds it (fhir-bridge openapi)
     )
     app.state.services = services
     app.router.on_shutdown.append(services.close)

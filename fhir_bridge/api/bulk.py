@@ -98,7 +98,7 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
         lenient=preferences.get("handling") == "lenient",
         request_url=request_url,
         group_id=group_id,
-        client_id=_client_id(request),
+        owner=_owner(request),
     )
     notes = [operation_outcome("export accepted", severity="information", code="informational")["issue"][0]]
     notes += [{"severity": "warning", "code": "not-supported", "diagnostics": w} for w in job.request.warnings]
@@ -109,9 +109,10 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
     )
 
 
-def _client_id(request: Request) -> str | None:
+def _owner(request: Request) -> str | None:
+    """Who owns the jobs this request starts or sees: the token's issuer and client (None: access control off)."""
     principal = principal_of(request)
-    return principal.client_id if principal else None
+    return principal.owner if principal else None
 
 
 def _authorised_types(
@@ -192,7 +193,7 @@ async def export_group_post(group_id: str, request: Request) -> Response:
 )
 def export_status(job_id: str, request: Request) -> Response:
     exports = _exports(request)
-    job = exports.job(job_id, _client_id(request))
+    job = exports.job(job_id, _owner(request))
     if job.status in (Status.ACCEPTED, Status.IN_PROGRESS):
         return Response(status_code=202, headers={"X-Progress": progress(job), "Retry-After": str(RETRY_AFTER_S)})
     if job.status is Status.FAILED:
@@ -207,7 +208,7 @@ def export_status(job_id: str, request: Request) -> Response:
     "/$export-status/{job_id}", summary="cancel a bulk export and delete its files", responses=FHIR_RESPONSES
 )
 def export_cancel(job_id: str, request: Request) -> Response:
-    _exports(request).cancel(job_id, _client_id(request))
+    _exports(request).cancel(job_id, _owner(request))
     outcome = operation_outcome(f"export {job_id} cancelled; its files are deleted", severity="information")
     return render(outcome, 202)
 
@@ -221,7 +222,7 @@ def export_file(job_id: str, file_name: str, request: Request) -> Response:
     number = file_name.removesuffix(".ndjson")
     if not number.isdigit():
         raise FhirError(404, f"export {job_id} has no file {file_name!r}", code="not-found")
-    found, chunks = _exports(request).download(job_id, int(number), _client_id(request))
+    found, chunks = _exports(request).download(job_id, int(number), _owner(request))
     require(request, reads([found.res_type]))
     return StreamingResponse(
         (chunk.encode("utf-8") for chunk in chunks),
