@@ -16,19 +16,25 @@ from fastapi.testclient import TestClient
 
 from fhir_bridge import Settings, create_app
 from fhir_bridge.cli import main
+from fhir_bridge.security.clients import ClientRegistry
 from fhir_bridge.security.roles import ROLES
 from tests.annotation_samples import annotated_study
 from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.dicom_samples import Patient, instance, multipart, study_set, uid
 from tests.security_helpers import ClientKey, bearer, ec_key
+from tests.test_clinical_preview import CONCEPT_MAP, GRADING
 
 STOW = 'multipart/related; type="application/dicom"; boundary=fhir-bridge-test-boundary'
 MAPPING_EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
-CLINICAL_UPLOADS = {  # every shipped mapping, with its example export
-    "cancer-diagnosis": ("cancer-diagnosis.csv", "text/csv"),
-    "patient-demographics": ("patient-demographics.csv", "text/csv"),
-    "radiology-report": ("radiology-report.csv", "text/csv"),
-    "radiology-report-hl7v2": ("radiology-report.hl7", "x-application/hl7-v2+er7"),
+SAMPLES = Path(__file__).parent / "data" / "clinical"
+CLINICAL_UPLOADS = {  # every shipped mapping, with an export it reads
+    "cancer-diagnosis": (MAPPING_EXAMPLES / "cancer-diagnosis.csv", "text/csv"),
+    "patient-demographics": (MAPPING_EXAMPLES / "patient-demographics.csv", "text/csv"),
+    "radiology-report": (MAPPING_EXAMPLES / "radiology-report.csv", "text/csv"),
+    "radiology-report-hl7v2": (MAPPING_EXAMPLES / "radiology-report.hl7", "x-application/hl7-v2+er7"),
+    "radiology-report-ris-de": (SAMPLES / "ris-befunde.csv", "application/vnd.ms-excel"),
+    "tumour-registry": (SAMPLES / "tumour-registry.csv", "text/csv"),
+    "oru-r01-results": (SAMPLES / "oru-r01-lab.hl7", "x-application/hl7-v2+er7"),
 }
 
 
@@ -41,9 +47,20 @@ def site(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
         jwks = tmp_path / f"{role}.jwks.json"
         jwks.write_text(json.dumps(keys[role].jwks()))
         assert main(["clients", "add", role, "--role", role, "--jwks", str(jwks), "--database-url", database_url]) == 0
-    app = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
+    site_mappings = tmp_path / "site-mappings"
+    site_mappings.mkdir()
+    (site_mappings / "grading.yaml").write_text(GRADING)  # a site mapping translating codes with a ConceptMap
+    settings = Settings(
+        database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY, mappings_dir=site_mappings
+    )
+    app = create_app(settings)
+    keys["terminologist"] = ec_key("terminologist-1")  # keeps the site's ConceptMaps
+    registry = ClientRegistry(app.state.services.engines)
+    registry.add("terminologist", "system/ConceptMap.cu", jwks=keys["terminologist"].jwks(), jwks_url=None)
     with TestClient(app, base_url="http://testserver") as client:
         headers = {role: bearer(client, role, keys[role], ROLES[role].scope) for role in ROLES}
+        terminologist = bearer(client, "terminologist", keys["terminologist"], "system/ConceptMap.cu")
+        assert client.put("/fhir/ConceptMap/grading", json=CONCEPT_MAP, headers=terminologist).status_code == 201
         yield client, headers
     app.state.services.close()
 
@@ -55,30 +72,34 @@ def _stow(client: TestClient, headers: dict[str, str], parts: list[bytes]) -> in
 
 
 def _studies_the_example_reports_describe() -> list[bytes]:
-    """The studies (accession numbers ACC000001, ACC000002, issuer HOSP) of mappings/examples' reports."""
-    patients = [
-        Patient("PID-00001", "Testperson^Study1", "19410111", "F", "HOSP"),
-        Patient("PID-00002", "Testperson^Study2", "19420212", "M", "HOSP"),
+    """The studies the shipped reports' samples name: by accession number (and the RIS's by study UID too)."""
+    studies = [
+        (Patient("PID-00001", "Testperson^Study1", "19410111", "F", "HOSP"), uid(1), "ACC000001"),
+        (Patient("PID-00002", "Testperson^Study2", "19420212", "M", "HOSP"), uid(2), "ACC000002"),
     ]
+    for number, pid in ((117, "P-0201"), (118, "P-0202"), (119, "P-0203")):
+        studies.append(
+            (Patient(pid, "Testperson^X", "19580704", "F"), f"1.2.826.0.1.3680043.10.1234.{number}", f"ACC000{number}")
+        )
     return [
         instance(
             "CT_small.dcm",
             patient=patient,
-            study_uid=uid(number),
-            series_uid=uid(number, 1),
-            sop_uid=uid(number, 1, 1),
-            AccessionNumber=f"ACC{number:06d}",
+            study_uid=study_uid,
+            series_uid=f"{study_uid}.1",
+            sop_uid=f"{study_uid}.1.1",
+            AccessionNumber=accession,
         )
-        for number, patient in enumerate(patients, start=1)
+        for patient, study_uid, accession in studies
     ]
 
 
 def _upload(client: TestClient, headers: dict[str, str], mapping: str) -> tuple[int, dict]:
-    name, media_type = CLINICAL_UPLOADS[mapping]
+    sample, media_type = CLINICAL_UPLOADS[mapping]
     answer = client.post(
         "/ingest/clinical",
         params={"mapping": mapping},
-        content=(MAPPING_EXAMPLES / name).read_bytes(),
+        content=sample.read_bytes(),
         headers={**headers, "Content-Type": media_type},
     )
     return answer.status_code, (answer.json() if answer.status_code == 200 else {})
@@ -118,7 +139,14 @@ def test_clinical_sender_uploads_through_every_shipped_mapping_and_reads_nothing
         assert status == 200, (mapping, status)
         summary = result["summary"]
         assert summary["created"] + summary["updated"] + summary["unchanged"] >= 1, (mapping, result)
-    for path in ("/fhir/Patient", "/fhir/Condition", "/fhir/AuditEvent"):
+    translated = client.post(
+        "/ingest/clinical",
+        params={"mapping": "grading"},
+        content="pid,id,grade\nP1,1,2\n",
+        headers={**sender, "Content-Type": "text/csv"},
+    )
+    assert translated.status_code == 200 and translated.json()["summary"]["created"] == 1
+    for path in ("/fhir/Patient", "/fhir/Condition", "/fhir/AuditEvent", "/fhir/ConceptMap"):
         assert client.get(path, headers=sender).status_code == 403, path
     assert _stow(client, sender, annotated_study(3).all) == 403
     assert client.delete("/fhir/Patient/x", headers=sender).status_code == 403

@@ -50,14 +50,24 @@ def test_the_root_is_an_index_of_the_service_in_json_and_for_browsers(secured_ap
     assert index.status_code == 200 and index.headers["content-type"] == "application/json"
     links = index.json()["links"]
     assert links["fhir"]["href"] == "/fhir/metadata"
-    assert {"docs", "health", "ready", "catalogue", "openapi"} <= set(links)
-    assert "metrics" not in links  # off by default
-    for link in links.values():
-        if link["href"] != "/dicomweb/studies":  # POST only
-            assert secured_app.get(link["href"]).status_code == 200, link  # each is public and answers
+    assert {"health", "ready", "catalogue", "ui"} <= set(links)
+    assert not {"metrics", "docs", "openapi"} & set(links)  # off by default (API docs: with access control on)
+    for name, link in links.items():
+        if name != "stow-rs":  # POST only
+            answer = secured_app.get(link["href"], follow_redirects=False)
+            assert answer.status_code < 400, link  # each answers without a token (the UI: its login)
     page = secured_app.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert page.headers["content-type"].startswith("text/html")
-    assert '<a href="/fhir/metadata">' in page.text and '<a href="/docs">' in page.text
+    assert '<a href="/fhir/metadata">' in page.text and '<a href="/healthz">' in page.text
+
+
+def test_the_index_links_the_api_docs_where_they_are_served(database_url: str) -> None:
+    app = create_app(Settings(database_url=database_url, pseudonym_key=TEST_PSEUDONYM_KEY, auth="none"))
+    with TestClient(app) as client:
+        links = client.get("/").json()["links"]
+        assert {links[name]["href"] for name in ("docs", "redoc", "openapi")} == {"/docs", "/redoc", "/openapi.json"}
+        assert all(client.get(links[name]["href"]).status_code == 200 for name in ("docs", "redoc", "openapi"))
+    app.state.services.close()
 
 
 def test_every_answer_carries_a_request_id_and_a_proxys_id_is_kept(secured_app: TestClient) -> None:

@@ -53,16 +53,21 @@ async def metrics(request: Request) -> Response:
 def _links(request: Request) -> list[tuple[str, str, str]]:
     settings = services(request).settings
     root = request.scope.get("root_path", "")
+    app = request.app
     links = [
         ("fhir", f"{root}{settings.fhir_path}/metadata", "FHIR R4 API: its CapabilityStatement"),
         ("stow-rs", f"{root}{settings.dicomweb_path}/studies", "DICOMweb STOW-RS (POST DICOM instances)"),
         ("catalogue", f"{root}/catalogue", "DCAT-AP description of the dataset"),
-        ("docs", f"{root}/docs", "the HTTP API, interactive (Swagger UI)"),
-        ("redoc", f"{root}/redoc", "the HTTP API, as a document"),
-        ("openapi", f"{root}/openapi.json", "the OpenAPI document"),
+        ("ui", f"{root}/ui", "the data steward's web pages: ingest activity, browse, catalogue, audit"),
         ("health", f"{root}/healthz", "liveness"),
         ("ready", f"{root}/readyz", "readiness: database, schema, pseudonym key"),
     ]
+    documentation = (  # served as the api_docs setting says
+        ("docs", app.docs_url, "the HTTP API, interactive (Swagger UI)"),
+        ("redoc", app.redoc_url, "the HTTP API, as a document"),
+        ("openapi", app.openapi_url, "the OpenAPI document"),
+    )
+    links += [(name, f"{root}{url}", text) for name, url, text in documentation if url]
     if settings.metrics != "off":
         links.append(("metrics", f"{root}/metrics", "Prometheus metrics"))
     return links

@@ -10,6 +10,7 @@ from fhir_bridge.cli.common import add_database, add_key_file, refuse, settings_
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.logs import configure as configure_logging
 from fhir_bridge.services import Services
+from fhir_bridge.settings import Settings
 
 
 def serve(arguments: argparse.Namespace) -> int:
@@ -44,18 +45,24 @@ def serve(arguments: argparse.Namespace) -> int:
             return refuse(error)
         listener.start()
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            access_log=settings.access_log,
-            log_level=settings.log_level,
-            log_config=None,  # its loggers propagate to the handler configure_logging set up
-        )
+        uvicorn.run(app, **uvicorn_options(settings))
     finally:
         if listener is not None:
             listener.stop()
     return 0
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn: X-Forwarded-* headers are believed from the trusted proxies only."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": settings.access_log,
+        "log_level": settings.log_level,
+        "log_config": None,  # uvicorn's loggers propagate to the handler configure_logging set up
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
+    }
 
 
 def register(commands: Any) -> None:

@@ -14,7 +14,8 @@ from fhir_bridge.security.policy import DICOM_PUSH_TYPES
 from fhir_bridge.security.scopes import AUDIT_SCOPE
 
 # What the shipped clinical mappings (mappings/*.yaml) create or update, besides Patient and Provenance;
-# a site mapping writing other types needs their scopes too (`--role clinical-sender --scope ...`).
+# a site mapping writing other types needs their scopes too (`--role clinical-sender --scope ...`). A mapping
+# that translates codes reads the site's ConceptMaps (terminology, no patient data) on the client's behalf.
 CLINICAL_TYPES = ("Condition", "Observation", "DiagnosticReport")
 
 
@@ -39,8 +40,9 @@ ROLES = {
         Role("dicom-sender", _writes(DICOM_PUSH_TYPES), "pushes DICOM by STOW-RS (a PACS, a router, a modality)"),
         Role(
             "clinical-sender",
-            _writes(("Patient", *CLINICAL_TYPES, "Provenance")),
-            "pushes clinical exports through the shipped mappings (POST /ingest/clinical)",
+            (*_writes(("Patient", *CLINICAL_TYPES, "Provenance")), "system/ConceptMap.r"),
+            "pushes clinical exports through the shipped mappings and site mappings that translate codes with "
+            "the site's ConceptMaps (POST /ingest/clinical)",
         ),
         Role(
             "harvester",
