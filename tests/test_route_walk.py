@@ -27,6 +27,10 @@ PUBLIC = re.compile(
     r"|^/eucaim/beacon(/(info|service-info|configuration|map|entry_types|filtering_terms))?$"
     r"|^/(docs|redoc|openapi\.json|docs/oauth2-redirect)$"
 )
+# The web UI authenticates by its session cookie, not a bearer token: without a session its pages send the
+# browser to the login (or say no login is configured); its style sheet, login, callback and logout hold no data.
+UI_PAGES = re.compile(r"^/ui(/(ingest|patients|patients/\{patient_id\}|studies/\{study_id\}|catalogue|audit))?$")
+UI_OTHER = re.compile(r"^/ui/(static/\{name\}|login|callback|logout)$")
 # The routes of export jobs answer 404 for a job of another client (its existence is not revealed).
 JOB_ROUTES = re.compile(r"/\$export-(status|file)/")
 
@@ -106,6 +110,8 @@ def walk(secured: TestClient, client_keys: dict[str, ClientKey]) -> dict[str, An
         "file_name": "1.ndjson",
         "record_id": "1",
         "study": "1.2.3",
+        "study_id": female,
+        "name": "ui.css",
     }
     return {
         "narrow": bearer(secured, "narrow", narrow, "system/FederatedSearch.s"),
@@ -131,8 +137,13 @@ def test_every_route_refuses_a_token_without_the_scopes_it_needs(secured: TestCl
         token = walk["device-reader"] if template.startswith("/eucaim") else walk["narrow"]
         headers = {**token, **options.pop("headers", {}), "Prefer": "respond-async"}
         answer = secured.request(method, path, headers=headers, **options)
-        if PUBLIC.match(template):
+        if PUBLIC.match(template) or UI_OTHER.match(template):
             assert not _leaks(answer, walk["female"]), (method, path)
+            continue
+        if UI_PAGES.match(template):
+            assert answer.status_code in {303, 401, 403, 503}, (method, path, answer.status_code)
+            assert not _leaks(answer, walk["female"]), (method, path)
+            checked.append((method, template))
             continue
         allowed = {401, 403, 404} if JOB_ROUTES.search(template) else {401, 403}
         assert answer.status_code in allowed, (method, path, answer.status_code, answer.text[:300])

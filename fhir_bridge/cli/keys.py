@@ -31,10 +31,7 @@ def keygen(arguments: argparse.Namespace) -> int:
 
 def rotate_signing(arguments: argparse.Namespace) -> int:
     """Add a new token signing key to the key file; the previous key keeps verifying the tokens it signed."""
-    settings = settings_from(arguments)
-    if arguments.token_key_file is not None:
-        settings = settings.model_copy(update={"token_key_file": Path(arguments.token_key_file)})
-    with Services.from_settings(settings) as services:
+    with Services.from_settings(settings_from(arguments)) as services:
         try:
             keys = services.token_keys
             new = keys.rotate()
@@ -53,6 +50,8 @@ def register(commands: Any) -> None:
     keys = commands.add_parser("keys", help="the built-in token endpoint's signing keys")
     actions = keys.add_subparsers(dest="action", required=True)
     rotate = actions.add_parser("rotate-signing", help="add a new token signing key (the previous one still verifies)")
-    rotate.add_argument("--token-key-file", help="the key file (else FHIR_BRIDGE_TOKEN_KEY_FILE or the default)")
+    rotate.add_argument(
+        "--token-key-file", type=Path, help="the key file (else FHIR_BRIDGE_TOKEN_KEY_FILE or the default)"
+    )
     add_database(rotate)
     rotate.set_defaults(handler=rotate_signing)
