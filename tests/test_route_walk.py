@@ -21,9 +21,11 @@ from tests.security_helpers import ClientKey, bearer, ec_key, headers_for
 
 MRN = "P-WALK-4711"
 # Public by design: discovery, the token endpoint, the CapabilityStatement, the catalogue's aggregate
-# description, the Beacon's self-description and the API's own documentation. They must hold no data either.
+# description, the Beacon's self-description, the API's own documentation, the index of the service and its
+# health and readiness checks. They must hold no data either.
 PUBLIC = re.compile(
     r"^/(fhir/)?(\.well-known/smart-configuration|auth/(token|jwks))$|^/fhir/metadata$|^/catalogue$"
+    r"|^/(healthz|readyz)?$"
     r"|^/eucaim/beacon(/(info|service-info|configuration|map|entry_types|filtering_terms))?$"
     r"|^/(docs|redoc|openapi\.json|docs/oauth2-redirect)$"
 )
