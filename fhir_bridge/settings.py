@@ -469,6 +469,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigurationError(
             "\n".join(f"config file {path}: unknown setting {name!r}{_did_you_mean(name)}" for name in unknown)
         )
+    for name, value in flat.items():  # a relative file or folder is the config file's neighbour, wherever run from
+        annotation = Settings.model_fields[name].annotation
+        if isinstance(value, str) and (annotation is Path or Path in typing.get_args(annotation)):
+            given = Path(value).expanduser()
+            flat[name] = str(given if given.is_absolute() else path.parent / given)
     return flat
 
 

@@ -54,8 +54,10 @@ title = "Lung cancer CT, Hospital X"
 publisher_name = "Hospital X"
 ```
 
-`fhir-bridge config show` prints every effective setting and where it came from (flag, variable,
-file or default), with secrets and database passwords masked. Booleans are `true` or `false`, lists
+A relative file or folder in the config file (`pseudonym_key_file = "pseudonym.key"`) is taken
+beside the config file, wherever the command runs; in a variable or flag, from the working
+directory. `fhir-bridge config show` prints every effective setting and where it came from (flag,
+variable, file or default), with secrets and database passwords masked. Booleans are `true` or `false`, lists
 are JSON in a variable and TOML arrays in the file.
 
 A mistake stops a command before it does anything, with exit status 2 and a line or two naming the

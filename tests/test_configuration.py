@@ -120,6 +120,19 @@ def test_environment_overrides_the_file_and_flags_override_the_environment(
     assert Settings().default_count == 7  # FHIR_BRIDGE_CONFIG names the file when no argument does
 
 
+def test_relative_files_in_the_config_file_are_found_beside_it_wherever_a_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    config = write_config(etc / "config.toml", 'pseudonym_key_file = "pseudonym.key"\nmappings_dir = "/srv/mappings"\n')
+    monkeypatch.delenv("FHIR_BRIDGE_PSEUDONYM_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(config)
+    assert settings.pseudonym_key_file == etc / "pseudonym.key"
+    assert settings.mappings_dir == Path("/srv/mappings")
+
+
 def test_config_show_prints_each_setting_with_its_source_and_masks_secrets(tmp_path: Path) -> None:
     config = write_config(
         tmp_path / "config.toml",
