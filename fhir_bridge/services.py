@@ -12,6 +12,7 @@ configuration mistake stops it before the first request rather than at the first
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from functools import cached_property, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,7 +36,8 @@ from fhir_bridge.search.index import index_entries
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
-from fhir_bridge.store.database import Engines, create_engines, engines_beside, prepare_schema, read_info
+from fhir_bridge.store.database import Engines, create_engines, engines_beside, ensure_info
+from fhir_bridge.store.migration import SchemaState, prepare_schema, schema_state, upgrade_schema
 from fhir_bridge.store.store import Store
 
 # configuration checks first: a mistake stops the start before the database is touched
@@ -138,12 +140,26 @@ class Services:
 
     # storage -----------------------------------------------------------------------------------------
     @cached_property
-    def engines(self) -> Engines:
-        """The database, its schema created or upgraded (safely when several workers start at once)."""
+    def database(self) -> Engines:
+        """The database as it is, its schema unchecked: what the ``fhir-bridge db`` commands work on."""
         engines = create_engines(self.settings.database_url)
         self._closers.append(engines.dispose)
-        prepare_schema(engines)
         return engines
+
+    @cached_property
+    def engines(self) -> Engines:
+        """The database, its schema created when empty, upgraded when so configured, refused when older
+        (safely when several workers start at once)."""
+        prepare_schema(self.database, upgrade=self.settings.upgrade_schema)
+        return self.database
+
+    def schema_state(self) -> SchemaState:
+        """Where the database's schema stands against this fhir-bridge's newest revision."""
+        return schema_state(self.database)
+
+    def upgrade_schema(self) -> tuple[SchemaState, SchemaState]:
+        """Upgrade (or create) the database's schema to the newest revision: the state before and after."""
+        return upgrade_schema(self.database)
 
     @cached_property
     def store(self) -> Store:
@@ -163,7 +179,8 @@ class Services:
             max_search_parameters=settings.max_search_parameters,
             max_or_values=settings.max_or_values,
         )
-        return FhirInteractions(self.store, CursorSigner(read_info(self.engines, "cursor_secret")), limits)
+        secret = ensure_info(self.engines, "cursor_secret", partial(secrets.token_hex, 32))  # a restored store has none
+        return FhirInteractions(self.store, CursorSigner(secret), limits)
 
     # push paths --------------------------------------------------------------------------------------
     @cached_property

@@ -171,7 +171,9 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
         "auth": "none",
         "mappings_dir": str(tmp_path),
         "dimse_port": "11112",
+        "upgrade_schema": "True",  # a switch: the flag alone sets it
     }
+    switches = {"upgrade_schema"}
     flags = setting_flags(parser())
     assert set(flags) == set(samples)
     for name, by_flag in flags.items():
@@ -186,8 +188,10 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "mappings": ["mappings", "list"],
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
                     "dimse": ["dimse"],
+                    "db": ["db", "current"],
                 }[command]
-                parsed = parser().parse_args([*arguments, flag, samples[name]])
+                value = [] if name in switches else [samples[name]]
+                parsed = parser().parse_args([*arguments, flag, *value])
                 assert str(getattr(settings_from(parsed), name)) == samples[name], (command, flag)
 
 

@@ -9,16 +9,15 @@ Dialect differences live here and nowhere else:
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import sort_tables
 
-from fhir_bridge.store.tables import CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
+from fhir_bridge.store.tables import INFO, SQLModel
 
 SQLITE_BUSY_TIMEOUT_S = 60
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
@@ -79,7 +78,7 @@ def create_engines(database_url: str) -> Engines:
     return Engines(reader=engine, writer=engine)
 
 
-def _lock_schema_setup(connection: Connection) -> None:
+def lock_schema_setup(connection: Connection) -> None:
     """Serialise schema set-up of workers starting together, per schema: stores in other schemas
     of the same database (several sites, or test runs) do not wait for each other."""
     connection.execute(
@@ -104,7 +103,7 @@ def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
     """Make sure a package's ``tables`` and their indexes exist in ``engines``' database.
 
     Owners call it when their service is built: their tables then exist even in a database prepared
-    by a process that never imported them (``prepare_schema`` creates the tables declared so far),
+    by a process that never imported them (``migration.prepare_schema`` creates the schema its revisions describe),
     and in a database of their own (``engines_beside``). One read when all is there; otherwise the
     schema lock and an idempotent create, safe when several workers start together.
     """
@@ -113,7 +112,7 @@ def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
             return
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
-            _lock_schema_setup(connection)
+            lock_schema_setup(connection)
         _create(connection, tables)
 
 
@@ -134,37 +133,6 @@ def _create(connection: Connection, tables: Sequence[Table]) -> None:
         table.create(connection, checkfirst=True)
         for index in table.indexes:  # indexes added by an upgrade, on existing tables
             index.create(connection, checkfirst=True)
-
-
-def prepare_schema(engines: Engines) -> None:
-    """Create or upgrade the schema, idempotently and safely when several workers start together:
-    the store's tables and those its owner packages declared through ``store.schema``."""
-    with engines.writer.begin() as connection:
-        if engines.dialect == "postgresql":
-            _lock_schema_setup(connection)
-        _create(connection, SQLModel.metadata.sorted_tables)
-        known: dict[str, str] = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
-        if "schema_version" not in known:
-            connection.execute(
-                insert(INFO),
-                [
-                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                    {"key": "cursor_secret", "value": secrets.token_hex(32)},
-                ],
-            )
-        elif int(known["schema_version"]) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database has schema version {known['schema_version']}, newer than this "
-                f"fhir-bridge ({SCHEMA_VERSION}): upgrade fhir-bridge"
-            )
-        if connection.execute(select(CLOCK.c.id)).first() is None:
-            connection.execute(insert(CLOCK).values(id=1, seq=0, last_updated=0))
-        if connection.execute(select(DATE_WIDTH.c.param).limit(1)).first() is None:
-            # a store made before idx_date_width existed: record the widths of what is indexed
-            widest = select(DATE.c.res_type, DATE.c.param, func.max(DATE.c.high - DATE.c.low)).group_by(
-                DATE.c.res_type, DATE.c.param
-            )
-            connection.execute(insert(DATE_WIDTH).from_select(["res_type", "param", "width"], widest))
 
 
 STATISTICS_FROM = 1024  # writes before the first refresh of planner statistics
@@ -197,7 +165,7 @@ def ensure_info(engines: Engines, key: str, make: Callable[[], str]) -> str:
     """The store fact ``key``, made by ``make`` and saved the first time (once, whatever the workers)."""
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
-            _lock_schema_setup(connection)
+            lock_schema_setup(connection)
         found = connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one_or_none()
         if found is None:
             found = make()
