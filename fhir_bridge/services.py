@@ -15,6 +15,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from functools import cached_property, partial
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fhir_bridge.audit.log import AuditLog
@@ -33,12 +35,14 @@ from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 from fhir_bridge.search.index import index_entries
-from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
+from fhir_bridge.security.clients import SIGNING_KEY_INFO, BuiltinIssuer, ClientRegistry
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
+from fhir_bridge.store.backup import PSEUDONYM_KEY, backup, restore
 from fhir_bridge.store.database import Engines, create_engines, engines_beside, ensure_info
 from fhir_bridge.store.migration import SchemaState, prepare_schema, schema_state, upgrade_schema
 from fhir_bridge.store.store import Store
+from fhir_bridge.version import package_version
 
 # configuration checks first: a mistake stops the start before the database is touched
 _STARTED = (
@@ -54,6 +58,9 @@ _STARTED = (
     "federated_search",
     "token_verifier",
 )
+# Secrets the store's database holds (paging cursors' and access tokens' signing keys): left out of
+# backups, named by fingerprint; a restored store makes new ones.
+_SECRET_INFO = ("cursor_secret", SIGNING_KEY_INFO)
 # Settings field -> CatalogueConfig field, for the catalogue's values that also have an environment variable.
 _CATALOGUE_SETTINGS = {
     "catalogue_title": "title",
@@ -152,6 +159,33 @@ class Services:
         (safely when several workers start at once)."""
         prepare_schema(self.database, upgrade=self.settings.upgrade_schema)
         return self.database
+
+    @cached_property
+    def audit_database(self) -> Engines:
+        """The audit trail's database as it is (a file beside a SQLite store; the store's on PostgreSQL)."""
+        engines = engines_beside(self.settings.database_url, self.database, "audit")
+        if engines is not self.database:
+            self._closers.append(engines.dispose)
+        return engines
+
+    def key_fingerprints(self) -> dict[str, str | None]:
+        """Names of the keys configured outside the database (never the keys): the pseudonym key's."""
+        return {PSEUDONYM_KEY: self.pseudonymiser.fingerprint() if self.pseudonymiser else None}
+
+    def backup(self, path: Path) -> dict[str, Any]:
+        """``fhir-bridge db backup``: the store and its audit trail, online; keys only by fingerprint."""
+        return backup(
+            self.database,
+            self.audit_database,
+            path,
+            secret_info=_SECRET_INFO,
+            fingerprints=self.key_fingerprints(),
+            software=f"fhir-bridge {package_version()}",
+        )
+
+    def restore(self, path: Path, *, force: bool = False) -> dict[str, Any]:
+        """``fhir-bridge db restore``: a backup into an empty database, refused under another pseudonym key."""
+        return restore(path, self.database, self.audit_database, fingerprints=self.key_fingerprints(), force=force)
 
     def schema_state(self) -> SchemaState:
         """Where the database's schema stands against this fhir-bridge's newest revision."""

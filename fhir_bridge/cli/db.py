@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
-from fhir_bridge.cli.common import EXIT_CONFIGURATION, add_database, refuse, services_from
+from fhir_bridge.cli.common import EXIT_CONFIGURATION, add_database, add_key_file, refuse, services_from
 from fhir_bridge.errors import ConfigurationError
+
+
+def refused(error: ConfigurationError) -> int:
+    print(f"fhir-bridge: {error}", file=sys.stderr)
+    return EXIT_CONFIGURATION
 
 
 def current(arguments: argparse.Namespace) -> int:
@@ -29,6 +36,32 @@ def upgrade(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def backup(arguments: argparse.Namespace) -> int:
+    with services_from(arguments) as services:
+        try:
+            manifest = services.backup(Path(arguments.file))
+        except ConfigurationError as error:
+            return refused(error)
+    print(
+        f"{arguments.file}: {manifest['resources']} resources, {manifest['versions']} versions up to seq "
+        f"{manifest['last_seq']} (schema {manifest['revision']}); keys by fingerprint only"
+    )
+    return 0
+
+
+def restore(arguments: argparse.Namespace) -> int:
+    with services_from(arguments) as services:
+        try:
+            manifest = services.restore(Path(arguments.file), force=arguments.force)
+        except ConfigurationError as error:
+            return refused(error)
+    print(
+        f"restored {arguments.file} ({manifest['created']}): {manifest['resources']} resources, "
+        f"{manifest['versions']} versions up to seq {manifest['last_seq']}; new signing keys are made on first start"
+    )
+    return 0
+
+
 def register(commands: Any) -> None:
     db = commands.add_parser("db", help="the database: schema upgrades, backup, restore, copy to PostgreSQL")
     actions = db.add_subparsers(dest="action", required=True)
@@ -38,3 +71,16 @@ def register(commands: Any) -> None:
     upgrading = actions.add_parser("upgrade", help="upgrade (or create) the schema to this fhir-bridge's newest")
     add_database(upgrading)
     upgrading.set_defaults(handler=upgrade)
+    saving = actions.add_parser("backup", help="back up the store and its audit trail (online; keys by fingerprint)")
+    saving.add_argument("file", help="the backup file to write (a tar archive)")
+    add_database(saving)
+    add_key_file(saving)
+    saving.set_defaults(handler=backup)
+    restoring = actions.add_parser("restore", help="restore a backup into an empty database")
+    restoring.add_argument("file", help="a file written by `fhir-bridge db backup`")
+    restoring.add_argument(
+        "--force", action="store_true", help="restore even under another pseudonym key (its pseudonyms will not match)"
+    )
+    add_database(restoring)
+    add_key_file(restoring)
+    restoring.set_defaults(handler=restore)
