@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fhir_bridge.audit.log import AuditLog
+from fhir_bridge.audit.log import AUDIT_TABLES, AuditLog
 from fhir_bridge.bulk.model import Limits as BulkLimits
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.catalogue.config import CatalogueConfig, load_catalogue_config
@@ -39,8 +39,10 @@ from fhir_bridge.security.clients import SIGNING_KEY_INFO, BuiltinIssuer, Client
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
 from fhir_bridge.store.backup import PSEUDONYM_KEY, backup, restore
+from fhir_bridge.store.copy import copy_store
 from fhir_bridge.store.database import Engines, create_engines, engines_beside, ensure_info
 from fhir_bridge.store.migration import SchemaState, prepare_schema, schema_state, upgrade_schema
+from fhir_bridge.store.schema import STORE_METADATA
 from fhir_bridge.store.store import Store
 from fhir_bridge.version import package_version
 
@@ -186,6 +188,18 @@ class Services:
     def restore(self, path: Path, *, force: bool = False) -> dict[str, Any]:
         """``fhir-bridge db restore``: a backup into an empty database, refused under another pseudonym key."""
         return restore(path, self.database, self.audit_database, fingerprints=self.key_fingerprints(), force=force)
+
+    def copy_to(self, database_url: str, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+        """``fhir-bridge db copy``: this store, every version and its commit order, into another (empty) database."""
+        target = Services(self.settings.model_copy(update={"database_url": database_url}))
+        with target:
+            return copy_store(
+                self.database,
+                target.database,
+                STORE_METADATA.sorted_tables,
+                audit=(self.audit_database, target.audit_database, AUDIT_TABLES),
+                progress=progress,
+            )
 
     def schema_state(self) -> SchemaState:
         """Where the database's schema stands against this fhir-bridge's newest revision."""

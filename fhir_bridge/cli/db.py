@@ -62,6 +62,27 @@ def restore(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def copy(arguments: argparse.Namespace) -> int:
+    shown: dict[str, int] = {}
+
+    def progress(table: str, rows: int) -> None:
+        if rows - shown.get(table, 0) >= 100_000:
+            shown[table] = rows
+            print(f"  {table}: {rows} rows", file=sys.stderr)
+
+    with services_from(arguments) as services:
+        try:
+            copied = services.copy_to(arguments.to, progress)
+        except ConfigurationError as error:
+            return refused(error)
+    target = arguments.to.split("@")[-1]
+    print(
+        f"copied to {target}: {copied.get('resource', 0)} resources, {copied.get('resource_version', 0)} versions "
+        f"(commit sequence kept), {copied.get('audit_event', 0)} audit records"
+    )
+    return 0
+
+
 def register(commands: Any) -> None:
     db = commands.add_parser("db", help="the database: schema upgrades, backup, restore, copy to PostgreSQL")
     actions = db.add_subparsers(dest="action", required=True)
@@ -84,3 +105,7 @@ def register(commands: Any) -> None:
     add_database(restoring)
     add_key_file(restoring)
     restoring.set_defaults(handler=restore)
+    copying = actions.add_parser("copy", help="copy the store (every version, its commit order) to another database")
+    copying.add_argument("--to", required=True, help="the empty target, e.g. postgresql+psycopg://fhir@db:5432/fhir")
+    add_database(copying)
+    copying.set_defaults(handler=copy)

@@ -94,7 +94,7 @@ def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
     return compiled.string, tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
 
 
-def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Many rows straight to the driver: the index rows of a big transaction number in the tens of
     thousands, and SQLAlchemy's per-row parameter processing would cost more than the insert.
     PostgreSQL gets COPY (a pipelined executemany still sends one statement per row)."""
@@ -269,12 +269,12 @@ class WriteSession:
             self._insert_new_rows()
         for kind, rows in self._pending.items():
             if rows:
-                _insert_many(self.connection, INDEX_TABLES[kind], rows)
+                insert_many(self.connection, INDEX_TABLES[kind], rows)
                 if kind == "date":
                     widen_dates(self.connection, rows)
                 rows.clear()
         if self._versions:
-            _insert_many(self.connection, VERSION, self._versions)
+            insert_many(self.connection, VERSION, self._versions)
             self._versions.clear()
 
     def _check_references(self) -> None:
