@@ -29,6 +29,7 @@ from fhir_bridge.eucaim.federated import Dataset, FederatedSearch
 from fhir_bridge.ingest.clinical import ClinicalIngest
 from fhir_bridge.ingest.dicom import DicomIngest
 from fhir_bridge.interactions.cursors import CursorSigner
+from fhir_bridge.interactions.erasure import Erasure
 from fhir_bridge.interactions.service import FhirInteractions, Limits
 from fhir_bridge.mapping.clinical import MappingRegistry
 from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig
@@ -264,6 +265,11 @@ class Services:
         exports = BulkExports(self.engines, limits, threads=self.settings.bulk_workers)
         self._closers.append(exports.worker.stop)
         return exports
+
+    @cached_property
+    def erasure(self) -> Erasure:
+        """Erasure of a patient's data for good (``$erase``, ``fhir-bridge patient erase``)."""
+        return Erasure(self.interactions, self.bulk_exports, self.catalogue.invalidate, self.audit_search_hash)
 
     @cached_property
     def catalogue_config(self) -> CatalogueConfig:

@@ -189,6 +189,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
                     "dimse": ["dimse"],
                     "db": ["db", "backup", "site.backup"],
+                    "patient": ["patient", "erase", "some-id"],
                 }[command]
                 value = [] if name in switches else [samples[name]]
                 parsed = parser().parse_args([*arguments, flag, *value])

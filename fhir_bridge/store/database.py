@@ -55,6 +55,9 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # zero what an update or delete frees inside a page, where that costs no extra write: an
+        # erased patient's data must not linger in the file as free space (erasure uses ON)
+        cursor.execute("PRAGMA secure_delete=FAST")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
@@ -159,6 +162,21 @@ def refresh_statistics(engines: Engines) -> None:
             # the store's own tables only: a bare ANALYZE walks every schema of the database
             for table in SQLModel.metadata.sorted_tables:
                 connection.exec_driver_sql(f'ANALYZE "{table.name}"')
+
+
+def forget_deleted_pages(engines: Engines) -> None:
+    """SQLite: rewrite the file without its free space (``VACUUM``: old images of rows left by earlier
+    updates), copy the write-ahead log into it and empty the log, so that deleted rows are gone from
+    both files (as far as readers allow)."""
+    raw = engines.writer.raw_connection()  # outside a transaction: neither can run inside one
+    try:
+        # free space of earlier updates (old row images) is rewritten away; the writers wait meanwhile
+        raw.driver_connection.execute("PRAGMA secure_delete=ON")  # type: ignore[union-attr]
+        raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+        raw.driver_connection.execute("PRAGMA secure_delete=FAST")  # type: ignore[union-attr]
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    finally:
+        raw.close()
 
 
 def ensure_info(engines: Engines, key: str, make: Callable[[], str]) -> str:
