@@ -133,3 +133,18 @@ def test_the_revisions_ship_inside_the_package():
     files = [path.relative_to(MIGRATIONS.parent).as_posix() for path in MIGRATIONS.rglob("*.*") if path.is_file()]
     assert any(name.startswith("migrations/versions/") for name in files)
     assert [name for name in files if "__pycache__" not in name and not any(fnmatch(name, g) for g in globs)] == []
+
+
+def test_workers_upgrading_a_previous_release_store_together_upgrade_it_once(database_url):
+    """Several workers started with FHIR_BRIDGE_UPGRADE_SCHEMA on an old store: one upgrades (under the
+    schema lock), the others find it current; all serve."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = load_previous_release(database_url)
+    workers = [Services.from_settings(Settings(database_url=database_url, upgrade_schema=True)) for _ in range(4)]
+    with ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(lambda services: services.engines, workers))
+    for services in workers:
+        assert services.schema_state().current
+        assert services.store.read(*expected["patient"].split("/")) is not None
+        services.close()

@@ -24,8 +24,9 @@ def erase(arguments: argparse.Namespace) -> int:
                     if services.pseudonymiser is None or not system:
                         print("fhir-bridge: --identifier needs SYSTEM|VALUE and the site key", file=sys.stderr)
                         return EXIT_CONFIGURATION
-                    value = services.pseudonymiser.patient_identifier(system, value)
-                ids = erasure.patients_with_identifier(value)
+                    ids = erasure.patients_with_identifier(services.pseudonymiser.patient_identifier(system, value))
+                else:
+                    ids = erasure.patients_with_identifier(arguments.identifier)
             elif arguments.pseudonym:
                 ids = erasure.patients_with_identifier(arguments.pseudonym)
             else:

@@ -89,7 +89,15 @@ class Erasure:
 
     def compartment(self, patient_id: str) -> tuple[set[tuple[str, str]], Counter[str]]:
         """What erasing ``patient_id`` removes (type, id), and the types of what is kept though it refers to it."""
-        erased = {("Patient", patient_id)}
+        erased, kept = self._closure(("Patient", patient_id))
+        return erased, Counter(res_type for res_type, _ in kept)
+
+    def compartment_of(self, key: tuple[str, str]) -> set[tuple[str, str]]:
+        """``key`` and what refers to it, over and over (the kept types excepted)."""
+        return self._closure(key)[0]
+
+    def _closure(self, start: tuple[str, str]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        erased = {start}
         kept: set[tuple[str, str]] = set()
         frontier = set(erased)
         while frontier:
@@ -97,7 +105,7 @@ class Erasure:
             kept |= {key for key in referring if key[0] in KEPT_TYPES}
             frontier = {key for key in referring if key[0] not in KEPT_TYPES}
             erased |= frontier
-        return erased, Counter(res_type for res_type, _ in kept)
+        return erased, kept
 
     def erase_patient(self, patient_id: str) -> ErasureReport:
         """Erase the patient and its compartment; 404 when there is no such Patient (deleted ones are erased too)."""
@@ -107,6 +115,21 @@ class Erasure:
         keys, kept = self.compartment(patient_id)
         exports = self.exports.forget({res_id for _, res_id in keys})  # first: the store's erasure then scrubs the file
         erased = self.store.erase(keys)
+        # a write that came between the compartment's reading and the erasure may refer to an erased
+        # resource: erase what refers to it too, until nothing new does
+        late = {key for key in self.store.referrers(keys) if key[0] not in KEPT_TYPES} - keys
+        while late:
+            more = set(late)
+            for key in late:
+                more |= self.compartment_of(key)
+            more -= keys
+            keys |= more
+            exports += self.exports.forget({res_id for _, res_id in more})
+            extra = self.store.erase(more)
+            erased.resources += extra.resources
+            erased.versions += extra.versions
+            erased.index_rows += extra.index_rows
+            late = {key for key in self.store.referrers(more) if key[0] not in KEPT_TYPES} - keys
         report = ErasureReport(
             self.keyed_reference(patient_id),
             resources=erased.resources,

@@ -9,6 +9,8 @@ Dialect differences live here and nowhere else:
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy.schema import sort_tables
 
 from fhir_bridge.store.tables import INFO, SQLModel
 
+_log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 60
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
 
@@ -175,6 +178,10 @@ def forget_deleted_pages(engines: Engines) -> None:
         raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
         raw.driver_connection.execute("PRAGMA secure_delete=FAST")  # type: ignore[union-attr]
         raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    except sqlite3.OperationalError as error:  # busy beyond the timeout: the rows are gone, their bytes not yet
+        _log.warning(
+            "the store's file could not be vacuumed after an erasure (%s): run `sqlite3 FILE VACUUM` when idle", error
+        )
     finally:
         raw.close()
 
