@@ -148,3 +148,15 @@ def test_workers_upgrading_a_previous_release_store_together_upgrade_it_once(dat
         assert services.schema_state().current
         assert services.store.read(*expected["patient"].split("/")) is not None
         services.close()
+
+
+def test_serve_on_a_previous_release_store_stops_with_one_line(database_url, tmp_path):
+    import subprocess
+    import sys
+
+    load_previous_release(database_url)
+    command = [str(Path(sys.executable).parent / "fhir-bridge"), "serve", "--port", "1", "--database-url", database_url]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if "cannot start" in line or "Traceback" in line]
+    assert len(lines) == 1 and "fhir-bridge db upgrade" in lines[0], done.stderr

@@ -188,6 +188,10 @@ def forget_deleted_pages(engines: Engines) -> None:
 
 def ensure_info(engines: Engines, key: str, make: Callable[[], str]) -> str:
     """The store fact ``key``, made by ``make`` and saved the first time (once, whatever the workers)."""
+    with engines.reader.connect() as connection:  # the common case: there, read without taking a lock
+        found = connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one_or_none()
+    if found is not None:
+        return found
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             lock_schema_setup(connection)
