@@ -150,10 +150,12 @@ def test_workers_upgrading_a_previous_release_store_together_upgrade_it_once(dat
         services.close()
 
 
-def test_serve_on_a_previous_release_store_stops_with_one_line(database_url, tmp_path):
+def test_serve_on_a_previous_release_store_stops_with_one_line(tmp_path):
+    """Through the command (on SQLite only: the refusal itself is tested on both backends above)."""
     import subprocess
     import sys
 
+    database_url = f"sqlite:///{tmp_path / 'store.db'}"
     load_previous_release(database_url)
     command = [str(Path(sys.executable).parent / "fhir-bridge"), "serve", "--port", "1", "--database-url", database_url]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
