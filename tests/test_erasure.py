@@ -76,6 +76,10 @@ def _clinical(http: TestClient, patient_id: str) -> list[str]:
         json={"resourceType": "Observation", "status": "preliminary", "subject": subject, "code": code},
     ).json()
     http.put(f"/fhir/Observation/{observation['id']}", json={**observation, "status": "final"})
+    diagnosis = {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]}  # breast cancer
+    kept = http.post(
+        "/fhir/Condition", json={"resourceType": "Condition", "subject": subject, "code": diagnosis}
+    ).json()
     condition = http.post("/fhir/Condition", json={"resourceType": "Condition", "subject": subject}).json()
     assert http.delete(f"/fhir/Condition/{condition['id']}").status_code in (200, 204)
     study = http.get("/fhir/ImagingStudy", params={"subject": f"Patient/{patient_id}"}).json()["entry"][0]["resource"]
@@ -89,6 +93,7 @@ def _clinical(http: TestClient, patient_id: str) -> list[str]:
         },
     ).json()
     return [
+        f"Condition/{kept['id']}",
         f"Observation/{observation['id']}",
         f"Condition/{condition['id']}",
         f"DiagnosticReport/{report['id']}",
@@ -132,6 +137,7 @@ def test_erase_removes_the_patients_compartment_and_leaves_no_remnant(site: Test
     counts = http.get("/catalogue/counts").json()
     catalogue = http.get("/catalogue", headers={"Accept": "text/turtle"}).text
     assert (counts["subjects"], counts["studies"]) == (2, 2)
+    assert http.get("/eucaim/search").json()["total"] == {"subjects_count": 2, "studies_count": 2}
     needles = [anna["id"], anna["identifier"][0]["value"], sibling["id"], *(ref.split("/")[1] for ref in written)]
     assert _remnants(database_url, needles)  # the scan finds them before
 
@@ -153,6 +159,7 @@ def test_erase_removes_the_patients_compartment_and_leaves_no_remnant(site: Test
     assert http.get(export.status_url).status_code == 404  # the export that held her is gone
     after = http.get("/catalogue/counts").json()
     assert (after["subjects"], after["studies"]) == (1, 1)
+    assert http.get("/eucaim/search").json()["total"] == {"subjects_count": 1, "studies_count": 1}
     assert http.get("/catalogue", headers={"Accept": "text/turtle"}).text != catalogue
 
     app = http.app
