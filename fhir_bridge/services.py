@@ -12,6 +12,7 @@ configuration mistake stops it before the first request rather than at the first
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Callable
 from functools import cached_property, partial
@@ -36,12 +37,21 @@ from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 from fhir_bridge.search.index import index_entries
-from fhir_bridge.security.clients import SIGNING_KEY_INFO, BuiltinIssuer, ClientRegistry
+from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
+from fhir_bridge.security.signing import SigningKeyError, SigningKeys, key_ids
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
 from fhir_bridge.store.backup import PSEUDONYM_KEY, backup, restore
 from fhir_bridge.store.copy import copy_store
-from fhir_bridge.store.database import Engines, create_engines, engines_beside, ensure_info
+from fhir_bridge.store.database import (
+    Engines,
+    create_engines,
+    discard_info,
+    engines_beside,
+    ensure_info,
+    file_beside,
+    find_info,
+)
 from fhir_bridge.store.migration import SchemaState, prepare_schema, schema_state, upgrade_schema
 from fhir_bridge.store.schema import STORE_METADATA
 from fhir_bridge.store.store import Store
@@ -61,9 +71,13 @@ _STARTED = (
     "federated_search",
     "token_verifier",
 )
-# Secrets the store's database holds (paging cursors' and access tokens' signing keys): left out of
-# backups, named by fingerprint; a restored store makes new ones.
-_SECRET_INFO = ("cursor_secret", SIGNING_KEY_INFO)
+# Where versions before the key file kept the token signing key: the store's info table (moved out at start).
+LEGACY_SIGNING_KEY = "token_signing_key"
+DEFAULT_TOKEN_KEY_FILE = "fhir-bridge-token-keys.json"
+# Secrets the store's database holds (the keys that sign paging cursors and the web UI's session
+# cookies; the token signing key of stores from before the key file): left out of backups, named by
+# fingerprint; a restored store makes new ones on first start.
+_SECRET_INFO = ("cursor_secret", "ui_session_secret", LEGACY_SIGNING_KEY)
 # Settings field -> CatalogueConfig field, for the catalogue's values that also have an environment variable.
 _CATALOGUE_SETTINGS = {
     "catalogue_title": "title",
@@ -171,9 +185,13 @@ class Services:
             self._closers.append(engines.dispose)
         return engines
 
-    def key_fingerprints(self) -> dict[str, str | None]:
-        """Names of the keys configured outside the database (never the keys): the pseudonym key's."""
-        return {PSEUDONYM_KEY: self.pseudonymiser.fingerprint() if self.pseudonymiser else None}
+    def key_fingerprints(self) -> dict[str, Any]:
+        """Names of the keys configured outside the database (never the keys): the pseudonym key's
+        fingerprint, the token signing keys' ids."""
+        return {
+            PSEUDONYM_KEY: self.pseudonymiser.fingerprint() if self.pseudonymiser else None,
+            "token_signing_keys": key_ids(token_key_path(self.settings)),
+        }
 
     def backup(self, path: Path) -> dict[str, Any]:
         """``fhir-bridge db backup``: the store and its audit trail, online; keys only by fingerprint."""
@@ -306,8 +324,24 @@ class Services:
         return ClientRegistry(self.engines)
 
     @cached_property
+    def token_keys(self) -> SigningKeys:
+        """The token signing keys, in their file; a key earlier versions kept in the database is moved there."""
+        path = token_key_path(self.settings)
+        try:
+            keys = SigningKeys.open(path, legacy=partial(find_info, self.engines, LEGACY_SIGNING_KEY))
+        except (SigningKeyError, OSError) as error:
+            raise ConfigurationError(f"token signing keys ({path}): {error}") from None
+        discard_info(self.engines, LEGACY_SIGNING_KEY)  # a copy of the database no longer mints tokens
+        return keys
+
+    @cached_property
     def token_issuer(self) -> BuiltinIssuer:
-        return BuiltinIssuer(self.engines, self.clients, self.settings.auth_token_lifetime_s)
+        return BuiltinIssuer(self.engines, self.clients, self.settings.auth_token_lifetime_s, self.token_keys)
+
+    @cached_property
+    def ui_session_secret(self) -> str:
+        """The key that signs the web UI's session cookies, kept in the database: every worker shares it."""
+        return ensure_info(self.engines, "ui_session_secret", lambda: secrets.token_hex(32))
 
     @cached_property
     def token_verifier(self) -> TokenVerifier | None:
@@ -315,7 +349,37 @@ class Services:
         settings = self.settings
         if settings.auth == "none":
             return None
+        _check_public_base_url(settings)
         external = None
         if settings.auth_issuer:
             external = ExternalIssuer(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url)
-        return TokenVerifier(self.token_issuer.issuer, self.token_issuer.public_key, external)
+        return TokenVerifier(
+            self.token_issuer.issuer, self.token_keys.verification_key, external, self.clients.registered_at
+        )
+
+
+def token_key_path(settings: Settings) -> Path:
+    """The token signing key file: configured, else beside a SQLite store, else in the working directory."""
+    if settings.token_key_file is not None:
+        return settings.token_key_file
+    return file_beside(settings.database_url, "token-keys.json") or Path(DEFAULT_TOKEN_KEY_FILE)
+
+
+def _check_public_base_url(settings: Settings) -> None:
+    """Access control beyond loopback needs the public base URL: audiences and discovery come from it."""
+    if settings.public_base_url or _is_loopback(settings.host):
+        return
+    raise ConfigurationError(
+        f"access control is on and the service listens on {settings.host} (beyond loopback): set "
+        "FHIR_BRIDGE_PUBLIC_BASE_URL to the FHIR base URL clients use (e.g. https://fhir.example.org/fhir); "
+        "token audiences and discovery URLs are taken from it, never from a request's Host header"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

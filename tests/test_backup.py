@@ -4,6 +4,7 @@ another pseudonym key refused."""
 
 from __future__ import annotations
 
+import json
 import tarfile
 import threading
 import uuid
@@ -18,7 +19,7 @@ from sqlalchemy.engine import make_url
 from fhir_bridge import Settings, create_app
 from fhir_bridge.audit.tables import AUDIT
 from fhir_bridge.cli import main
-from fhir_bridge.services import Services
+from fhir_bridge.services import Services, token_key_path
 from fhir_bridge.store.tables import CLOCK, INFO, VERSION
 from tests.conftest import TEST_PSEUDONYM_KEY
 
@@ -85,14 +86,17 @@ def test_a_backup_made_while_writing_restores_into_an_empty_database_identical_u
     settings = Settings(database_url=database_url, auth="smart")
     app = create_app(settings)
     services = app.state.services
-    services.token_issuer  # noqa: B018 (makes the token signing key, kept in the database)
+    services.token_issuer  # noqa: B018 (makes the token signing key file)
+    services.ui_session_secret  # noqa: B018 (a secret kept in the database)
     with services.database.reader.connect() as connection:
         secrets = [
             value
             for key, value in connection.execute(select(INFO.c.key, INFO.c.value))
             if "secret" in key or "key" in key
         ]
-    assert len(secrets) == 2
+    assert len(secrets) == 2  # the cursor and UI session keys
+    key_file = json.loads(token_key_path(settings).read_text())
+    secrets += [key["private_key"] for key in key_file["keys"]]
     http = TestClient(create_app(Settings(database_url=database_url)))
     patient = http.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "female"}).json()
     changed = http.put(f"/fhir/Patient/{patient['id']}", json={**patient, "gender": "other"})
@@ -127,7 +131,9 @@ def test_a_backup_made_while_writing_restores_into_an_empty_database_identical_u
     archive = backup.read_bytes()
     assert all(secret.encode() not in archive for secret in secrets)
     with tarfile.open(backup) as tar:
-        assert "manifest.json" in tar.getnames()
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest["keys"]["token_signing_keys"] == [key["kid"] for key in key_file["keys"]]
+    assert manifest["keys"]["pseudonym_key"].startswith("hmac-sha256:")
 
     assert main(["db", "restore", str(backup), "--database-url", empty_database]) == 0
     restored_to = _clock(empty_database)

@@ -172,6 +172,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
         "mappings_dir": str(tmp_path),
         "dimse_port": "11112",
         "upgrade_schema": "True",  # a switch: the flag alone sets it
+        "token_key_file": str(tmp_path / "token-keys.json"),
     }
     switches = {"upgrade_schema"}
     flags = setting_flags(parser())
@@ -190,6 +191,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "dimse": ["dimse"],
                     "db": ["db", "backup", "site.backup"],
                     "patient": ["patient", "erase", "some-id"],
+                    "keys": ["keys", "rotate-signing"],
                 }[command]
                 value = [] if name in switches else [samples[name]]
                 parsed = parser().parse_args([*arguments, flag, *value])

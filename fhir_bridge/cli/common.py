@@ -24,6 +24,7 @@ _FLAGS = (
     "auth",
     "mappings_dir",
     "dimse_port",
+    "token_key_file",
     "upgrade_schema",
 )
 

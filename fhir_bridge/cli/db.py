@@ -57,7 +57,7 @@ def restore(arguments: argparse.Namespace) -> int:
             return refused(error)
     print(
         f"restored {arguments.file} ({manifest['created']}): {manifest['resources']} resources, "
-        f"{manifest['versions']} versions up to seq {manifest['last_seq']}; new signing keys are made on first start"
+        f"{manifest['versions']} versions up to seq {manifest['last_seq']}; a new cursor key is made on first start"
     )
     return 0
 

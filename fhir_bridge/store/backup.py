@@ -150,7 +150,7 @@ def backup(
     path: Path,
     *,
     secret_info: Collection[str],
-    fingerprints: dict[str, str | None],
+    fingerprints: dict[str, Any],
     software: str,
 ) -> dict[str, Any]:
     """Write a backup of the store (and its audit trail) to ``path`` while it runs; returns the manifest."""
@@ -258,7 +258,7 @@ def restore(
     engines: Engines,
     audit: Engines,
     *,
-    fingerprints: dict[str, str | None],
+    fingerprints: dict[str, Any],
     force: bool = False,
 ) -> dict[str, Any]:
     """Restore the backup at ``path`` into ``engines``' empty database; returns its manifest."""
