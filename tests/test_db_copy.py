@@ -3,6 +3,7 @@ every version, its seq and lastUpdated, so that harvesters' `_since` positions c
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from fhir_bridge.audit.tables import AUDIT
 from fhir_bridge.cli import main
 from fhir_bridge.services import Services
 from fhir_bridge.store.schema import INDEX_TABLES, RESOURCE, VERSION
+from fhir_bridge.store.versions import format_instant
+from tests.bulk_client import run_export
 from tests.dicom_samples import Patient, instance, multipart, uid
 
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary="fhir-bridge-test-boundary"'
@@ -103,6 +106,11 @@ def test_a_sqlite_store_copied_to_postgresql_keeps_every_version_and_the_commit_
         assert [entry for entry in after if entry not in harvested] == [
             ("POST", f"http://testserver/fhir/Observation/{newer.json()['id']}", newer.json())
         ]
+        # and a bulk harvester's `_since` (exclusive) from the last version it had on SQLite
+        newest = format_instant(last)
+        export = run_export(http, f"/fhir/$export?_since={newest.replace('+', '%2B')}")
+        exported = [json.loads(line)["id"] for line in export.lines()]
+        assert exported == [newer.json()["id"]]
     target.state.services.close()
 
 
