@@ -22,7 +22,17 @@ EXIT_CONFIGURATION = 2  # the command could not run at all
 DATABASE_HELP = "sqlite:///path.db (default ./fhir-bridge.db) or postgresql+psycopg://..."
 CONFIG_HELP = "TOML config file of settings (else FHIR_BRIDGE_CONFIG); environment and flags override it"
 KEY_FILE_HELP = "file holding the pseudonym key (else FHIR_BRIDGE_PSEUDONYM_KEY[_FILE])"
-_FLAGS = ("database_url", "host", "port", "pseudonym_key_file", "auth", "mappings_dir", "dimse_port", "token_key_file")
+_FLAGS = (
+    "database_url",
+    "host",
+    "port",
+    "pseudonym_key_file",
+    "auth",
+    "mappings_dir",
+    "dimse_port",
+    "token_key_file",
+    "upgrade_schema",
+)
 
 
 def settings_from(arguments: argparse.Namespace) -> Settings:
