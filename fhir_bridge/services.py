@@ -199,6 +199,11 @@ class Services:
                 "sqlite:///path.db or postgresql+psycopg://user@host:5432/database"
             ) from None
         self._closers.append(engines.dispose)
+        try:  # one connection now: a missing or unreachable database is said here, for every command alike
+            with engines.reader.connect():
+                pass
+        except OperationalError as error:
+            raise ConfigurationError(unreachable_database(url, error)) from None
         return engines
 
     @cached_property

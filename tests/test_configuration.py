@@ -193,6 +193,12 @@ CONFIGURATION_MISTAKES = {
         "",
         ['database "fhir_bridge_no_such_db" does not exist', "createdb"],
     ),
+    "PostgreSQL database that does not exist, db current": (
+        ["db", "current"],
+        {"FHIR_BRIDGE_DATABASE_URL": POSTGRES_URL.rsplit("/", 1)[0] + "/fhir_bridge_no_such_db"},
+        "",
+        ['database "fhir_bridge_no_such_db" does not exist', "createdb"],
+    ),
     "unreachable PostgreSQL": (
         ["serve"],
         {"FHIR_BRIDGE_DATABASE_URL": "postgresql+psycopg://fhir@127.0.0.1:1/fhir", "FHIR_BRIDGE_PSEUDONYMISE": "false"},
