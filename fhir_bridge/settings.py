@@ -223,6 +223,32 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A DICOM peer silent for this long (association, message or network) is dropped"
     )
 
+    # HL7 v2 MLLP listener (see docs/hl7-mllp.md) ---------------------------------------------------
+    mllp_port: int | None = Field(
+        None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener; unset: no listener"
+    )
+    mllp_host: str | None = Field(None, description="Address the MLLP listener binds (default: the host setting)")
+    mllp_allowed_senders: list[str] = Field(
+        default_factory=list,
+        description='Sending facilities (MSH-4) allowed to send, as a JSON list: "HOSP" (from any address), '
+        '"HOSP@10.1.2.3" (only from that address or host name), "*@10.1.2.3" (any facility from there); a '
+        "connection from elsewhere is closed, a message of another facility is rejected (AR). Empty: nothing is "
+        "accepted",
+    )
+    mllp_mappings: dict[str, str] = Field(
+        default_factory=lambda: {"ORU^R01": "radiology-report-hl7v2"},
+        description='The clinical mapping of each message type (MSH-9), as a JSON object: "ORU^R01" (type and '
+        'event), "ORU" (any event) or "*" (any message), the most specific wins; a type without a mapping is '
+        "rejected (AR, unsupported message type)",
+    )
+    mllp_max_message_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest MLLP frame accepted; a larger message is rejected (AR)"
+    )
+    mllp_max_connections: int = Field(20, ge=1, description="Connections the MLLP listener serves at once")
+    mllp_timeout_s: float = Field(
+        60.0, gt=0, description="An MLLP connection silent for this long (idle or mid-message) is closed"
+    )
+
     # clinical data -----------------------------------------------------------------------------
     mappings_dir: Path | None = Field(
         None, description="Folder of the site's clinical mapping files, found before the shipped ones in `mappings/`"

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row, or_
 
-from fhir_bridge.audit.log import DIMSE, DIMSE_CLIENT_PREFIX
+from fhir_bridge.audit.log import DIMSE, DIMSE_CLIENT_PREFIX, MLLP, MLLP_CLIENT_PREFIX
 from fhir_bridge.audit.tables import AUDIT
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.values import date_range
@@ -34,6 +34,11 @@ DIMSE_EVENT_TYPES = {
     "C-ECHO": {"system": DCM, "code": "110100", "display": "Application Activity"},
     "A-ASSOCIATE": {"system": DCM, "code": "110113", "display": "Security Alert"},
 }
+# HL7 v2 messages received over MLLP: data imported (DCM 110107); a refused connection is an alert
+MLLP_EVENT_TYPES = {
+    "CONNECT": {"system": DCM, "code": "110113", "display": "Security Alert"},
+    "*": {"system": DCM, "code": "110107", "display": "Import"},
+}
 # The searches the trail answers (R4 AuditEvent search parameters) and the paging control.
 SEARCH_PARAMETERS = ("date", "altid", "agent-name", "action", "outcome", "subtype", "entity", "entity-type", "address")
 CONTROL_PARAMETERS = ("_count", "_after", "_format", "_pretty")
@@ -53,10 +58,11 @@ def _instant(microseconds: int) -> str:
 def audit_event(row: Row) -> dict[str, Any]:
     """One audit record as an AuditEvent (R4)."""
     agent: dict[str, Any] = {"requestor": True}
-    dimse = row.method == DIMSE
+    dimse = row.method in (DIMSE, MLLP)  # network listeners: no HTTP status, the detail says what happened
     if dimse and row.client_id:
-        title = row.client_id.removeprefix(DIMSE_CLIENT_PREFIX)
-        agent["who"] = {"display": f"DICOM AE title {title}"}
+        mllp = row.method == MLLP
+        title = row.client_id.removeprefix(MLLP_CLIENT_PREFIX if mllp else DIMSE_CLIENT_PREFIX)
+        agent["who"] = {"display": f"HL7 v2 sending facility {title}" if mllp else f"DICOM AE title {title}"}
         agent["altId"] = row.client_id
         agent["name"] = title
     elif row.client_id:
@@ -80,7 +86,7 @@ def audit_event(row: Row) -> dict[str, Any]:
         "resourceType": "AuditEvent",
         "id": str(row.id),
         "meta": {"lastUpdated": _instant(row.recorded)},
-        "type": DIMSE_EVENT_TYPES.get(row.path.rsplit("/", 1)[-1], EVENT_TYPE) if dimse else EVENT_TYPE,
+        "type": _event_type(row),
         "subtype": [{"system": INTERACTION_SYSTEM, "code": row.interaction}],
         "action": row.action,
         "recorded": _instant(row.recorded),
@@ -93,6 +99,14 @@ def audit_event(row: Row) -> dict[str, Any]:
         "entity": entities,
     }
     return event
+
+
+def _event_type(row: Row) -> dict[str, str]:
+    if row.method == DIMSE:
+        return DIMSE_EVENT_TYPES.get(row.path.rsplit("/", 1)[-1], EVENT_TYPE)
+    if row.method == MLLP:
+        return MLLP_EVENT_TYPES.get(row.path.removeprefix("hl7v2:"), MLLP_EVENT_TYPES["*"])
+    return EVENT_TYPE
 
 
 def _outcome_description(row: Row, dimse: bool) -> str:

@@ -60,6 +60,11 @@ DIMSE_CLIENT_PREFIX = "dicom-ae:"  # ``client_id`` of a DIMSE record: the callin
 # DIMSE records have no HTTP status; ``status`` holds the class of their outcome on the same scale, so that
 # AuditEvent.outcome and the ``outcome`` search treat both alike.
 DIMSE_OUTCOME_STATUS = {"success": 200, "refused": 403, "partial": 422, "failed": 503}
+MLLP = "MLLP"  # the ``method`` of records of HL7 v2 messages received over MLLP; ``path`` names the message type
+MLLP_CLIENT_PREFIX = "hl7-facility:"  # ``client_id`` of an MLLP record: the sending facility (MSH-4), so prefixed
+# The acknowledgment code of an MLLP record on the same scale as the HTTP statuses: AA accepted, AE the
+# message's content is in error, AR rejected (sender or message type not accepted; 503: the store is down).
+MLLP_ACK_STATUS = {"AA": 200, "AE": 422, "AR": 403}
 
 
 def dimse_entry(
@@ -86,6 +91,31 @@ def dimse_entry(
         entity=None,
         entity_type="ImagingStudy" if storing else None,
         status=DIMSE_OUTCOME_STATUS[outcome],
+        detail=detail[:1000],
+        address=address,
+    )
+
+
+def mllp_entry(
+    message_type: str, facility: str, address: str | None, status: int, detail: str, entity: str | None = None
+) -> AuditEntry:
+    """The record of one HL7 v2 message received over MLLP (or of a refused connection: ``message_type`` CONNECT).
+
+    ``status`` is the ACK's class (``MLLP_ACK_STATUS``, or 503 when the store could not take the message);
+    ``entity`` the Provenance of what the message stored, if anything.
+    """
+    received = message_type != "CONNECT"
+    return AuditEntry(
+        recorded=now_us(),
+        client_id=(MLLP_CLIENT_PREFIX + facility)[:128] if facility else None,
+        interaction="create" if received else "operation",
+        action="C" if received else "E",
+        method=MLLP,
+        path=f"hl7v2:{message_type}",
+        query=None,
+        entity=entity,
+        entity_type="Provenance" if entity else None,
+        status=status,
         detail=detail[:1000],
         address=address,
     )

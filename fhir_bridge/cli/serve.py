@@ -1,4 +1,4 @@
-"""``fhir-bridge serve``: the FHIR API, STOW-RS, bulk export and the catalogue over HTTP."""
+"""``fhir-bridge serve``: the FHIR API, STOW-RS, bulk export and the catalogue over HTTP (and the listeners)."""
 
 from __future__ import annotations
 
@@ -41,11 +41,26 @@ def serve(arguments: argparse.Namespace) -> int:
         except ConfigurationError as error:
             return refuse(error)
         listener.start()
+    mllp = None
+    if settings.mllp_port is not None:  # the MLLP listener too: the clinical ingest, mappings and audit
+        from fhir_bridge.listeners.mllp import MllpListener
+
+        try:
+            mllp = MllpListener.from_settings(
+                settings, services.clinical_ingest, services.mappings, services.audit_log.record
+            )
+            mllp.start()
+        except ConfigurationError as error:
+            if listener is not None:
+                listener.stop()
+            return refuse(error)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
     finally:
         if listener is not None:
             listener.stop()
+        if mllp is not None:
+            mllp.stop()
     return 0
 
 

@@ -17,6 +17,7 @@ others are stored; ``atomic`` writes everything in one transaction, or nothing w
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -149,6 +150,20 @@ class ClinicalIngest:
         self.default_system = default_system
         self.zone = zone
 
+    def committed(self, provenance_id: str) -> bool:
+        """Whether the ingest that was given ``provenance_id`` committed (its Provenance is stored)."""
+        return self.interactions.store.read("Provenance", provenance_id) is not None
+
+    def message_key(self, *parts: str) -> str:
+        """A Provenance id for a message (e.g. sender, control ID and content): keyed with the site secret
+        when there is one, so that it says nothing of the content to whoever lacks the secret."""
+        text = "\x00".join(parts)
+        pseudonymiser = self.policy.pseudonymiser
+        digest = (
+            pseudonymiser.keyed_hash("message", text) if pseudonymiser else hashlib.sha256(text.encode()).hexdigest()
+        )
+        return digest[:64]
+
     def mapper(self, mapping: Mapping) -> ClinicalMapper:
         return ClinicalMapper(mapping, self.policy, self.default_system, self.zone)
 
@@ -161,8 +176,15 @@ class ClinicalIngest:
         atomic: bool = False,
         on_result: Callable[[RecordResult], None] | None = None,
         batch_size: int = BATCH_SIZE,
+        provenance_id: str | None = None,
     ) -> Summary:
-        """Ingest ``records``; each one's result goes to ``on_result`` (in input order) once it is final."""
+        """Ingest ``records``; each one's result goes to ``on_result`` (in input order) once it is final.
+
+        ``provenance_id`` (atomic ingests only) names the one Provenance the ingest writes, so that a
+        sender's retry can be recognised (``committed``) in the same transaction as the data it stored.
+        """
+        if provenance_id is not None and not atomic:
+            raise ValueError("a given provenance_id needs an atomic ingest (one transaction, one Provenance)")
         mapper = self.mapper(mapping)
         summary = Summary()
 
@@ -173,7 +195,7 @@ class ClinicalIngest:
 
         batches = self._batches(mapper, records, batch_size)
         if atomic:
-            self._atomic(mapping, batches, source, summary, report)
+            self._atomic(mapping, batches, source, summary, report, provenance_id)
         else:
             for batch in batches:
                 for result in self._commit(mapping, batch, source, summary):
@@ -254,14 +276,18 @@ class ClinicalIngest:
         source: Source,
         summary: Summary,
         report: Callable[[RecordResult], None],
+        provenance_id: str | None = None,
     ) -> None:
         results: list[RecordResult] = []
         provenance: list[str] = []
         problem: str | None = None
         try:
             with self.interactions.transaction() as transaction:
-                for batch in batches:
-                    results.extend(self._write(transaction, mapping, batch, source, provenance, fast=False))
+                for batch in batches:  # the given Provenance id goes to the transaction's first Provenance
+                    given = None if provenance else provenance_id
+                    results.extend(
+                        self._write(transaction, mapping, batch, source, provenance, fast=False, given=given)
+                    )
                 if any(r.status == "failed" for r in results):
                     raise _Rollback
         except _Rollback:
@@ -285,6 +311,7 @@ class ClinicalIngest:
         source: Source,
         provenance: list[str],
         fast: bool,
+        given: str | None = None,
     ) -> list[RecordResult]:
         """Write a batch in ``transaction``.
 
@@ -307,7 +334,7 @@ class ClinicalIngest:
             result = self._record(transaction, prepared, state, found)
             results.append(result)
         if written:
-            record = self._provenance(mapping, source, batch, written, transaction.recorded)
+            record = self._provenance(mapping, source, batch, written, transaction.recorded, given)
             transaction.create(record, new_id=record["id"])
             provenance.append(record["id"])
         return results
@@ -449,7 +476,13 @@ class ClinicalIngest:
 
     # Provenance ------------------------------------------------------------------------------------
     def _provenance(
-        self, mapping: Mapping, source: Source, batch: list[_Prepared], written: list[StoredVersion], recorded: str
+        self,
+        mapping: Mapping,
+        source: Source,
+        batch: list[_Prepared],
+        written: list[StoredVersion],
+        recorded: str,
+        provenance_id: str | None = None,
     ) -> dict[str, Any]:
         """Who sent which records through which mapping: one Provenance per committed batch."""
         rows = [p.source.row for p in batch]
@@ -463,6 +496,7 @@ class ClinicalIngest:
             f"{escape(description)}.</p>",
             entities=[{"role": "source", "what": {"display": description}}],
             security_labels=self.policy.security_labels or None,
+            provenance_id=provenance_id,
         )
         validate_resource(record, "Provenance")
         return record
