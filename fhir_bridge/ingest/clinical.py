@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from fhir_bridge.errors import FhirError
+from fhir_bridge.ingest.links import await_study, study_key, subject_of
 from fhir_bridge.ingest.provenance import Source, provenance
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.writes import UNREAD, Transaction
@@ -45,6 +46,7 @@ from fhir_bridge.store.versions import StoredVersion
 
 log = logging.getLogger("fhir_bridge.ingest")
 BATCH_SIZE = 200
+_MATCHES = 50  # stored resources a lookup considers (accession numbers repeat across patients)
 _CHUNK = 100  # ids per Patient search (an _id search is an index lookup however many)
 _KEYS = {"identifier:of-type": "accession number", "identifier": "identifier"}
 
@@ -323,7 +325,7 @@ class ClinicalIngest:
         mapped_records = [p.mapped for p in batch if p.mapped is not None]
         existing = self._resolve(transaction, mapped_records)
         state = _BatchState(existing, self._patients(transaction, mapped_records) if fast else None)
-        found: dict[tuple[str, str, str], list[str] | str] = {}
+        found: dict[tuple[str, str, str], list[tuple[str, str | None]]] = {}
         results: list[RecordResult] = []
         written = state.written
         for prepared in batch:
@@ -345,7 +347,7 @@ class ClinicalIngest:
         transaction: Transaction,
         prepared: _Prepared,
         state: _BatchState,
-        found: dict[tuple[str, str, str], list[str] | str],
+        found: dict[tuple[str, str, str], list[tuple[str, str | None]]],
     ) -> RecordResult:
         mapped, row, line = prepared.mapped, prepared.source.row, prepared.source.line
         assert mapped is not None
@@ -365,7 +367,14 @@ class ClinicalIngest:
                 )
             elif ids and ids[0] != produced.resource["id"]:
                 self._retarget(mapped, produced, ids[0])
-        unresolved = [lookup for lookup in mapped.lookups if not self._lookup(transaction, lookup, found, errors)]
+        patient = f"Patient/{mapped.patient['id']}" if mapped.patient is not None else None
+        unresolved = []
+        for lookup in mapped.lookups:
+            outcome = self._lookup(transaction, lookup, found, errors, patient)
+            if outcome == "deferred":  # the study is not stored yet: kept, linked when it arrives
+                _await(mapped, lookup)
+            elif outcome == "missing":
+                unresolved.append(lookup)
         if errors:
             return RecordResult(row, "failed", line, errors=errors)
         _prune(mapped, unresolved)
@@ -412,30 +421,41 @@ class ClinicalIngest:
         self,
         transaction: Transaction,
         lookup: PendingLookup,
-        found: dict[tuple[str, str, str], list[str] | str],
+        found: dict[tuple[str, str, str], list[tuple[str, str | None]]],
         errors: list[FieldError],
-    ) -> bool:
-        """Fill ``lookup.reference``; False when nothing matches (an error unless the lookup is optional)."""
+        patient: str | None,
+    ) -> str:
+        """Fill ``lookup.reference`` by the linking rules (``ingest.links``): "linked", "failed" (an error is
+        added), "deferred" (a study not stored yet, of a record with a patient) or "missing" (an error
+        unless the lookup is optional)."""
         for criterion in lookup.criteria:
             key = (lookup.resource_type, *criterion)
             if key not in found:
-                matches = transaction.find(parse_search(lookup.resource_type, [criterion], strict=True), limit=2)
-                found[key] = [m.res_id for m in matches]
-            ids = found[key]
-            if len(ids) > 1:
-                errors.append(
-                    FieldError(
-                        lookup.column, f"several {lookup.resource_type} resources have this {_lookup_key(criterion)}"
-                    )
-                )
-                return True
-            if ids:
-                lookup.reference["reference"] = f"{lookup.resource_type}/{ids[0]}"
-                return True
+                query = parse_search(lookup.resource_type, [criterion], strict=True)
+                matches = transaction.find(query, limit=_MATCHES)
+                found[key] = [(m.res_id, subject_of(m.resource)) for m in matches]
+            candidates = found[key]
+            what = _lookup_key(criterion)
+            if candidates and patient is not None and lookup.resource_type == "ImagingStudy":
+                own = [c for c in candidates if c[1] == patient]
+                if not own:  # named by what identifies a study of someone else
+                    reason = f"the ImagingStudy with this {what} is of another patient than the record's"
+                    errors.append(FieldError(lookup.column, reason))
+                    return "failed"
+                candidates = own
+            if len(candidates) > 1:
+                errors.append(FieldError(lookup.column, f"several {lookup.resource_type} resources have this {what}"))
+                return "failed"
+            if candidates:
+                lookup.reference["reference"] = f"{lookup.resource_type}/{candidates[0][0]}"
+                return "linked"
+        names_study = any(study_key(criterion) for criterion in lookup.criteria)
+        if lookup.resource_type == "ImagingStudy" and patient is not None and not lookup.optional and names_study:
+            return "deferred"
         if not lookup.optional:
             keys = " or ".join(_lookup_key(c) for c in lookup.criteria)
             errors.append(FieldError(lookup.column, f"no {lookup.resource_type} with this {keys} is stored (yet)"))
-        return False
+        return "missing"
 
     @staticmethod
     def _patients(transaction: Transaction, records: list[MappedRecord]) -> dict[str, StoredVersion]:
@@ -515,6 +535,25 @@ def _overlay(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
     if current is None:
         return new
     return fill_missing(new, current)
+
+
+def _await(mapped: MappedRecord, lookup: PendingLookup) -> None:
+    """Keep the record with a logical reference to its study, tagged as waiting for it (``ingest.links``)."""
+    keys = [key for criterion in lookup.criteria if (key := study_key(criterion)) is not None]
+    for produced in mapped.produced:
+        if _holds(produced.resource, lookup.reference):
+            await_study(produced.resource, lookup.reference, keys)
+            return
+
+
+def _holds(value: Any, target: dict[str, Any]) -> bool:
+    if value is target:
+        return True
+    if isinstance(value, dict):
+        return any(_holds(v, target) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds(v, target) for v in value)
+    return False
 
 
 def _prune(mapped: MappedRecord, unresolved: list[PendingLookup]) -> None:

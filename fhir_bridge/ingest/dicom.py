@@ -26,6 +26,7 @@ from fhir_bridge.dicom.reader import (
     DicomReadError,
 )
 from fhir_bridge.errors import FhirError
+from fhir_bridge.ingest.links import link_awaiting
 from fhir_bridge.ingest.provenance import Source, provenance
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.writes import Transaction
@@ -252,6 +253,7 @@ class DicomIngest:
         assert stored is not None
         result.studies.append(stored.res_id)
         written.extend(self._write_derived(transaction, resources.derived, merged["subject"]))
+        written.extend(link_awaiting(transaction, stored))  # clinical records that arrived before the study
         return [*written, stored]
 
     def _write_derived(
