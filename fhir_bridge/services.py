@@ -25,8 +25,10 @@ from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.eucaim.federated import Dataset, FederatedSearch
 from fhir_bridge.ingest.clinical import ClinicalIngest
 from fhir_bridge.ingest.dicom import DicomIngest
+from fhir_bridge.ingest.fhir import FhirIngest
 from fhir_bridge.interactions.cursors import CursorSigner
 from fhir_bridge.interactions.service import FhirInteractions, Limits
+from fhir_bridge.interactions.writes import refuse_direct_identifiers
 from fhir_bridge.mapping.clinical import MappingRegistry
 from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig
 from fhir_bridge.privacy.profile import AttributePolicy
@@ -45,6 +47,7 @@ _STARTED = (
     "catalogue_config",
     "dicom_ingest",
     "clinical_ingest",
+    "fhir_ingest",
     "mappings",
     "audit_log",
     "catalogue",
@@ -163,7 +166,8 @@ class Services:
             max_search_parameters=settings.max_search_parameters,
             max_or_values=settings.max_or_values,
         )
-        return FhirInteractions(self.store, CursorSigner(read_info(self.engines, "cursor_secret")), limits)
+        guard = refuse_direct_identifiers if settings.refuse_identified_patients else None
+        return FhirInteractions(self.store, CursorSigner(read_info(self.engines, "cursor_secret")), limits, guard)
 
     # push paths --------------------------------------------------------------------------------------
     @cached_property
@@ -184,6 +188,11 @@ class Services:
         return ClinicalIngest(
             self.interactions, self.privacy_policy, self.settings.patient_identifier_system, self.time_zone
         )
+
+    @cached_property
+    def fhir_ingest(self) -> FhirIngest:
+        """FHIR pushed by an EHR (``POST /ingest/fhir``), de-identified by the same policy."""
+        return FhirIngest(self.interactions, self.privacy_policy, self.settings.patient_identifier_system)
 
     # serving -----------------------------------------------------------------------------------------
     @cached_property

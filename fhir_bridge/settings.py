@@ -223,6 +223,13 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A DICOM peer silent for this long (association, message or network) is dropped"
     )
 
+    refuse_identified_patients: bool = Field(
+        False,
+        description="Refuse REST writes (POST, PUT, PATCH, transaction and batch on the FHIR API) of a Patient that "
+        "still carries direct identifiers (name, telecom, address, photo, contact, an identifier that is no keyed "
+        "pseudonym), with an OperationOutcome naming them; identifiable FHIR goes through POST /ingest/fhir",
+    )
+
     # HL7 v2 MLLP listener (see docs/hl7-mllp.md) ---------------------------------------------------
     mllp_port: int | None = Field(
         None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener; unset: no listener"

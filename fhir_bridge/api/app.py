@@ -19,6 +19,7 @@ from fhir_bridge.api import (
     dicomweb,
     eucaim,
     fhir,
+    fhir_push,
     limits,
     operations,
 )
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(catalogue.router, tags=["Catalogue (DCAT-AP)"])
     app.include_router(eucaim.router, tags=["EUCAIM federated search"])
     app.include_router(clinical.router, prefix="/ingest", tags=["Clinical ingest"])
+    app.include_router(fhir_push.router, prefix="/ingest", tags=["FHIR ingest"])
     app.include_router(capabilities.router, prefix=settings.fhir_path, tags=["FHIR R4"])
     app.include_router(operations.router, prefix=settings.fhir_path, tags=["FHIR R4"])  # before [type]/[id]
     app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
