@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         description="Keep free-text descriptors (study/series descriptions, procedure and reason codes) when "
         "pseudonymising; the PS3.15 Basic Profile removes them",
     )
+    refuse_identified_patients: bool = Field(
+        False,
+        description="Refuse REST writes (POST, PUT, PATCH, transaction and batch on the FHIR API) of a Patient that "
+        "still carries direct identifiers (name, telecom, address, photo, contact, an identifier that is no keyed "
+        "pseudonym), with an OperationOutcome naming them; identifiable FHIR goes through POST /ingest/fhir",
+    )
 
     # DICOM mapping ---------------------------------------------------------------------------
     wado_rs_base_url: str | None = Field(
@@ -221,13 +227,6 @@ class Settings(BaseSettings):
     dimse_max_associations: int = Field(10, ge=1, description="Associations the DICOM listener serves at once")
     dimse_timeout_s: float = Field(
         60.0, gt=0, description="A DICOM peer silent for this long (association, message or network) is dropped"
-    )
-
-    refuse_identified_patients: bool = Field(
-        False,
-        description="Refuse REST writes (POST, PUT, PATCH, transaction and batch on the FHIR API) of a Patient that "
-        "still carries direct identifiers (name, telecom, address, photo, contact, an identifier that is no keyed "
-        "pseudonym), with an OperationOutcome naming them; identifiable FHIR goes through POST /ingest/fhir",
     )
 
     # HL7 v2 MLLP listener (see docs/hl7-mllp.md) ---------------------------------------------------

@@ -171,6 +171,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
         "auth": "none",
         "mappings_dir": str(tmp_path),
         "dimse_port": "11112",
+        "mllp_port": "2575",
     }
     flags = setting_flags(parser())
     assert set(flags) == set(samples)
@@ -186,6 +187,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "mappings": ["mappings", "list"],
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
                     "dimse": ["dimse"],
+                    "mllp": ["mllp"],
                 }[command]
                 parsed = parser().parse_args([*arguments, flag, samples[name]])
                 assert str(getattr(settings_from(parsed), name)) == samples[name], (command, flag)

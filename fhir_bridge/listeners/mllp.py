@@ -96,6 +96,7 @@ class MllpListener:
         self._started = threading.Event()
         self._workers = ThreadPoolExecutor(max_workers=min(config.max_connections, 8), thread_name_prefix="mllp")
         self._connections = 0
+        self._writers: set[asyncio.StreamWriter] = set()
         self._port = config.port
 
     @classmethod
@@ -152,6 +153,10 @@ class MllpListener:
             loop.run_forever()
         finally:
             self._server.close()
+            for writer in list(self._writers):  # open connections end (a message being written finishes first)
+                writer.close()
+            connections = asyncio.all_tasks(loop)
+            loop.run_until_complete(asyncio.wait(connections, timeout=30) if connections else asyncio.sleep(0))
             loop.run_until_complete(self._server.wait_closed())
             loop.close()
 
@@ -177,12 +182,14 @@ class MllpListener:
             writer.close()
             return
         self._connections += 1
+        self._writers.add(writer)
         try:
             await self._frames(reader, writer, address)
         except (ConnectionError, asyncio.IncompleteReadError):
             log.info("MLLP connection from %s dropped", address)
         finally:
             self._connections -= 1
+            self._writers.discard(writer)
             writer.close()
 
     async def _frames(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str) -> None:
