@@ -11,6 +11,8 @@ import csv
 import io
 
 from fastapi.testclient import TestClient
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from fhir_bridge.ingest.links import AWAITING
 from tests.dicom_samples import Patient, instance, multipart, uid
@@ -29,7 +31,16 @@ COLUMNS = [
 ]
 
 
-def _stow(client: TestClient, study: int, patient: Patient, accession: str) -> dict:
+def _issuer(local: str | None = None, universal: str | None = None) -> Sequence:
+    item = Dataset()
+    if local:
+        item.LocalNamespaceEntityID = local
+    if universal:
+        item.UniversalEntityID, item.UniversalEntityIDType = universal, "ISO"
+    return Sequence([item])
+
+
+def _stow(client: TestClient, study: int, patient: Patient, accession: str, **attributes: object) -> dict:
     parts = [
         instance(
             "CT_small.dcm",
@@ -38,6 +49,7 @@ def _stow(client: TestClient, study: int, patient: Patient, accession: str) -> d
             series_uid=uid(700, study, 1),
             sop_uid=uid(700, study, 1, 1),
             AccessionNumber=accession,
+            **attributes,
         )
     ]
     response = client.post(
@@ -130,3 +142,24 @@ def test_a_report_before_its_images_is_kept_and_linked_when_the_study_arrives(cl
     _stow(client, 5, ALICE, "ACC-OTHER")
     bobs = _all(client, "DiagnosticReport", _tag=f"{AWAITING}|uid:{uid(700, 5)}")
     assert len(bobs) == 1 and "reference" not in bobs[0]["imagingStudy"][0]
+
+
+def test_the_issuer_of_accession_number_qualifies_the_stored_accession_and_links_still_follow_the_patient(client):
+    alices = _stow(client, 6, ALICE, "ACC-7", IssuerOfAccessionNumberSequence=_issuer(local="RIS_NORTH"))
+    bobs = _stow(client, 7, BOB, "ACC-7", IssuerOfAccessionNumberSequence=_issuer(universal="1.2.3.4.5"))
+    accession = next(i for i in alices["identifier"] if i.get("type"))
+    assert accession["system"] == "urn:fhir-bridge:accession-issuer:RIS_NORTH"
+    assert accession["value"] != "ACC-7"  # keyed-hashed, as without an issuer
+    assert next(i for i in bobs["identifier"] if i.get("type"))["system"] == "urn:oid:1.2.3.4.5"
+    # the same accession number of two issuers and two patients: each report finds its own patient's study
+    result = _reports(
+        client,
+        {"report_id": "R6", "patient_id": ALICE.patient_id, "accession_number": "ACC-7"},
+        {"report_id": "R7", "patient_id": BOB.patient_id, "accession_number": "ACC-7"},
+    )
+    assert [r["status"] for r in result["records"]] == ["created", "created"]
+    links = {r["subject"]["reference"]: r["imagingStudy"][0]["reference"] for r in _all(client, "DiagnosticReport")}
+    assert links == {
+        alices["subject"]["reference"]: f"ImagingStudy/{alices['id']}",
+        bobs["subject"]["reference"]: f"ImagingStudy/{bobs['id']}",
+    }

@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 from sqlalchemy import create_engine, text
 
 from fhir_bridge import Settings, create_app
@@ -184,6 +186,46 @@ def test_a_push_naming_a_patient_it_does_not_hold_is_refused_naming_the_entry(cl
     }
     assert client.post("/ingest/fhir", json=deletion).status_code == 400
     assert _all(client, "Observation") == []
+
+
+def test_an_order_pushed_with_its_accession_number_meets_the_study_of_that_accession_and_issuer(client):
+    bundle = ehr_bundle()
+    patient_url = bundle["entry"][0]["fullUrl"]
+    acsn = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]}
+    order = {
+        "resourceType": "ServiceRequest",
+        "id": "order-9",
+        "status": "completed",
+        "intent": "order",
+        "subject": {"reference": patient_url},
+        "identifier": [{"type": acsn, "system": "urn:oid:1.2.3.4.5", "value": "ACC-9"}],
+    }
+    bundle["entry"].append({"resource": order, "request": {"method": "PUT", "url": "ServiceRequest/order-9"}})
+    _push(client, bundle)
+    issuer = Dataset()
+    issuer.UniversalEntityID, issuer.UniversalEntityIDType = "1.2.3.4.5", "ISO"
+    part = instance(
+        "CT_small.dcm",
+        patient=PETER,
+        study_uid=uid(900, 2),
+        series_uid=uid(900, 2, 1),
+        sop_uid=uid(900, 2, 1, 1),
+        AccessionNumber="ACC-9",
+        IssuerOfAccessionNumberSequence=DicomSequence([issuer]),
+    )
+    stow = client.post(
+        "/dicomweb/studies",
+        content=multipart([part], BOUNDARY),
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'},
+    )
+    assert stow.status_code == 200, stow.text
+    (study,) = _all(client, "ImagingStudy")
+    (stored_order,) = _all(client, "ServiceRequest")
+    study_accession = next(i for i in study["identifier"] if i.get("type"))
+    order_accession = stored_order["identifier"][0]
+    assert study_accession["system"] == order_accession["system"] == "urn:oid:1.2.3.4.5"
+    assert study_accession["value"] == order_accession["value"] != "ACC-9"
+    assert stored_order["subject"] == study["subject"]
 
 
 # the REST API -------------------------------------------------------------------------------------
