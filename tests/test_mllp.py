@@ -222,6 +222,29 @@ def test_a_message_in_error_is_answered_ae_naming_segment_and_field_and_nothing_
     assert statuses == ["4", "4"]
 
 
+def test_a_result_before_its_images_is_accepted_and_linked_when_the_study_arrives(bridge):
+    with MLLPClient("127.0.0.1", bridge.port) as client:
+        answer = client.send_message(_message(2))  # names its study by accession number (OBR-18) only
+    assert _ack_code(answer) == "AA"
+    (waiting,) = bridge.search("DiagnosticReport")
+    assert "reference" not in waiting["imagingStudy"][0]
+    bridge.stow(2)
+    (study,) = bridge.search("ImagingStudy")
+    (linked,) = bridge.search("DiagnosticReport")
+    assert linked["imagingStudy"] == [{"reference": f"ImagingStudy/{study['id']}"}]
+
+
+def test_a_result_naming_another_patients_study_is_answered_ae_at_obr_18(bridge):
+    bridge.stow(1)  # ACC000001 is patient 1's
+    other = _message(2, "WRONG1", **{"|ACC000002|": "|ACC000001|"})
+    with MLLPClient("127.0.0.1", bridge.port) as client:
+        answer = client.send_message(other)
+    assert _ack_code(answer) == "AE"
+    (location, code, reason) = _errors(answer)[0]
+    assert (location, code) == ("OBR^1^18^1", "204") and "another patient" in reason
+    assert bridge.search("DiagnosticReport") == []
+
+
 def test_an_unsupported_message_type_is_rejected_ar_at_msh_9(bridge):
     adt = "MSH|^~\\&|ADT|HOSP|FHIRBRIDGE|EUCAIM|20240305143000||ADT^A01^ADT_A01|ADT1|P|2.5.1\rPID|1||X^^^HOSP^MR"
     with MLLPClient("127.0.0.1", bridge.port) as client:
