@@ -6,6 +6,7 @@ the store holds, and against the audit trail.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hl7
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hl7.client import MLLPClient
@@ -26,6 +28,7 @@ from fhir_bridge.services import Services
 from fhir_bridge.settings import ConfigurationError
 from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import Patient, instance, multipart, uid
+from tests.server_process import ServerProcess
 
 EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
 MESSAGES = (EXAMPLES / "radiology-report.hl7").read_bytes().decode().strip("\n").split("\n")
@@ -348,3 +351,18 @@ def test_a_sender_silent_mid_frame_is_disconnected(bridge):
         sock.sendall(VT + b"MSH|^~\\&|RIS|HOSP|")
         assert sock.recv(4096) == b""  # closed by the listener, nothing answered
     assert bridge.search("DiagnosticReport") == []
+
+
+def test_serve_runs_the_mllp_listener_beside_the_api_when_an_mllp_port_is_set(tmp_path, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("FHIR_BRIDGE_MLLP_PORT", str(port))
+    monkeypatch.setenv("FHIR_BRIDGE_MLLP_ALLOWED_SENDERS", json.dumps(SENDERS))
+    server = ServerProcess(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "server.log").start()
+    try:
+        with MLLPClient("127.0.0.1", port) as client:
+            answer = client.send_message(_message(2))
+        assert _ack_code(answer) == "AA"
+        bundle = httpx.get(f"{server.fhir}/DiagnosticReport", timeout=10).json()
+        assert len(bundle["entry"]) == 1
+    finally:
+        server.stop()

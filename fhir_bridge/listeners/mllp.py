@@ -195,6 +195,7 @@ class MllpListener:
     async def _frames(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str) -> None:
         """Read frames as they arrive and answer each message before reading the next one's bytes."""
         buffer = bytearray()
+        scanned = 1  # where the search for the current frame's end (and a restart) resumes
         oversize: bytes | None = None  # the head of a frame too large to keep, while its rest is skipped
         limit = self.config.max_message_bytes
         while True:
@@ -218,6 +219,7 @@ class MllpListener:
                         del buffer[: max(len(buffer) - 1, 0)]  # keep a trailing FS that may start the end
                         break
                     del buffer[: end + len(END)]
+                    scanned = 1
                     ack, header = self._oversize(oversize, address)
                     oversize = None
                     await self._answer(writer, ack.render(header))
@@ -232,21 +234,27 @@ class MllpListener:
                     if buffer[:start].strip():
                         log.warning("MLLP: %d bytes before a frame from %s skipped", start, address)
                     del buffer[:start]
-                end = buffer.find(END, 1)
-                restart = buffer.find(START, 1)
+                    scanned = 1
+                # bytes before ``scanned`` were searched already (a slow sender costs no rescans)
+                end = buffer.find(END, max(scanned - 1, 1))
+                restart = buffer.find(START, scanned)
                 if restart >= 0 and (end < 0 or restart < end):  # a frame cut off by the start of another
                     log.warning(
                         "MLLP: a frame from %s was cut off by the next one; the partial message is dropped", address
                     )
                     del buffer[:restart]
+                    scanned = 1
                     continue
                 if end < 0:
+                    scanned = len(buffer)
                     if len(buffer) - 1 > limit:
                         oversize = bytes(buffer[1 : 1 + HEADER_BYTES])
                         del buffer[: max(len(buffer) - 1, 0)]
+                        scanned = 1
                     break
                 payload = bytes(buffer[1:end])
                 del buffer[: end + len(END)]
+                scanned = 1
                 if len(payload) > limit:
                     ack, header = self._oversize(payload[:HEADER_BYTES], address)
                 else:
