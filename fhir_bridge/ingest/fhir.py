@@ -136,13 +136,19 @@ class FhirIngest:
     def ingest(self, items: list[Pushed], source: Source) -> PushResult:
         if not items:
             raise FhirError(400, "the push holds no resource", code="required")
-        for item in items:
-            if item.resource.get("resourceType") not in resource_types():
+        for item in items:  # as sent: valid R4 (so that de-identification meets the shapes it expects)
+            resource_type = item.resource.get("resourceType")
+            if resource_type not in resource_types():
+                raise FhirError(400, f"{item.where}: {resource_type!r} is no FHIR R4 resource type", code="invalid")
+            try:
+                validate_resource(item.resource, resource_type)
+            except FhirError as error:
                 raise FhirError(
-                    400,
-                    f"{item.where}: {item.resource.get('resourceType')!r} is no FHIR R4 resource type",
-                    code="invalid",
-                )
+                    error.status,
+                    f"{item.where}: {error.diagnostics}",
+                    code=error.code,
+                    expression=[item.where, *error.expression],
+                ) from None
         names = self._identities(items)
         cleaned = [(item, self._clean(item, names)) for item in items]
         for item, resource in cleaned:
@@ -196,7 +202,7 @@ class FhirIngest:
                 422,
                 f"{item.where}: a Patient needs an identifier (system and value) to be pseudonymised",
                 code="required",
-                expression=[f"{item.where}.resource.identifier"],
+                expression=[item.where, "Patient.identifier"],
             )
         primary = next((i for i in identifiers if _is_type(i, "MR")), identifiers[0])
         identity = self._patient_identity(primary)
