@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from sqlalchemy import create_engine, text
 
 from fhir_bridge import Settings, create_app
 from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.dicom_samples import Patient, instance, multipart, uid
 from tests.r4_examples import r4_examples
+from tests.store_consistency import database_text
 
 MRN_SYSTEM = "urn:oid:1.2.36.146.595.217.0.1"
 PETER = Patient("12345", "Chalmers^Peter^James", "19741225", "M", "1.2.36.146.595.217.0.1")
@@ -82,25 +82,27 @@ def _push(client: TestClient, body: dict | str, headers: dict | None = None) -> 
     return response.json()
 
 
+def _stow(client: TestClient, study: int, **attributes: object) -> None:
+    """A DICOM study of Peter (MRN 12345, IssuerOfPatientID = the MRN system's OID) by STOW-RS."""
+    part = instance(
+        "CT_small.dcm",
+        patient=PETER,
+        study_uid=uid(900, study),
+        series_uid=uid(900, study, 1),
+        sop_uid=uid(900, study, 1, 1),
+        **attributes,
+    )
+    stow = client.post(
+        "/dicomweb/studies",
+        content=multipart([part], BOUNDARY),
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'},
+    )
+    assert stow.status_code == 200, stow.text
+
+
 def _all(client: TestClient, resource_type: str, **parameters: str) -> list[dict]:
     bundle = client.get(f"/fhir/{resource_type}", params={"_count": "100", **parameters}).json()
     return [entry["resource"] for entry in bundle.get("entry", [])]
-
-
-def _dump(database_url: str) -> str:
-    engine = create_engine(database_url)
-    with engine.connect() as connection:
-        names = [
-            row[0]
-            for row in connection.execute(
-                text("SELECT name FROM sqlite_master WHERE type='table'")
-                if database_url.startswith("sqlite")
-                else text("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
-            )
-        ]
-        dumped = [str(connection.execute(text(f'SELECT * FROM "{name}"')).all()) for name in names]
-    engine.dispose()
-    return "\n".join(dumped)
 
 
 def test_an_ehr_bundle_meets_its_dicom_study_on_one_pseudonymised_patient_and_nothing_identifying_is_stored(
@@ -110,15 +112,7 @@ def test_an_ehr_bundle_meets_its_dicom_study_on_one_pseudonymised_patient_and_no
     assert result["summary"] == {"resources": 5, "created": 5, "updated": 0, "unchanged": 0}
     patient_ref = result["resources"][0]["reference"]
     # the DICOM study of the same MRN, same issuer (IssuerOfPatientID = the MRN system's OID)
-    part = instance(
-        "CT_small.dcm", patient=PETER, study_uid=uid(900, 1), series_uid=uid(900, 1, 1), sop_uid=uid(900, 1, 1, 1)
-    )
-    stow = client.post(
-        "/dicomweb/studies",
-        content=multipart([part], BOUNDARY),
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'},
-    )
-    assert stow.status_code == 200, stow.text
+    _stow(client, 1)
     (study,) = _all(client, "ImagingStudy")
     assert study["subject"]["reference"] == patient_ref
     (patient,) = _all(client, "Patient")
@@ -142,7 +136,7 @@ def test_an_ehr_bundle_meets_its_dicom_study_on_one_pseudonymised_patient_and_no
     provenance = _all(client, "Provenance", target=patient_ref)
     assert any(p["activity"]["text"] == "FHIR push (HTTP POST /ingest/fhir)" for p in provenance)
     # nothing identifying anywhere in the database (the audit trail included)
-    stored = _dump(database_url)
+    stored = database_text(database_url)
     for secret in SECRETS:
         assert secret not in stored, secret
     assert not re.search(r"(?<![0-9a-f])12345(?![0-9a-f])", stored)
@@ -204,21 +198,7 @@ def test_an_order_pushed_with_its_accession_number_meets_the_study_of_that_acces
     _push(client, bundle)
     issuer = Dataset()
     issuer.UniversalEntityID, issuer.UniversalEntityIDType = "1.2.3.4.5", "ISO"
-    part = instance(
-        "CT_small.dcm",
-        patient=PETER,
-        study_uid=uid(900, 2),
-        series_uid=uid(900, 2, 1),
-        sop_uid=uid(900, 2, 1, 1),
-        AccessionNumber="ACC-9",
-        IssuerOfAccessionNumberSequence=DicomSequence([issuer]),
-    )
-    stow = client.post(
-        "/dicomweb/studies",
-        content=multipart([part], BOUNDARY),
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'},
-    )
-    assert stow.status_code == 200, stow.text
+    _stow(client, 2, AccessionNumber="ACC-9", IssuerOfAccessionNumberSequence=DicomSequence([issuer]))
     (study,) = _all(client, "ImagingStudy")
     (stored_order,) = _all(client, "ServiceRequest")
     study_accession = next(i for i in study["identifier"] if i.get("type"))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,17 @@ def services_from(arguments: argparse.Namespace) -> Services:
 def refuse(error: ConfigurationError) -> int:
     print(f"fhir-bridge: cannot start: {error}", file=sys.stderr)
     return EXIT_CONFIGURATION
+
+
+def run_until_stopped(listener: Any) -> None:
+    """Run a started listener (``stop()``) until SIGINT or SIGTERM."""
+    stopping = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stopping.set())
+    try:
+        stopping.wait()
+    finally:
+        listener.stop()
 
 
 def add_database(parser: argparse.ArgumentParser) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, run_until_stopped, services_from
 from fhir_bridge.settings import ConfigurationError
 
 
@@ -27,13 +25,7 @@ def mllp(arguments: argparse.Namespace) -> int:
             listener.start()
         except ConfigurationError as error:
             return refuse(error)
-        stopping = threading.Event()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, lambda *_: stopping.set())
-        try:
-            stopping.wait()
-        finally:
-            listener.stop()
+        run_until_stopped(listener)
     return 0
 
 

@@ -52,43 +52,35 @@ class StudyResources:
 
 def patient_system(attributes: dict[str, Any], default: str) -> str:
     """Patient.identifier.system: the issuer as OID or URI when it is one, else ``<default>:<issuer>``."""
-    universal = codes.text(attributes.get("UniversalEntityID"))
-    kind = (codes.text(attributes.get("UniversalEntityIDType")) or "").upper()
+    return issuer_system(attributes, codes.text(attributes.get("IssuerOfPatientID")), default) or default
+
+
+def issuer_system(qualifiers: dict[str, Any], local: str | None, default: str) -> str | None:
+    """An issuer (DICOM's Universal Entity ID and its type, else its local name) as an identifier system: an
+    OID, UUID or URI as itself, another name as ``<default>:<name>``; None when there is no issuer."""
+    universal = codes.text(qualifiers.get("UniversalEntityID"))
+    kind = (codes.text(qualifiers.get("UniversalEntityIDType")) or "").upper()
     if universal and kind == "ISO" and _OID.match(universal):
         return f"urn:oid:{universal}"
     if universal and kind == "UUID":
         return f"urn:uuid:{universal.lower()}"
     if universal and kind in ("URI", "URL") and _URI.match(universal):
         return universal
-    issuer = codes.text(attributes.get("IssuerOfPatientID"))
-    if not issuer:
-        return default
-    if _OID.match(issuer):
-        return f"urn:oid:{issuer}"
-    if issuer.startswith(("urn:", "http://", "https://")) and _URI.match(issuer):
-        return issuer
-    return f"{default}:{re.sub(r'[^A-Za-z0-9._~-]', '_', issuer)}"
-
-
-def accession_system(attributes: dict[str, Any]) -> str | None:
-    """The accession number's Identifier.system: its issuer (Issuer of Accession Number Sequence) as an OID or
-    URI when it is one, else ``urn:fhir-bridge:accession-issuer:<name>``; None when the file names none."""
-    items = attributes.get("IssuerOfAccessionNumberSequence") or []
-    issuer = items[0] if items and isinstance(items[0], dict) else {}
-    universal = codes.text(issuer.get("UniversalEntityID"))
-    kind = (codes.text(issuer.get("UniversalEntityIDType")) or "").upper()
-    if universal and kind == "ISO" and _OID.match(universal):
-        return f"urn:oid:{universal}"
-    if universal and kind == "UUID":
-        return f"urn:uuid:{universal.lower()}"
-    if universal and kind in ("URI", "URL") and _URI.match(universal):
-        return universal
-    local = codes.text(issuer.get("LocalNamespaceEntityID"))
     if not local:
         return None
     if _OID.match(local):
         return f"urn:oid:{local}"
-    return f"{ACCESSION_ISSUER}:{re.sub(r'[^A-Za-z0-9._~-]', '_', local)}"
+    if local.startswith(("urn:", "http://", "https://")) and _URI.match(local):
+        return local
+    return f"{default}:{re.sub(r'[^A-Za-z0-9._~-]', '_', local)}"
+
+
+def accession_system(attributes: dict[str, Any]) -> str | None:
+    """The accession number's Identifier.system: its issuer (Issuer of Accession Number Sequence) as for a
+    patient's issuer, a local name as ``urn:fhir-bridge:accession-issuer:<name>``; None when the file names none."""
+    items = attributes.get("IssuerOfAccessionNumberSequence") or []
+    issuer = items[0] if items and isinstance(items[0], dict) else {}
+    return issuer_system(issuer, codes.text(issuer.get("LocalNamespaceEntityID")), ACCESSION_ISSUER)
 
 
 class DicomMapper:
