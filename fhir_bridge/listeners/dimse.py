@@ -45,7 +45,7 @@ from fhir_bridge.dicom.reader import (
 )
 from fhir_bridge.ingest.dicom import DicomIngest, IngestResult
 from fhir_bridge.ingest.provenance import Source
-from fhir_bridge.listeners.peers import Peer, parse_peers
+from fhir_bridge.listeners.peers import Peer, parse_peers, record
 from fhir_bridge.listeners.spool import Segment, Spool, SpoolInUse, provenance_id, read_segment
 from fhir_bridge.settings import ConfigurationError, Settings
 
@@ -327,12 +327,7 @@ class DimseListener:
         )
 
     def _record(self, entry: AuditEntry) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit(entry)
-        except Exception as error:  # the trail's database is down: say so, loudly, but keep the data flowing
-            log.error("the audit record of a DICOM association could not be written (%s)", type(error).__name__)
+        record(self.audit, entry, "a DICOM association")
 
     # C-STORE ------------------------------------------------------------------------------------
     def _on_store(self, event: evt.Event) -> Dataset:

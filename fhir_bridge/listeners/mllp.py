@@ -35,7 +35,7 @@ from fhir_bridge.audit.log import MLLP_ACK_STATUS, AuditEntry, mllp_entry
 from fhir_bridge.ingest.clinical import ClinicalIngest, RecordResult
 from fhir_bridge.ingest.provenance import Source
 from fhir_bridge.listeners.hl7_ack import Ack, Header, NotHl7, Problem, is_location, read_header
-from fhir_bridge.listeners.peers import Peer, parse_peers
+from fhir_bridge.listeners.peers import Peer, parse_peers, record
 from fhir_bridge.mapping.clinical import MappingError, MappingRegistry, ReaderOptions, UnknownMapping
 from fhir_bridge.mapping.clinical.compiler import Mapping
 from fhir_bridge.settings import ConfigurationError, Settings
@@ -362,12 +362,7 @@ class MllpListener:
         self._record(mllp_entry(message_type, facility, address, status, detail, entity))
 
     def _record(self, entry: AuditEntry) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit(entry)
-        except Exception as error:  # the trail's database is down: say so, loudly, but keep the data flowing
-            log.error("the audit record of an HL7 v2 message could not be written (%s)", type(error).__name__)
+        record(self.audit, entry, "an HL7 v2 message")
 
 
 def _header(payload: bytes) -> Header | None:

@@ -1,4 +1,6 @@
-"""Allow-lists of the network listeners: who may send (a name the peer gives itself) and from where.
+"""What the network listeners share: allow-lists of peers, and recording what peers did in the audit trail.
+
+An allow-list says who may send (a name the peer gives itself) and from where.
 
 One entry is ``NAME`` (from any address), ``NAME@host`` (only from that address or host name) or
 ``*@host`` (any name from there). The DICOM listener names callers by calling AE title, the MLLP
@@ -7,10 +9,15 @@ listener by sending facility (MSH-4). Host names are resolved once, when the lis
 
 from __future__ import annotations
 
+import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from fhir_bridge.audit.log import AuditEntry
 from fhir_bridge.settings import ConfigurationError
+
+log = logging.getLogger("fhir_bridge.listeners")
 
 
 @dataclass(frozen=True)
@@ -43,3 +50,14 @@ def parse_peers(entries: list[str], setting: str, what: str, max_length: int) ->
                 raise ConfigurationError(f"{setting}: the host of {entry!r} cannot be resolved") from None
         peers.append(Peer(name, addresses))
     return peers
+
+
+def record(audit: Callable[[AuditEntry], None] | None, entry: AuditEntry, what: str) -> None:
+    """Write ``entry`` to the audit trail; when the trail's database is down, say so loudly (naming ``what``
+    could not be recorded) but keep the data flowing."""
+    if audit is None:
+        return
+    try:
+        audit(entry)
+    except Exception as error:
+        log.error("the audit record of %s could not be written (%s)", what, type(error).__name__)
