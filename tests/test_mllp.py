@@ -248,6 +248,16 @@ def test_a_result_naming_another_patients_study_is_answered_ae_at_obr_18(bridge)
     assert bridge.search("DiagnosticReport") == []
 
 
+def test_a_message_in_the_character_set_its_msh_18_names_is_read_in_it(bridge):
+    bridge.stow(1)
+    text = _message(1, "LATIN1", **{"|P|2.5.1\r": "|P|2.5.1||||||8859/1\r", "biopsy advised": "Läsion, Biopsie"})
+    with MLLPClient("127.0.0.1", bridge.port, encoding="latin-1") as client:
+        answer = client.send_message(text)
+    assert _ack_code(answer) == "AA"
+    (report,) = bridge.search("DiagnosticReport")
+    assert report["conclusion"].endswith("Läsion, Biopsie.")
+
+
 def test_an_unsupported_message_type_is_rejected_ar_at_msh_9(bridge):
     adt = "MSH|^~\\&|ADT|HOSP|FHIRBRIDGE|EUCAIM|20240305143000||ADT^A01^ADT_A01|ADT1|P|2.5.1\rPID|1||X^^^HOSP^MR"
     with MLLPClient("127.0.0.1", bridge.port) as client:

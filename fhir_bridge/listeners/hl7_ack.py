@@ -26,6 +26,14 @@ ERROR_CODES = {
     204: "Unknown key identifier",
     207: "Application internal error",
 }
+# HL7 table 0211 (alternate character sets) -> Python codecs, for MSH-18
+CHARSETS = {
+    "ASCII": "ascii",
+    **{f"8859/{n}": f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 15)},
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+    "UNICODE UTF-16": "utf-16",
+}
 _LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})(?:-(\d+)(?:\.(\d+))?(?:\.(\d+))?)?$")
 _SEQUENCE = count(1)
 
@@ -48,6 +56,12 @@ class Header:
     control_id: str
     processing_id: str
     version: str
+    charset: str = ""  # MSH-18, e.g. 8859/1 or UNICODE UTF-8
+
+    @property
+    def codec(self) -> str | None:
+        """The Python codec of MSH-18 (HL7 table 0211); None when absent or not one the listener knows."""
+        return CHARSETS.get(self.charset.strip().upper())
 
     @property
     def code(self) -> str:
@@ -85,6 +99,7 @@ def read_header(payload: bytes) -> Header:
         value(10),
         value(11),
         value(12),
+        value(18),
     )
 
 

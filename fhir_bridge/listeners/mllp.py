@@ -319,7 +319,8 @@ class MllpListener:
         results: list[RecordResult] = []
         try:
             reader = self.registry.reader(mapping.source_format or "hl7v2")
-            records = reader.read(io.BytesIO(payload), ReaderOptions(mapping.delimiter, mapping.encoding))
+            encoding = header.codec or mapping.encoding  # MSH-18 says how the message is encoded
+            records = reader.read(io.BytesIO(payload), ReaderOptions(mapping.delimiter, encoding))
             summary = self.ingest.ingest(
                 mapping,
                 records,
