@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from fhir_bridge.errors import FhirError
-from fhir_bridge.ingest.links import await_study, study_key, subject_of
+from fhir_bridge.ingest.links import await_study, can_await, study_key, subject_of
 from fhir_bridge.ingest.provenance import Source, provenance
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.writes import UNREAD, Transaction
@@ -370,7 +370,7 @@ class ClinicalIngest:
         patient = f"Patient/{mapped.patient['id']}" if mapped.patient is not None else None
         unresolved = []
         for lookup in mapped.lookups:
-            outcome = self._lookup(transaction, lookup, found, errors, patient)
+            outcome = self._lookup(transaction, lookup, found, errors, patient, _owner(mapped, lookup))
             if outcome == "deferred":  # the study is not stored yet: kept, linked when it arrives
                 _await(mapped, lookup)
             elif outcome == "missing":
@@ -424,6 +424,7 @@ class ClinicalIngest:
         found: dict[tuple[str, str, str], list[tuple[str, str | None]]],
         errors: list[FieldError],
         patient: str | None,
+        owner: str,
     ) -> str:
         """Fill ``lookup.reference`` by the linking rules (``ingest.links``): "linked", "failed" (an error is
         added), "deferred" (a study not stored yet, of a record with a patient) or "missing" (an error
@@ -450,7 +451,8 @@ class ClinicalIngest:
                 lookup.reference["reference"] = f"{lookup.resource_type}/{candidates[0][0]}"
                 return "linked"
         names_study = any(study_key(criterion) for criterion in lookup.criteria)
-        if lookup.resource_type == "ImagingStudy" and patient is not None and not lookup.optional and names_study:
+        waits = lookup.resource_type == "ImagingStudy" and patient is not None and can_await(owner)
+        if waits and not lookup.optional and names_study:
             return "deferred"
         if not lookup.optional:
             keys = " or ".join(_lookup_key(c) for c in lookup.criteria)
@@ -535,6 +537,11 @@ def _overlay(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
     if current is None:
         return new
     return fill_missing(new, current)
+
+
+def _owner(mapped: MappedRecord, lookup: PendingLookup) -> str:
+    """The type of the resource a lookup's reference stands in."""
+    return next((p.resource_type for p in mapped.produced if _holds(p.resource, lookup.reference)), "")
 
 
 def _await(mapped: MappedRecord, lookup: PendingLookup) -> None:

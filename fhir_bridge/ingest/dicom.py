@@ -210,6 +210,8 @@ class DicomIngest:
                     targets.append(self._fill(transaction, self.endpoint))
                 for group in groups:
                     targets.extend(self._write_study(transaction, group, result))
+                studies = [t for t in targets if t.res_type == "ImagingStudy"]
+                targets.extend(link_awaiting(transaction, studies))  # clinical records that came before the images
                 record = self._provenance(targets, groups, source, transaction.recorded, provenance_id)
                 validate_resource(record, "Provenance")
                 transaction.create(record, new_id=record["id"])
@@ -253,7 +255,6 @@ class DicomIngest:
         assert stored is not None
         result.studies.append(stored.res_id)
         written.extend(self._write_derived(transaction, resources.derived, merged["subject"]))
-        written.extend(link_awaiting(transaction, stored))  # clinical records that arrived before the study
         return [*written, stored]
 
     def _write_derived(

@@ -4,15 +4,16 @@ The rules (the clinical and the DICOM side of the write path both follow them):
 
 - A study is named by its StudyInstanceUID (unique) or by its accession number, which is unique only
   per issuer and patient: among the studies carrying the accession number, the one of the record's
-  own patient is linked; where the export gives the Issuer of Accession Number, only studies of that
-  issuer (or stored without one) count.
+  own patient is linked. (The DICOM path stores the Issuer of Accession Number as the accession
+  identifier's system; a logical reference without a system matches any issuer.)
 - A record that names a study of another patient than its own is refused with that reason.
-- A record whose study is not stored yet is kept with a *logical* reference (``Reference.identifier``:
-  the study's UID or accession number as stored) and a ``meta.tag`` in the system ``AWAITING``, one
-  per way of finding the study. When the study arrives (STOW-RS, folder, C-STORE), the DICOM ingest
-  finds the waiting records by tag in its own transaction, and if the study is of the record's
-  patient, replaces the logical reference by a literal one and removes the tags: the record then
-  reads as if it had arrived after its images (a re-push of it is unchanged).
+- A record (a DiagnosticReport, Observation or Procedure) whose study is not stored yet is kept with
+  a *logical* reference (``Reference.identifier``: the study's UID or accession number as stored)
+  and a ``meta.tag`` in the system ``AWAITING``, one per way of finding the study. When the study
+  arrives (STOW-RS, folder, C-STORE), the DICOM ingest finds the waiting records by tag in its own
+  transaction, and if the study is of the record's patient, replaces the logical reference by a
+  literal one and removes the tags: the record then reads as if it had arrived after its images (a
+  re-push of it is unchanged).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ DICOM_UID = "urn:dicom:uid"
 ACSN_SYSTEM = ACSN["coding"][0]["system"]
 _UNESCAPED_BAR = re.compile(r"(?<!\\)\|")
 _MAX_MATCHES = 50
+# The types a record waiting for its study may have: reports, and results or procedures derived from a study.
+AWAITING_TYPES = ("DiagnosticReport", "Observation", "Procedure")
 
 
 @dataclass(frozen=True)
@@ -119,16 +122,30 @@ def await_study(resource: dict[str, Any], reference: dict[str, Any], keys: list[
             tags.append(key.tag)
 
 
-def link_awaiting(transaction: Transaction, study: StoredVersion) -> list[StoredVersion]:
-    """Link the records waiting for ``study`` (of its patient) to it, in ``transaction``; the versions written."""
+def can_await(resource_type: str) -> bool:
+    """Whether a record of this type may wait for its study (else a study not stored yet fails it)."""
+    return resource_type in AWAITING_TYPES
+
+
+def link_awaiting(transaction: Transaction, studies: list[StoredVersion]) -> list[StoredVersion]:
+    """Link the records waiting for ``studies`` (each of its study's patient) in ``transaction``; the versions
+    written. One index lookup per type that can wait and way of naming a study (a search by tag alone,
+    across types, could not use the token index)."""
+    written: list[StoredVersion] = []
+    for study in studies:
+        written.extend(_link(transaction, study))
+    return written
+
+
+def _link(transaction: Transaction, study: StoredVersion) -> list[StoredVersion]:
     resource = study.resource or {}
     patient = subject_of(resource)
     keys = study_keys(resource)
     written: list[StoredVersion] = []
     seen: set[tuple[str, str]] = set()
-    for key in keys:
+    for key, resource_type in ((key, t) for key in keys for t in AWAITING_TYPES):
         tag = key.tag
-        query = parse_search(None, [("_tag", f"{AWAITING}|{tag['code']}")], strict=True)
+        query = parse_search(resource_type, [("_tag", f"{AWAITING}|{tag['code']}")], strict=True)
         for waiting in transaction.find(query, limit=_MAX_MATCHES):
             if (waiting.res_type, waiting.res_id) in seen or waiting.resource is None:
                 continue
