@@ -179,6 +179,11 @@ def test_a_push_naming_a_patient_it_does_not_hold_is_refused_naming_the_entry(cl
         "entry": [{"request": {"method": "DELETE", "url": "Patient/1"}}],
     }
     assert client.post("/ingest/fhir", json=deletion).status_code == 400
+    contained = _example("Observation-body-height.json")
+    contained["contained"] = [_example("Patient-dicom.json")]
+    contained["subject"] = {"reference": "#dicom"}
+    refused = client.post("/ingest/fhir", content=json.dumps(contained) + "\n", headers=NDJSON)
+    assert refused.status_code == 422 and "contained Patient" in refused.json()["issue"][0]["diagnostics"]
     assert _all(client, "Observation") == []
 
 

@@ -140,6 +140,7 @@ class FhirIngest:
             resource_type = item.resource.get("resourceType")
             if resource_type not in resource_types():
                 raise FhirError(400, f"{item.where}: {resource_type!r} is no FHIR R4 resource type", code="invalid")
+            _refuse_nested_people(item)
             try:
                 validate_resource(item.resource, resource_type)
             except FhirError as error:
@@ -412,6 +413,28 @@ class FhirIngest:
             entities=[{"role": "source", "what": {"display": f"{count} FHIR resources pushed"}}],
             security_labels=self.policy.security_labels or None,
         )
+
+
+def _refuse_nested_people(item: Pushed) -> None:
+    """Resources inside resources are not de-identified one by one: a Bundle's entries are pushed as the push's
+    own resources, and a person may not be contained (it would keep its name)."""
+    resource = item.resource
+    if resource["resourceType"] in ("Bundle", "Parameters"):
+        raise FhirError(
+            422,
+            f"{item.where}: a {resource['resourceType']} inside a push is not de-identified: push its resources",
+            code="not-supported",
+            expression=[item.where],
+        )
+    for index, contained in enumerate(resource.get("contained") or []):
+        if isinstance(contained, dict) and contained.get("resourceType") in PERSON_TYPES:
+            raise FhirError(
+                422,
+                f"{item.where}: a contained {contained['resourceType']} is not de-identified: push it as a resource "
+                "of its own and refer to it",
+                code="not-supported",
+                expression=[f"{item.where}.contained[{index}]"],
+            )
 
 
 def _is_type(identifier: dict[str, Any], code: str) -> bool:
