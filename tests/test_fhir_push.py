@@ -266,3 +266,14 @@ def test_rest_writes_of_identifiable_patients_are_refused_when_the_site_says_so(
     assert patched.status_code == 422 and "Patient.name" in patched.json()["issue"][0]["expression"]
     # identifiable FHIR goes through the ingest, which pseudonymises it
     assert guarded.post("/ingest/fhir", json=ehr_bundle()).status_code == 200
+
+
+def test_a_push_needs_write_scopes_on_every_type_it_holds(secured, client_keys):
+    from tests.security_helpers import headers_for
+
+    patient_only = headers_for(secured, client_keys, "writer", "system/Patient.cu system/Provenance.cu")
+    refused = secured.post("/ingest/fhir", json=ehr_bundle(), headers=patient_only)
+    assert refused.status_code == 403
+    assert secured.get("/fhir/Patient", headers=headers_for(secured, client_keys, "writer")).json().get("entry") is None
+    allowed = secured.post("/ingest/fhir", json=ehr_bundle(), headers=headers_for(secured, client_keys, "writer"))
+    assert allowed.status_code == 200, allowed.text
