@@ -295,6 +295,12 @@ def test_the_allow_list_is_required_to_name_valid_entries():
         )
 
 
+def test_a_mapping_that_does_not_exist_stops_the_start_naming_the_message_type(bridge):
+    config = MllpConfig("127.0.0.1", free_port(), [], {"ADT^A01": "no-such-mapping"})
+    with pytest.raises(ConfigurationError, match="FHIR_BRIDGE_MLLP_MAPPINGS: the mapping of 'ADT\\^A01'"):
+        MllpListener(config, bridge.services.clinical_ingest, bridge.services.mappings)
+
+
 # framing ---------------------------------------------------------------------------------------
 def test_a_slow_sender_trickling_bytes_is_answered_once_the_frame_ends(bridge):
     bridge.stow(1)

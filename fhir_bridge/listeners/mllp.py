@@ -134,6 +134,10 @@ class MllpListener:
         if self._server is None:
             raise ConfigurationError(f"the MLLP listener cannot listen on {self.config.host}:{self.config.port}")
         log.info("HL7 v2 MLLP listener on %s:%d", self.config.host, self.port)
+        if not self.config.senders:
+            log.warning(
+                "the MLLP listener allows no sender (FHIR_BRIDGE_MLLP_ALLOWED_SENDERS): every connection is closed"
+            )
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
