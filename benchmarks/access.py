@@ -53,7 +53,10 @@ def database(kind: str, postgres_url: str) -> Iterator[str]:
 def served(database_url: str, variant: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The app of one variant under uvicorn; yields its base URL and the headers to send."""
     settings = Settings(
-        database_url=database_url, pseudonym_key=KEY, auth="none" if variant != "auth+audit" else "smart"
+        database_url=database_url,
+        pseudonym_key=KEY,
+        auth="none" if variant != "auth+audit" else "smart",
+        token_key_file=Path(tempfile.gettempdir()) / f"fhir-bridge-bench-{os.getpid()}.token-keys.json",
     )
     app = create_app(settings)
     if variant == "baseline":
@@ -125,6 +128,7 @@ def verify_cost(rounds: int = 200) -> None:
     """Time of verifying a token never seen before (signature check), against a cached one."""
     with tempfile.TemporaryDirectory() as folder:
         app = create_app(Settings(database_url=f"sqlite:///{folder}/v.db", pseudonym_key=KEY, auth="smart"))
+        signing = app.state.services.token_keys.signing()
         issuer, verifier = app.state.services.token_issuer, app.state.services.token_verifier
         key = ec_key("v-1")
         ClientRegistry(app.state.services.engines).add("v", "system/*.rs", jwks=key.jwks(), jwks_url=None)
@@ -133,8 +137,8 @@ def verify_cost(rounds: int = 200) -> None:
         tokens = [
             jwt.encode(
                 {"iss": issuer.issuer, "aud": issuer.issuer, "client_id": "v", "scope": "system/*.rs",
-                 "exp": int(time.time()) + 300, "jti": str(n)},
-                issuer._private_key, algorithm="ES256",
+                 "iat": int(time.time()), "exp": int(time.time()) + 300, "jti": str(n)},
+                signing.private_key, algorithm="ES256", headers={"kid": signing.kid},
             )
             for n in range(rounds)
         ]  # fmt: skip

@@ -37,7 +37,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 KEY = "benchmark-site-secret-0123456789abcdef"
-HEADER = "patient_id,diagnosis_id,diagnosis_date,icd10,icdo3_topography,icdo3_morphology,grade,tumour_size_mm\n"
+HEADER = (  # every column the mapping reads (a header lacking one is refused); the rows leave the last ones empty
+    "patient_id,diagnosis_id,diagnosis_date,icd10,icdo3_topography,icdo3_morphology,grade,tumour_size_mm,"
+    "snomed_code,snomed_display,diagnosis_text,body_site_snomed,laterality,stage_type,t_stage,n_stage,m_stage,"
+    "stage_group\n"
+)
 
 
 def write_csv(path: Path, rows: int) -> None:

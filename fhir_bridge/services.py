@@ -12,8 +12,11 @@ configuration mistake stops it before the first request rather than at the first
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 from collections.abc import Callable
 from functools import cached_property, partial
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fhir_bridge.audit.log import AuditLog
@@ -35,9 +38,20 @@ from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
+from fhir_bridge.security.signing import SigningKeyError, SigningKeys
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
-from fhir_bridge.store.database import Engines, create_engines, engines_beside, prepare_schema, read_info
+from fhir_bridge.store.database import (
+    Engines,
+    create_engines,
+    discard_info,
+    engines_beside,
+    ensure_info,
+    file_beside,
+    find_info,
+    prepare_schema,
+    read_info,
+)
 from fhir_bridge.store.store import Store
 
 # configuration checks first: a mistake stops the start before the database is touched
@@ -55,6 +69,9 @@ _STARTED = (
     "federated_search",
     "token_verifier",
 )
+# Where versions before the key file kept the token signing key: the store's info table (moved out at start).
+LEGACY_SIGNING_KEY = "token_signing_key"
+DEFAULT_TOKEN_KEY_FILE = "fhir-bridge-token-keys.json"
 # Settings field -> CatalogueConfig field, for the catalogue's values that also have an environment variable.
 _CATALOGUE_SETTINGS = {
     "catalogue_title": "title",
@@ -244,8 +261,24 @@ class Services:
         return ClientRegistry(self.engines)
 
     @cached_property
+    def token_keys(self) -> SigningKeys:
+        """The token signing keys, in their file; a key earlier versions kept in the database is moved there."""
+        path = token_key_path(self.settings)
+        try:
+            keys = SigningKeys.open(path, legacy=partial(find_info, self.engines, LEGACY_SIGNING_KEY))
+        except (SigningKeyError, OSError) as error:
+            raise ConfigurationError(f"token signing keys ({path}): {error}") from None
+        discard_info(self.engines, LEGACY_SIGNING_KEY)  # a copy of the database no longer mints tokens
+        return keys
+
+    @cached_property
     def token_issuer(self) -> BuiltinIssuer:
-        return BuiltinIssuer(self.engines, self.clients, self.settings.auth_token_lifetime_s)
+        return BuiltinIssuer(self.engines, self.clients, self.settings.auth_token_lifetime_s, self.token_keys)
+
+    @cached_property
+    def ui_session_secret(self) -> str:
+        """The key that signs the web UI's session cookies, kept in the database: every worker shares it."""
+        return ensure_info(self.engines, "ui_session_secret", lambda: secrets.token_hex(32))
 
     @cached_property
     def token_verifier(self) -> TokenVerifier | None:
@@ -253,7 +286,37 @@ class Services:
         settings = self.settings
         if settings.auth == "none":
             return None
+        _check_public_base_url(settings)
         external = None
         if settings.auth_issuer:
             external = ExternalIssuer(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url)
-        return TokenVerifier(self.token_issuer.issuer, self.token_issuer.public_key, external)
+        return TokenVerifier(
+            self.token_issuer.issuer, self.token_keys.verification_key, external, self.clients.registered_at
+        )
+
+
+def token_key_path(settings: Settings) -> Path:
+    """The token signing key file: configured, else beside a SQLite store, else in the working directory."""
+    if settings.token_key_file is not None:
+        return settings.token_key_file
+    return file_beside(settings.database_url, "token-keys.json") or Path(DEFAULT_TOKEN_KEY_FILE)
+
+
+def _check_public_base_url(settings: Settings) -> None:
+    """Access control beyond loopback needs the public base URL: audiences and discovery come from it."""
+    if settings.public_base_url or _is_loopback(settings.host):
+        return
+    raise ConfigurationError(
+        f"access control is on and the service listens on {settings.host} (beyond loopback): set "
+        "FHIR_BRIDGE_PUBLIC_BASE_URL to the FHIR base URL clients use (e.g. https://fhir.example.org/fhir); "
+        "token audiences and discovery URLs are taken from it, never from a request's Host header"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -39,8 +39,10 @@ class Settings(BaseSettings):
     )
     public_base_url: str | None = Field(
         None,
-        description="The FHIR base URL as clients see it, behind a reverse proxy: used in links, Location headers, "
-        "the catalogue and the token audience (default: from each request)",
+        description="The FHIR base URL as clients see it (e.g. `https://fhir.example.org/fhir`): used in links, "
+        "Location headers, the catalogue, SMART discovery and the token audience. Required when access control is "
+        "on and `host` is not loopback; unset, URLs name the address the server is bound to (access control on) or "
+        "the request's Host header (access control off), never the Host header while tokens are checked",
     )
     default_count: int = Field(20, ge=1, description="Page size of a search without `_count`")
     max_count: int = Field(
@@ -56,6 +58,18 @@ class Settings(BaseSettings):
         True,
         description="Refuse writes that refer to missing local resources (422) and deletes of resources that "
         "current ones refer to (409)",
+    )
+    api_docs: bool | None = Field(
+        None,
+        description="Serve the API's documentation pages `/docs`, `/redoc` and `/openapi.json` (public pages). "
+        "Default: on when access control is off, off when it is on",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed, as a "
+        'JSON list (`["127.0.0.1"]`, `["10.0.0.0/8"]`; uvicorn\'s `forwarded_allow_ips`). Empty (the default): '
+        "those headers are ignored, so no caller can choose the address the audit trail and the token endpoint's "
+        "lockout record",
     )
     access_log: bool = Field(
         False, description="Log each request line (off by default: URLs carry search values, which can be personal)"
@@ -134,10 +148,29 @@ class Settings(BaseSettings):
         None, description="That issuer's JWKS URL (default: `jwks_uri` of its `/.well-known/openid-configuration`)"
     )
     auth_audience: str | None = Field(
-        None, description="Audience (aud) that external tokens must carry (default: the FHIR base URL)"
+        None,
+        description="Audience (aud) that external tokens must carry (default: the FHIR base URL, `public_base_url`)",
+    )
+    token_key_file: Path | None = Field(
+        None,
+        description="File of the keys that sign the built-in token endpoint's access tokens (JSON, mode 0600; made "
+        "at first start, outside the database so that a copy of it mints no token; `fhir-bridge keys rotate-signing` "
+        "rotates them). Default: `<database>.token-keys.json` beside a SQLite store, `fhir-bridge-token-keys.json` in "
+        "the working directory with PostgreSQL. Every worker of one database must use the same file",
     )
     auth_token_lifetime_s: int = Field(
         300, ge=30, le=3600, description="Lifetime in seconds of access tokens issued by the built-in token endpoint"
+    )
+    ui_client_id: str | None = Field(
+        None,
+        description="Client id of the web UI (`/ui`) at the site's OpenID Connect server (`auth_issuer`): with "
+        "access control on, the UI logs users in there (authorization code + PKCE, SMART App Launch standalone) "
+        "and reads every page with the user's token; unset, the UI refuses to log anyone in",
+    )
+    ui_scopes: str = Field(
+        "openid fhirUser user/*.rs user/AuditEvent.rs",
+        description="Scopes the web UI asks the OpenID Connect server for; the token it gets (the user's scopes) "
+        "decides what the pages show",
     )
 
     # privacy ---------------------------------------------------------------------------------

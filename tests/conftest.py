@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +36,8 @@ if not {"FHIR_BRIDGE_PSEUDONYM_KEY", "FHIR_BRIDGE_PSEUDONYM_KEY_FILE"} & set(os.
 # Access control is on by default; tests of other features run the service without it, like the
 # README's loopback quick start. Tests of access control build their apps with auth="smart".
 os.environ.setdefault("FHIR_BRIDGE_AUTH", "none")
+# The token signing keys live in a file outside the database: one for the test run, not in the working copy.
+os.environ.setdefault("FHIR_BRIDGE_TOKEN_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="fhir-bridge-"), "keys.json"))
 REQUIRE_POSTGRES = os.environ.get("CI") == "true" or os.environ.get("FHIR_BRIDGE_REQUIRE_POSTGRES") == "1"
 EXAMPLES = Path(__file__).parent / "data" / "examples"
 

@@ -15,8 +15,8 @@ EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
 CSV = {"Content-Type": "text/csv"}
 DIAGNOSIS_HEADER = (
     "patient_id,diagnosis_id,diagnosis_date,icd10,icdo3_topography,icdo3_morphology,stage_type,t_stage,grade,"
-    "tumour_size_mm\n"
-)
+    "tumour_size_mm,snomed_code,snomed_display,diagnosis_text,body_site_snomed,laterality,n_stage,m_stage,stage_group\n"
+)  # every column the mapping reads (a header without one is refused); the rows leave the last ones empty
 
 
 def _post(client: TestClient, mapping: str, body: bytes | str, headers: dict | None = None, **params: str) -> dict:

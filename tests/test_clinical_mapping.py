@@ -168,8 +168,46 @@ def test_bad_values_are_reported_with_their_column():
     assert "unknown code 'Z'" in reasons["status"]
     assert "is not a date" in reasons["when"]
     assert "is not a decimal" in reasons["size"]
-    missing = mapper.map({"id": "9"})
+    missing = mapper.map({"id": "9", "status": "F"})
     assert [(e.column, e.reason) for e in missing.errors] == [("pid", "the patient id is missing")]
+
+
+def test_an_empty_patient_id_hides_none_of_the_rows_other_problems_and_none_is_said_twice():
+    mapper = _mapper(OBSERVATION)
+    result = mapper.map({"id": "9", "status": "Z", "when": "31.02.2024", "size": "big", "pid": ""})
+    problems = [(e.column, e.reason.split(" (")[0]) for e in result.errors]
+    assert problems == [
+        ("pid", "the patient id is missing"),
+        ("status", "unknown code 'Z'"),  # and not again as "status is required" by the validation
+        ("when", "'31.02.2024' is not a date in the formats %d.%m.%Y %H:%M, %d.%m.%Y, iso"),
+        ("size", "'big' is not a decimal"),
+    ]
+    empty_status = mapper.map({"id": "9"})
+    assert [e.column for e in empty_status.errors] == ["pid", "status"]  # an empty required element: its column
+
+
+def test_an_identifier_column_left_empty_is_one_problem_naming_every_resource_that_needs_it():
+    mapper = _mapper(
+        """
+        name: test
+        patient: {id: {$field: pid}}
+        resources:
+          - name: a
+            resourceType: Observation
+            identifier: {value: [{$field: pid}, {$field: id}]}
+            template: {status: final, code: {text: a}, subject: {$reference: patient}}
+          - name: b
+            resourceType: Observation
+            identifier: {value: [{$field: pid}, {$field: id}]}
+            template: {status: {$field: status, $map: {F: final}}, code: {text: b}, focus: [{$reference: a}]}
+        """
+    )
+    result = mapper.map({"pid": "", "id": "", "status": "Q"})
+    assert [(e.column, e.reason) for e in result.errors] == [
+        ("pid", "the patient id is missing"),
+        ("id", "is empty, but the identifier of Observation (a), Observation (b) needs it"),
+        ("status", "unknown code 'Q' (known: F)"),
+    ]
 
 
 def test_the_patient_is_the_one_the_dicom_path_makes():

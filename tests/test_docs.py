@@ -172,6 +172,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
         "mappings_dir": str(tmp_path),
         "dimse_port": "11112",
         "mllp_port": "2575",
+        "token_key_file": str(tmp_path / "token-keys.json"),
     }
     flags = setting_flags(parser())
     assert set(flags) == set(samples)
@@ -188,6 +189,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
                     "dimse": ["dimse"],
                     "mllp": ["mllp"],
+                    "keys": ["keys", "rotate-signing"],
                 }[command]
                 parsed = parser().parse_args([*arguments, flag, samples[name]])
                 assert str(getattr(settings_from(parsed), name)) == samples[name], (command, flag)

@@ -200,3 +200,127 @@ def test_the_token_endpoint_refuses_a_large_body_before_reading_it(secured: Test
 
     streamed = secured.post("/fhir/auth/token", content=chunks(), headers=form)  # no Content-Length
     assert streamed.status_code == 413
+
+
+# Defect 3: the audience and every URL of tokens and discovery come from configuration -----------------
+
+
+@pytest.fixture
+def external_site(database_url: str) -> Any:
+    from fhir_bridge import Settings, create_app
+    from tests.conftest import TEST_PSEUDONYM_KEY
+    from tests.test_external_issuer import IdentityProvider
+
+    provider = IdentityProvider()
+    settings = Settings(
+        database_url=database_url, auth="smart", auth_issuer=provider.issuer, pseudonym_key=TEST_PSEUDONYM_KEY
+    )
+    app = create_app(settings)
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client, provider
+    app.state.services.close()
+    provider.stop()
+
+
+def test_a_token_for_another_server_is_refused_whatever_host_the_request_names(external_site: Any) -> None:
+    client, provider = external_site
+    other = provider.token(aud="http://another-server/fhir")
+    spoofed = {"Authorization": f"Bearer {other}", "Host": "another-server"}
+    assert client.get("/fhir/ImagingStudy", headers=spoofed).status_code == 401
+    ours = {"Authorization": f"Bearer {provider.token()}", "Host": "another-server"}
+    assert client.get("/fhir/ImagingStudy", headers=ours).status_code == 200  # its audience is this server's
+
+
+def test_a_client_assertion_for_another_token_endpoint_is_refused_whatever_the_host(
+    secured: TestClient, client_keys: dict[str, ClientKey]
+) -> None:
+    from fhir_bridge.security.clients import ASSERTION_TYPE
+    from tests.security_helpers import assertion
+
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(
+            "reader", client_keys["reader"], audience="http://another-server/fhir/auth/token"
+        ),
+        "scope": "system/Patient.rs",
+    }
+    answer = secured.post("/fhir/auth/token", data=form, headers={"Host": "another-server"})
+    assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
+    discovery = secured.get("/fhir/.well-known/smart-configuration", headers={"Host": "another-server"}).json()
+    assert discovery["token_endpoint"] == "http://testserver/fhir/auth/token"
+
+
+def test_access_control_beyond_loopback_needs_the_public_base_url(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fhir_bridge import Settings, create_app
+    from fhir_bridge.cli import main
+    from fhir_bridge.errors import ConfigurationError
+    from tests.conftest import TEST_PSEUDONYM_KEY
+
+    exposed = Settings(database_url=database_url, auth="smart", host="0.0.0.0", pseudonym_key=TEST_PSEUDONYM_KEY)
+    with pytest.raises(ConfigurationError, match="FHIR_BRIDGE_PUBLIC_BASE_URL"):
+        create_app(exposed)
+    capsys.readouterr()
+    assert main(["serve", "--host", "0.0.0.0", "--auth", "smart", "--database-url", database_url]) == 2
+    refusal = capsys.readouterr().err.strip()
+    assert "\n" not in refusal and "FHIR_BRIDGE_PUBLIC_BASE_URL" in refusal  # one line, naming the setting
+    public = "https://fhir.hospital.example/fhir"
+    app = create_app(exposed.model_copy(update={"public_base_url": public}))
+    with TestClient(app, base_url="http://testserver") as client:
+        discovery = client.get("/fhir/.well-known/smart-configuration", headers={"Host": "evil.example"}).json()
+    app.state.services.close()
+    assert discovery["token_endpoint"] == f"{public}/auth/token"
+    assert discovery["jwks_uri"] == f"{public}/auth/jwks"
+
+
+# Defect 5: export jobs are owned by issuer and client together ----------------------------------------
+
+
+def test_an_external_token_with_a_builtin_client_id_cannot_see_that_clients_export(
+    external_site: Any, client_keys: dict[str, ClientKey]
+) -> None:
+    from fhir_bridge.security.clients import ClientRegistry
+    from tests.security_helpers import SCOPES
+
+    client, provider = external_site
+    registry = ClientRegistry(client.app.state.services.engines)
+    registry.add("reader", SCOPES["reader"], jwks=client_keys["reader"].jwks(), jwks_url=None)
+    builtin = headers_for(client, client_keys, "reader")
+    kick_off = client.get("/fhir/$export?_type=ImagingStudy", headers={**builtin, "Prefer": "respond-async"})
+    assert kick_off.status_code == 202, kick_off.text
+    status_url = kick_off.headers["content-location"].removeprefix("http://testserver")
+    impostor = provider.token(client_id="reader", scope=SCOPES["reader"])
+    assert client.get(status_url, headers={"Authorization": f"Bearer {impostor}"}).status_code == 404
+    assert client.delete(status_url, headers={"Authorization": f"Bearer {impostor}"}).status_code == 404
+    assert client.get(status_url, headers=builtin).status_code in (200, 202)
+
+
+def test_an_export_started_without_access_control_is_not_visible_once_it_is_on(
+    database_url: str, client_keys: dict[str, ClientKey]
+) -> None:
+    from fhir_bridge import Settings, create_app
+    from fhir_bridge.security.clients import ClientRegistry
+    from tests.conftest import TEST_PSEUDONYM_KEY
+    from tests.security_helpers import SCOPES
+
+    open_app = create_app(Settings(database_url=database_url, auth="none", pseudonym_key=TEST_PSEUDONYM_KEY))
+    with TestClient(open_app, base_url="http://testserver") as client:
+        kick_off = client.get("/fhir/$export?_type=ImagingStudy", headers={"Prefer": "respond-async"})
+        assert kick_off.status_code == 202
+        status_url = kick_off.headers["content-location"].removeprefix("http://testserver")
+        assert client.get(status_url).status_code in (200, 202)  # visible while nobody is checked
+    open_app.state.services.close()
+    secured_app = create_app(Settings(database_url=database_url, auth="smart", pseudonym_key=TEST_PSEUDONYM_KEY))
+    ClientRegistry(secured_app.state.services.engines).add(
+        "writer", SCOPES["writer"], jwks=client_keys["writer"].jwks(), jwks_url=None
+    )
+    with TestClient(secured_app, base_url="http://testserver") as client:
+        admin = headers_for(client, client_keys, "writer")
+        assert client.get(status_url, headers=admin).status_code == 404
+        assert (
+            client.get(f"{status_url.replace('$export-status', '$export-file')}/1.ndjson", headers=admin).status_code
+            == 404
+        )
+    secured_app.state.services.close()

@@ -42,6 +42,7 @@ from fhir_bridge.settings import Settings
 
 log = logging.getLogger("fhir_bridge.access")
 AUTH_PATHS = ("/.well-known/smart-configuration", "/auth/token", "/auth/jwks")
+UI = "/ui"  # the web UI (fhir_bridge.ui): session login, every page's reads checked and audited there
 EUCAIM = "/eucaim"  # federated search (api/eucaim.py): counts need FEDERATED_SEARCH, the Beacon's self-description none
 EUCAIM_BEACON = f"{EUCAIM}/beacon"
 EUCAIM_PUBLIC = frozenset(
@@ -267,6 +268,8 @@ def classify(
         return Classified(None)
     if any(path.rstrip("/") in (f"{fhir}{p}", p) for p in AUTH_PATHS):
         return Classified(None)
+    if path == UI or path.startswith(f"{UI}/"):
+        return Classified(None)  # the web UI authenticates its session and audits each read itself (ui.viewer)
     if path.rstrip("/") == "/catalogue/counts":
         return Classified(counts_needs(parameters), "search-system", None, None, path)
     if path == EUCAIM or path.startswith(f"{EUCAIM}/"):

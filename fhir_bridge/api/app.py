@@ -28,6 +28,7 @@ from fhir_bridge.api.rendering import error_response
 from fhir_bridge.errors import FhirError
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
+from fhir_bridge.ui.routes import install as install_ui
 from fhir_bridge.version import package_version
 
 log = logging.getLogger("fhir_bridge")
@@ -43,10 +44,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     """
     services = (services or Services.from_settings(settings)).start()
     settings = services.settings
+    docs = settings.api_docs if settings.api_docs is not None else settings.auth == "none"
     app = FastAPI(
         title="fhir-bridge",
         summary="Imaging-to-FHIR bridge: a FHIR R4 server on a versioned store",
         version=package_version(),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,  # app.openapi() still builds it (fhir-bridge openapi)
     )
     app.state.services = services
     app.router.on_shutdown.append(services.close)
@@ -66,6 +71,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # what the CapabilityStatement describes: the routes of the FHIR routers included above
     app.state.fhir_routers = (audit.router, bulk.router, operations.router, fhir.router)
     app.include_router(dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
+    install_ui(app)  # the data steward's web UI at /ui (not in the OpenAPI document: HTML pages)
     if settings.fhir_path:
         for endpoint, methods in fhir.BASE_ROUTES:
             app.add_api_route(settings.fhir_path, endpoint, methods=methods, include_in_schema=False)

@@ -48,6 +48,10 @@ TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "An access token", "content": {"application/json": {}}},
     400: {"description": "An OAuth 2.0 error (RFC 6749 5.2)", "content": {"application/json": {}}},
     401: {"description": "invalid_client (RFC 6749 5.2)", "content": {"application/json": {}}},
+    429: {
+        "description": "Too many failed token requests from this address (Retry-After)",
+        "content": {"application/json": {}},
+    },
 }
 
 
@@ -98,10 +102,11 @@ async def token(request: Request) -> JSONResponse:
         return JSONResponse(error.body(), error.status, headers=NO_STORE)
     form = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
     audiences = [f"{fhir_base(request)}/auth/token"]
+    address = request.client.host if request.client else "unknown"  # X-Forwarded-For only from trusted proxies
     try:
-        answer = await run_in_threadpool(_issuer(request).issue, form, audiences)
+        answer = await run_in_threadpool(_issuer(request).issue, form, audiences, address)
     except OAuthError as error:
-        return JSONResponse(error.body(), error.status, headers=NO_STORE)
+        return JSONResponse(error.body(), error.status, headers={**NO_STORE, **error.headers})
     return JSONResponse(answer, headers=NO_STORE)
 
 

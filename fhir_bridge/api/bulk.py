@@ -23,6 +23,7 @@ from fhir_bridge.bulk.model import Status
 from fhir_bridge.bulk.parameters import read_export_request
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.errors import FhirError, operation_outcome
+from fhir_bridge.interactions.parameters import typed_value
 from fhir_bridge.security.policy import reads, type_filter_needs
 from fhir_bridge.spec.validation import parse_json
 
@@ -51,14 +52,15 @@ def _exports(request: Request) -> BulkExports:
 
 
 def _parameter_value(parameter: dict[str, Any]) -> str:
-    for key, value in parameter.items():
-        if key.startswith("value"):
-            if isinstance(value, dict):
-                return str(value.get("reference", ""))
-            return str(value).lower() if isinstance(value, bool) else str(value)
-    if "resource" in parameter:
+    """A kick-off parameter's value as the query string would carry it (a Reference as its reference)."""
+    kind, value = typed_value(parameter)
+    if kind == "Resource":
         raise FhirError(400, f"parameter {parameter.get('name')!r} must have a value", code="invalid")
-    return ""
+    if isinstance(value, dict):
+        return str(value.get("reference", ""))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
 
 
 async def _post_parameters(request: Request) -> list[tuple[str, str]]:
@@ -96,7 +98,7 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
         lenient=preferences.get("handling") == "lenient",
         request_url=request_url,
         group_id=group_id,
-        client_id=_client_id(request),
+        owner=_owner(request),
     )
     notes = [operation_outcome("export accepted", severity="information", code="informational")["issue"][0]]
     notes += [{"severity": "warning", "code": "not-supported", "diagnostics": w} for w in job.request.warnings]
@@ -107,9 +109,10 @@ async def _kick_off(request: Request, level: str, group_id: str | None = None) -
     )
 
 
-def _client_id(request: Request) -> str | None:
+def _owner(request: Request) -> str | None:
+    """Who owns the jobs this request starts or sees: the token's issuer and client (None: access control off)."""
     principal = principal_of(request)
-    return principal.client_id if principal else None
+    return principal.owner if principal else None
 
 
 def _authorised_types(
@@ -190,7 +193,7 @@ async def export_group_post(group_id: str, request: Request) -> Response:
 )
 def export_status(job_id: str, request: Request) -> Response:
     exports = _exports(request)
-    job = exports.job(job_id, _client_id(request))
+    job = exports.job(job_id, _owner(request))
     if job.status in (Status.ACCEPTED, Status.IN_PROGRESS):
         return Response(status_code=202, headers={"X-Progress": progress(job), "Retry-After": str(RETRY_AFTER_S)})
     if job.status is Status.FAILED:
@@ -205,7 +208,7 @@ def export_status(job_id: str, request: Request) -> Response:
     "/$export-status/{job_id}", summary="cancel a bulk export and delete its files", responses=FHIR_RESPONSES
 )
 def export_cancel(job_id: str, request: Request) -> Response:
-    _exports(request).cancel(job_id, _client_id(request))
+    _exports(request).cancel(job_id, _owner(request))
     outcome = operation_outcome(f"export {job_id} cancelled; its files are deleted", severity="information")
     return render(outcome, 202)
 
@@ -219,7 +222,7 @@ def export_file(job_id: str, file_name: str, request: Request) -> Response:
     number = file_name.removesuffix(".ndjson")
     if not number.isdigit():
         raise FhirError(404, f"export {job_id} has no file {file_name!r}", code="not-found")
-    found, chunks = _exports(request).download(job_id, int(number), _client_id(request))
+    found, chunks = _exports(request).download(job_id, int(number), _owner(request))
     require(request, reads([found.res_type]))
     return StreamingResponse(
         (chunk.encode("utf-8") for chunk in chunks),

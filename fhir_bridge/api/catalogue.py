@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from fhir_bridge.api.context import services
+from fhir_bridge.api.context import base_url, services
 from fhir_bridge.catalogue.dcat import Location
 from fhir_bridge.catalogue.service import SYNTAXES, Catalogue
 from fhir_bridge.catalogue.statistics import DIMENSIONS, Criterion
@@ -41,12 +41,8 @@ def catalogue_location(request: Request) -> Location:
     """The catalogue's URL (the app's root + /catalogue) and the FHIR base URL, as clients see them."""
     settings = services(request).settings
     fhir_path = settings.fhir_path.rstrip("/")
-    if settings.public_base_url:
-        fhir_base = settings.public_base_url.rstrip("/")
-        root = fhir_base[: -len(fhir_path)] if fhir_path and fhir_base.endswith(fhir_path) else fhir_base
-    else:
-        root = f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '').rstrip('/')}"
-        fhir_base = f"{root}{fhir_path}"
+    fhir_base = base_url(settings, request.scope)  # configured, or (access control on) never from the Host header
+    root = fhir_base[: -len(fhir_path)] if fhir_path and fhir_base.endswith(fhir_path) else fhir_base
     return Location(f"{root}/catalogue", fhir_base)
 
 

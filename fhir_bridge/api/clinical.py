@@ -5,7 +5,10 @@ the per-record results are spooled the same way and streamed back, so a 100,000-
 constant memory on both sides. The answer says, for each record, created / updated / unchanged /
 failed (with row, line, column and reason) and the references it wrote. ``mode=per-record`` (the
 default) stores every good record and reports the bad ones (200); ``mode=atomic`` stores all or
-nothing (200, or 422 with nothing written).
+nothing (200, or 422 with nothing written). ``dry-run=true`` writes nothing and shows, per record, the
+resources that would be written and every problem. ``report=ndjson`` (or ``Accept:
+application/x-ndjson``) answers with the row report as a file to download: one line per record, as
+``fhir-bridge ingest-clinical --report`` writes it.
 """
 
 from __future__ import annotations
@@ -19,16 +22,16 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from fhir_bridge.api.access import require
+from fhir_bridge.api.access import annotate, require
 from fhir_bridge.api.context import services
 from fhir_bridge.api.media_types import parse_media_type
 from fhir_bridge.api.rendering import spool_body
 from fhir_bridge.errors import FhirError
-from fhir_bridge.ingest.clinical import ClinicalIngest, RecordResult, Summary
+from fhir_bridge.ingest.clinical import ClinicalIngest, IngestRefused, RecordResult, Summary
 from fhir_bridge.ingest.provenance import Source
 from fhir_bridge.mapping.clinical import MappingError, MappingRegistry, Reader, ReaderOptions, UnknownMapping
 from fhir_bridge.mapping.clinical.compiler import Mapping
-from fhir_bridge.security.policy import writes
+from fhir_bridge.security.policy import reads, writes
 
 SPOOL_BYTES = 4 * 1024 * 1024
 GENERIC_TYPES = frozenset({"", "application/octet-stream", "text/plain"})
@@ -40,6 +43,10 @@ INGEST_BODY = {
         "with another or no Content-Type, the mapping's source format",
         "content": {
             "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.ms-excel": {
+                "schema": {"type": "string"},
+                "description": "CSV, as Windows browsers send it",
+            },
             "application/x-ndjson": {"schema": {"type": "string"}},
             "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
             "x-application/hl7-v2+er7": {"schema": {"type": "string"}},
@@ -51,6 +58,7 @@ RESULT_SCHEMA = {
     "properties": {
         "mapping": {"type": "string"},
         "mode": {"type": "string", "enum": ["per-record", "atomic"]},
+        "dryRun": {"type": "boolean", "description": "true: nothing was written; each record shows its resources"},
         "summary": {"type": "object"},
         "provenance": {"type": "array", "items": {"type": "string"}},
         "records": {
@@ -69,7 +77,10 @@ RESULT_SCHEMA = {
     },
 }
 INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Per-record results", "content": {"application/json": {"schema": RESULT_SCHEMA}}},
+    200: {
+        "description": "Per-record results (report=ndjson: one line per record, as a file to download)",
+        "content": {"application/json": {"schema": RESULT_SCHEMA}, "application/x-ndjson": {}},
+    },
     422: {
         "description": "atomic mode: a record failed, nothing was written (same body)",
         "content": {"application/json": {"schema": RESULT_SCHEMA}},
@@ -142,35 +153,65 @@ async def _spool(request: Request) -> IO[bytes]:
     return body
 
 
+FAILURES_AUDITED = 5  # failed records whose reasons the audit trail keeps (with the count of all)
+
+
 def _run(
-    ingest: ClinicalIngest, mapping: Mapping, reader: Reader, body: IO[bytes], source: Source, atomic: bool
+    ingest: ClinicalIngest,
+    mapping: Mapping,
+    reader: Reader,
+    body: IO[bytes],
+    source: Source,
+    atomic: bool,
+    failures: list[RecordResult],
+    dry_run: bool = False,
+    lines: bool = False,
 ) -> tuple[Summary, IO[bytes]]:
+    """Ingest the body; the results spooled as JSON array elements, or (``lines``) as NDJSON lines."""
     results = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (streamed, then closed)
     separator = b""
 
     def write(result: RecordResult) -> None:
         nonlocal separator
+        if result.status == "failed" and len(failures) < FAILURES_AUDITED:
+            failures.append(result)
+        if lines:
+            results.write(orjson.dumps(result.as_json()) + b"\n")
+            return
         results.write(separator + orjson.dumps(result.as_json()))
         separator = b",\n"
 
     try:
         records = reader.read(body, ReaderOptions(mapping.delimiter, mapping.encoding))  # type: ignore[arg-type]
-        summary = ingest.ingest(mapping, records, source, atomic=atomic, on_result=write)
+        summary = ingest.ingest(mapping, records, source, atomic=atomic, on_result=write, dry_run=dry_run)
     except LookupError as error:  # an unknown text encoding named by the mapping
         results.close()
         raise FhirError(500, f"the mapping's input settings are not usable: {error}", code="exception") from None
+    except IngestRefused as error:  # a header without the mapping's columns, a ConceptMap not stored
+        results.close()
+        raise FhirError(422, str(error), code="invalid") from None
     finally:
         body.close()
     results.seek(0)
     return summary, results
 
 
-def _stream(head: bytes, results: IO[bytes]) -> Iterator[bytes]:
+def _failures(summary: Summary, failures: list[RecordResult]) -> str:
+    """``2 of 10 records failed (row 3: icd10: reason; diagnosis_date: reason; row 4: ...)``."""
+    rows = [
+        f"row {r.row}: " + "; ".join(f"{e.column}: {e.reason}" if e.column else e.reason for e in r.errors)
+        for r in failures
+    ]
+    more = ", ..." if summary.failed > len(failures) else ""
+    return f"{summary.failed} of {summary.records} records failed ({'; '.join(rows)}{more})"
+
+
+def _stream(head: bytes, results: IO[bytes], tail: bytes = b"\n]}\n") -> Iterator[bytes]:
     try:
         yield head
         while chunk := results.read(1 << 16):
             yield chunk
-        yield b"\n]}\n"
+        yield tail
     finally:
         results.close()
 
@@ -190,19 +231,51 @@ async def ingest_clinical(
         description="per-record (default): good records are stored, bad ones reported; atomic: all or none",
     ),
     format: str | None = Query(None, description="The input format, when the Content-Type does not say it"),
+    dry_run: bool = Query(
+        False,
+        alias="dry-run",
+        description="true: write nothing; each record shows the resources that would be written and every problem",
+    ),
+    report: Literal["json", "ndjson"] | None = Query(
+        None,
+        description="ndjson: the row report as a file to download, one line per record (as the CLI's --report); "
+        "also chosen by Accept: application/x-ndjson",
+    ),
 ) -> Response:
     registry = _registry(request)
     chosen = load_mapping(registry, mapping)  # a malformed mapping is refused before the body is read
     require(request, writes(mapping_types(chosen)))
+    if chosen.concept_maps:  # the mapping's code maps are read from the store on the client's behalf
+        require(request, reads({"ConceptMap"}))
     reader = _reader(registry, chosen, request.headers.get("content-type"), format)
+    lines = report == "ndjson" or (report is None and "application/x-ndjson" in request.headers.get("accept", ""))
     body = await _spool(request)
     client = request.client.host if request.client else "unknown"
     source = Source("HTTP POST /ingest/clinical", client)
-    summary, results = await run_in_threadpool(_run, _ingest(request), chosen, reader, body, source, mode == "atomic")
-    head = orjson.dumps(
-        {"mapping": chosen.name, "mode": mode, "summary": summary.as_json(), "provenance": summary.provenance}
+    failures: list[RecordResult] = []
+    summary, results = await run_in_threadpool(
+        _run, _ingest(request), chosen, reader, body, source, mode == "atomic", failures, dry_run, lines
     )
+    if summary.failed:  # the trail keeps which records failed and why (quoted values keyed-hashed there)
+        annotate(request, detail=_failures(summary, failures))
     status = 422 if mode == "atomic" and summary.failed else 200
+    if lines:
+        name = f"{chosen.name}-{'dry-run-' if dry_run else ''}report.ndjson"
+        return StreamingResponse(
+            _stream(b"", results, b""),
+            status_code=status,
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    head = orjson.dumps(
+        {
+            "mapping": chosen.name,
+            "mode": mode,
+            **({"dryRun": True} if dry_run else {}),
+            "summary": summary.as_json(),
+            "provenance": summary.provenance,
+        }
+    )
     return StreamingResponse(
         _stream(head[:-1] + b',"records":[\n', results), status_code=status, media_type="application/json"
     )

@@ -18,16 +18,34 @@ def settings(request: Request) -> Settings:
 
 
 def base_url(settings: Settings, scope: Scope) -> str:
-    """The FHIR base URL clients see: the configured public one, else from the request's own URL.
+    """The FHIR base URL clients see: the configured public one, else one the request cannot choose.
 
+    With access control on, the Host header never makes a URL: token audiences, discovery, manifest
+    and Location URLs would otherwise follow whatever Host a caller sends. Without a configured
+    ``public_base_url`` they name the address the server is bound to (``serve`` refuses to listen
+    beyond loopback without it). With access control off (loopback trials) the request's Host is used.
     ``root_path`` is where this app is mounted (a host app's Mount, or a proxy's ``--root-path``).
     """
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/")
+    root = scope.get("root_path", "").rstrip("/")
+    if settings.auth != "none":
+        return f"{bound_origin(settings, scope)}{root}{settings.fhir_path}"
     host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
     if not host and scope.get("server"):
         host = f"{scope['server'][0]}:{scope['server'][1]}"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '').rstrip('/')}{settings.fhir_path}"
+    return f"{scope.get('scheme', 'http')}://{host}{root}{settings.fhir_path}"
+
+
+def bound_origin(settings: Settings, scope: Scope) -> str:
+    """``scheme://host[:port]`` of the socket the server listens on (ASGI ``server``), not of any header."""
+    server = scope.get("server") or (settings.host, settings.port)
+    scheme = "https" if scope.get("scheme") == "https" else "http"
+    host, port = server[0], server[1]
+    if ":" in str(host):  # IPv6
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + ("" if port in (None, default) else f":{port}")
 
 
 def fhir_base(request: Request) -> str:

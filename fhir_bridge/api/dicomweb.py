@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from fhir_bridge.api.access import annotate
 from fhir_bridge.api.context import services
 from fhir_bridge.api.media_types import parse_media_type
 from fhir_bridge.api.multipart import SPOOL_BYTES, MultipartError, MultipartParser, Part
@@ -102,7 +103,32 @@ async def _store(request: Request, study: str | None) -> Response:
             400, "the client disconnected before the request body was complete; nothing was stored"
         ) from None
     result = await run_in_threadpool(_ingest(request).ingest, items, _source(request, items), study)
+    problems = _problems(result)
+    if problems:  # the trail keeps why instances failed or were stored with a warning (the steward's UI shows it)
+        annotate(request, detail=problems)
     return _response(result)
+
+
+def _problems(result: IngestResult) -> str | None:
+    """``2 of 5 instances failed (C000: reason x2); 1 stored with a warning (B000: reason)``, or None."""
+    failed = [o for o in result.outcomes if not o.stored]
+    warned = [o for o in result.outcomes if o.stored and o.warning is not None]
+    if not failed and not warned:
+        return None
+
+    def reasons(outcomes: list[Any], status: str) -> str:
+        counted: dict[str, int] = {}
+        for outcome in outcomes:
+            key = f"{getattr(outcome, status):04X}: {outcome.reason or 'no reason given'}"
+            counted[key] = counted.get(key, 0) + 1
+        return "; ".join(f"{key} x{n}" if n > 1 else key for key, n in counted.items())
+
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} of {len(result.outcomes)} instances failed ({reasons(failed, 'failure')})")
+    if warned:
+        parts.append(f"{len(warned)} stored with a warning ({reasons(warned, 'warning')})")
+    return "; ".join(parts)
 
 
 async def _receive_multipart(request: Request, parameters: dict[str, str]) -> list[DicomInstance | DicomReadError]:

@@ -181,10 +181,14 @@ class AuditLog:
         with self.engines.reader.connect() as connection:
             return connection.execute(select(AUDIT).where(AUDIT.c.id == record_id)).first()
 
-    def search(self, conditions: list, *, after: int | None, count: int) -> list[Row]:
-        """Records matching every condition, in id order (oldest first), after the given id."""
+    def search(self, conditions: list, *, after: int | None, count: int, newest_first: bool = False) -> list[Row]:
+        """Records matching every condition, in id order (oldest first), after the given id.
+
+        ``newest_first``: the latest records, newest first, before the given id (a screen of recent activity).
+        """
         statement = select(AUDIT).where(*conditions)
         if after is not None:
-            statement = statement.where(AUDIT.c.id > after)
+            statement = statement.where(AUDIT.c.id < after if newest_first else AUDIT.c.id > after)
+        order = AUDIT.c.id.desc() if newest_first else AUDIT.c.id
         with self.engines.reader.connect() as connection:
-            return list(connection.execute(statement.order_by(AUDIT.c.id).limit(count)).all())
+            return list(connection.execute(statement.order_by(order).limit(count)).all())

@@ -77,6 +77,7 @@ class JobStore:
         return _job(row) if row else None
 
     def client_of(self, job_id: str) -> str | None:
+        """The job's owner (None: a job made before owners were recorded)."""
         with self.engines.reader.connect() as connection:
             return connection.execute(
                 select(BULK_JOB_CLIENT.c.client_id).where(BULK_JOB_CLIENT.c.job_id == job_id)
@@ -129,10 +130,10 @@ class JobStore:
         at_seq: int,
         transaction_time: int,
         errors: Chunk | None = None,
-        client_id: str | None = None,
+        owner: str | None = None,
     ) -> None:
         """A new ``accepted`` job; ``errors`` (a lenient kick-off's warnings) become its first error file;
-        ``client_id`` (when access control is on) is the only client that may see it afterwards."""
+        ``owner`` (the token's issuer and client, when access control is on) is who may see it afterwards."""
         with self.engines.writer.begin() as connection:
             connection.execute(
                 insert(BULK_JOB).values(
@@ -146,8 +147,8 @@ class JobStore:
                     exported=0,
                 )
             )
-            if client_id is not None:
-                connection.execute(insert(BULK_JOB_CLIENT).values(job_id=job_id, client_id=client_id))
+            if owner is not None:
+                connection.execute(insert(BULK_JOB_CLIENT).values(job_id=job_id, client_id=owner))
             if errors is not None and errors.lines:
                 file_id = self._new_file(connection, job_id, FileKind.ERROR, "OperationOutcome")
                 self._append(connection, file_id, 0, errors)

@@ -58,5 +58,6 @@ BULK_CHUNK = table(
 BULK_JOB_CLIENT = table(
     "bulk_job_client",
     Column("job_id", String(32), ForeignKey("bulk_job.id"), primary_key=True),
+    # the owner: a digest of the token's issuer and client id (Principal.owner), or "anonymous"
     Column("client_id", String(128), nullable=False),
 )

@@ -66,7 +66,7 @@ def remove(arguments: argparse.Namespace) -> int:
     if not removed:
         print(f"fhir-bridge: no client {arguments.client_id!r}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"removed {arguments.client_id}: it gets no new tokens (tokens already issued expire on their own)")
+    print(f"removed {arguments.client_id}: it gets no new tokens, and servers refuse those it has within seconds")
     return 0
 
 

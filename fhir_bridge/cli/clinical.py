@@ -63,7 +63,7 @@ def ingest(arguments: argparse.Namespace) -> int:
     """Ingest each file through the mapping (one call per file: ``--atomic`` is all or nothing per file)."""
     from tqdm import tqdm
 
-    from fhir_bridge.ingest.clinical import RecordResult, Summary
+    from fhir_bridge.ingest.clinical import IngestRefused, RecordResult, Summary
     from fhir_bridge.ingest.provenance import Source
     from fhir_bridge.mapping.clinical import MappingError, ReaderOptions, UnknownMapping
 
@@ -118,8 +118,11 @@ def ingest(arguments: argparse.Namespace) -> int:
                 ) -> None:
                     if (result.row % 100 == 0 or result.status == "failed") and not stream.closed:
                         bar.update(min(stream.tell(), size) - bar.n)
+                    where = f"row {result.row}" + (f" (line {result.line})" if result.line else "")
+                    if arguments.dry_run:  # per row: what would be written, and every problem
+                        made = ", ".join(f"{r['reference']} ({r['status']})" for r in result.resources)
+                        print(f"{name} {where}: {result.status}" + (f": {made}" if made else ""))
                     if result.status in ("failed", "not-written"):
-                        where = f"row {result.row}" + (f" (line {result.line})" if result.line else "")
                         for error in result.errors:
                             column = f", column {error.column}" if error.column else ""
                             failures.append(f"{name} {where}{column}: {error.reason}")
@@ -127,9 +130,21 @@ def ingest(arguments: argparse.Namespace) -> int:
                         report.write(orjson.dumps({"file": name, **result.as_json()}) + b"\n")
 
                 records = reader.read(stream, ReaderOptions(mapping.delimiter, mapping.encoding))
-                summary = clinical.ingest(
-                    mapping, records, source, atomic=arguments.atomic, on_result=done, batch_size=arguments.batch_size
-                )
+                try:
+                    summary = clinical.ingest(
+                        mapping,
+                        records,
+                        source,
+                        atomic=arguments.atomic,
+                        on_result=done,
+                        batch_size=arguments.batch_size,
+                        dry_run=arguments.dry_run,
+                    )
+                except IngestRefused as error:
+                    print(f"fhir-bridge: {name}: {error}")
+                    if report is not None:
+                        report.close()
+                    return EXIT_CONFIGURATION
                 bar.update(size - bar.n)
             for key in ("records", "created", "updated", "unchanged", "failed", "not_written"):
                 setattr(total, key, getattr(total, key) + getattr(summary, key))
@@ -140,7 +155,8 @@ def ingest(arguments: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     rate = total.records / elapsed if elapsed > 0 else 0.0
     print(
-        f"ingested {total.records} records of {len(arguments.files)} files through {mapping.name} in {elapsed:.1f} s "
+        ("dry run, nothing was written: " if arguments.dry_run else "")
+        + f"ingested {total.records} records of {len(arguments.files)} files through {mapping.name} in {elapsed:.1f} s "
         f"({rate:.0f} records/s): {total.created} created, {total.updated} updated, {total.unchanged} unchanged, "
         f"{total.failed} failed" + (f", {total.not_written} not written (atomic)" if total.not_written else "")
     )
@@ -165,6 +181,12 @@ def register(commands: Any) -> None:
     load.add_argument("--atomic", action="store_true", help="all or nothing per file (default: per record)")
     load.add_argument("--batch-size", type=int, default=200, help="records per transaction (and Provenance)")
     load.add_argument("--report", help="write every record's result to this NDJSON file")
+    load.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="map, check and resolve everything, write nothing: print each row's result "
+        "(--report gets the resources that would be written)",
+    )
     load.add_argument("--mappings-dir", type=Path, help="the site's mapping folder (else FHIR_BRIDGE_MAPPINGS_DIR)")
     add_database(load)
     add_key_file(load)

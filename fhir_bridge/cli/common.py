@@ -18,7 +18,17 @@ EXIT_CONFIGURATION = 2  # the command could not run at all
 
 DATABASE_HELP = "sqlite:///path.db (default ./fhir-bridge.db) or postgresql+psycopg://..."
 KEY_FILE_HELP = "file holding the pseudonym key (else FHIR_BRIDGE_PSEUDONYM_KEY[_FILE])"
-_FLAGS = ("database_url", "host", "port", "pseudonym_key_file", "auth", "mappings_dir", "dimse_port", "mllp_port")
+_FLAGS = (
+    "database_url",
+    "host",
+    "port",
+    "pseudonym_key_file",
+    "auth",
+    "mappings_dir",
+    "dimse_port",
+    "mllp_port",
+    "token_key_file",
+)
 
 
 def settings_from(arguments: argparse.Namespace) -> Settings:

@@ -1,4 +1,5 @@
-"""``fhir-bridge keygen``: the site secret that keys every pseudonym."""
+"""``fhir-bridge keygen``: the site secret that keys every pseudonym; ``fhir-bridge keys rotate-signing``:
+a new key for the built-in token endpoint's access tokens."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import secrets
 import sys
 from pathlib import Path
 from typing import Any
+
+from fhir_bridge.cli.common import add_database, refuse, settings_from
+from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.services import Services
 
 
 def keygen(arguments: argparse.Namespace) -> int:
@@ -24,7 +29,29 @@ def keygen(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_signing(arguments: argparse.Namespace) -> int:
+    """Add a new token signing key to the key file; the previous key keeps verifying the tokens it signed."""
+    with Services.from_settings(settings_from(arguments)) as services:
+        try:
+            keys = services.token_keys
+            new = keys.rotate()
+        except ConfigurationError as error:
+            return refuse(error)
+    kept = ", ".join(key.kid for key in keys.keys[:-1]) or "none"
+    print(f"{keys.path}: new signing key {new.kid}; still verifying: {kept}")
+    print("running servers sign with the new key within seconds; rotate again only after the token lifetime")
+    return 0
+
+
 def register(commands: Any) -> None:
     key = commands.add_parser("keygen", help="create a pseudonym key file (an existing one is kept)")
     key.add_argument("path", help="where to write the key, e.g. pseudonym.key")
     key.set_defaults(handler=keygen)
+    keys = commands.add_parser("keys", help="the built-in token endpoint's signing keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    rotate = actions.add_parser("rotate-signing", help="add a new token signing key (the previous one still verifies)")
+    rotate.add_argument(
+        "--token-key-file", type=Path, help="the key file (else FHIR_BRIDGE_TOKEN_KEY_FILE or the default)"
+    )
+    add_database(rotate)
+    rotate.set_defaults(handler=rotate_signing)

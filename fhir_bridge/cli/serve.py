@@ -8,6 +8,7 @@ from typing import Any
 
 from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
 from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.settings import Settings
 
 
 def serve(arguments: argparse.Namespace) -> int:
@@ -55,13 +56,25 @@ def serve(arguments: argparse.Namespace) -> int:
                 listener.stop()
             return refuse(error)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info")
+        uvicorn.run(app, **uvicorn_options(settings))
     finally:
         if listener is not None:
             listener.stop()
         if mllp is not None:
             mllp.stop()
     return 0
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn: X-Forwarded-* headers are believed from the trusted proxies only."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": settings.access_log,
+        "log_level": "info",
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
+    }
 
 
 def register(commands: Any) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
@@ -31,6 +30,7 @@ from typing import Any
 import orjson
 
 from fhir_bridge.errors import FhirError
+from fhir_bridge.mapping.conceptmap import targets as _targets
 from fhir_bridge.search.query import parse_search
 from fhir_bridge.search.runner import search_page
 from fhir_bridge.search.values import normalize_string
@@ -43,7 +43,6 @@ FOCUS_CDM = "urn:fhir-bridge:ConceptMap:focus-eucaim-cdm"
 CONCEPT_MAPS = (HYPERONTOLOGY, FOCUS_API, FOCUS_CDM)
 API_SYSTEM = "urn:fhir-bridge:eucaim-api:"
 MANUFACTURER = "urn:fhir-bridge:Device.manufacturer"
-NO_MAPPING = frozenset({"unmatched", "disjoint"})
 _FILES = {HYPERONTOLOGY: "eucaim-hyperontology", FOCUS_API: "focus-eucaim-api", FOCUS_CDM: "focus-eucaim-cdm"}
 
 
@@ -109,12 +108,6 @@ class Concepts:
         if prefix != "EUCAIM" or not code:
             return None
         return self.concepts.get(code)
-
-
-def _targets(element: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    for target in element.get("target") or []:
-        if isinstance(target, dict) and target.get("equivalence") not in NO_MAPPING:
-            yield target
 
 
 def build(maps: dict[str, dict[str, Any]]) -> Concepts:

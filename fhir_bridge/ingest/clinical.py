@@ -13,6 +13,11 @@ failing record leaves nothing behind.
 
 Modes: per-record (the default) commits each batch and reports each failing record while the
 others are stored; ``atomic`` writes everything in one transaction, or nothing when any record fails.
+A dry run does all of it, lookups and the store's checks included, in transactions that are rolled
+back: each record's result then shows the resources that would be written, and nothing is.
+
+Refused before any record is mapped (``IngestRefused``): a CSV header that lacks a column the mapping
+reads, and a ConceptMap the mapping translates with that the store does not hold.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import hashlib
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from html import escape
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,7 +43,8 @@ from fhir_bridge.interactions.writes import UNREAD, Transaction
 from fhir_bridge.mapping.clinical.compiler import Mapping
 from fhir_bridge.mapping.clinical.mapper import ClinicalMapper, MappedRecord, Produced
 from fhir_bridge.mapping.clinical.readers import SourceRecord
-from fhir_bridge.mapping.clinical.template import FieldError, PendingLookup
+from fhir_bridge.mapping.clinical.template import FieldError, PendingLookup, Translation
+from fhir_bridge.mapping.conceptmap import Translation as ConceptMapTranslation
 from fhir_bridge.mapping.merge import fill_missing
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.search.query import parse_search
@@ -51,6 +58,10 @@ _CHUNK = 100  # ids per Patient search (an _id search is an index lookup however
 _KEYS = {"identifier:of-type": "accession number", "identifier": "identifier"}
 
 
+class IngestRefused(ValueError):
+    """The input cannot go through the mapping at all (its header lacks columns, a ConceptMap is not stored)."""
+
+
 @dataclass
 class RecordResult:
     """What became of one source record."""
@@ -58,7 +69,7 @@ class RecordResult:
     row: int
     status: str  # created | updated | unchanged | failed | not-written
     line: int | None = None
-    resources: list[dict[str, str]] = field(default_factory=list)  # {"reference", "status"}
+    resources: list[dict[str, Any]] = field(default_factory=list)  # {"reference", "status"} (+ "resource": dry run)
     errors: list[FieldError] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -167,7 +178,45 @@ class ClinicalIngest:
         return digest[:64]
 
     def mapper(self, mapping: Mapping) -> ClinicalMapper:
-        return ClinicalMapper(mapping, self.policy, self.default_system, self.zone)
+        return ClinicalMapper(mapping, self.policy, self.default_system, self.zone, self.translations(mapping))
+
+    def translations(self, mapping: Mapping) -> dict[str, Translation]:
+        """The stored ConceptMaps the mapping's ``$translate`` names (newest per url); IngestRefused if one lacks."""
+        found: dict[str, Translation] = {}
+        for url in sorted(mapping.concept_maps):
+            bundle = self.interactions.search(
+                "ConceptMap", [("url", url), ("_sort", "-_lastUpdated"), ("_count", "1")], base="", strict=True
+            )
+            entries = [e for e in bundle.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
+            if not entries:
+                raise IngestRefused(
+                    f"the mapping {mapping.name} translates codes with the ConceptMap {url}, which is not stored: "
+                    "store it (PUT or POST /fhir/ConceptMap) first; nothing was read"
+                )
+            found[url] = ConceptMapTranslation(orjson.loads(orjson.dumps(entries[0]["resource"])))  # a Fragment
+        return found
+
+    @staticmethod
+    def check_header(mapping: Mapping, records: Iterable[SourceRecord]) -> Iterator[SourceRecord]:
+        """``records``, once the first one's header (if the format has one) holds every column the mapping reads."""
+        iterator = iter(records)
+        first = next(iterator, None)
+        if first is None:
+            return iter(())
+        if first.columns is not None:
+            missing = mapping.missing_columns(first.columns)
+            if missing:
+                close = getattr(iterator, "close", None)
+                if close is not None:  # end the reader (a generator) while its input is still open
+                    close()
+                raise IngestRefused(
+                    f"the file's header lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                    f"that the mapping {mapping.name} reads; nothing was read"
+                )
+        return chain([first], iterator)
+
+    def _transaction(self, dry_run: bool) -> AbstractContextManager[Transaction]:
+        return self.interactions.dry_run() if dry_run else self.interactions.transaction()
 
     def ingest(
         self,
@@ -179,15 +228,19 @@ class ClinicalIngest:
         on_result: Callable[[RecordResult], None] | None = None,
         batch_size: int = BATCH_SIZE,
         provenance_id: str | None = None,
+        dry_run: bool = False,
     ) -> Summary:
         """Ingest ``records``; each one's result goes to ``on_result`` (in input order) once it is final.
 
+        ``dry_run``: everything but the commit; each result carries the resources that would be written.
         ``provenance_id`` (atomic ingests only) names the one Provenance the ingest writes, so that a
         sender's retry can be recognised (``committed``) in the same transaction as the data it stored.
+        Raises IngestRefused, before any record is mapped, when the input or the store cannot serve the mapping.
         """
         if provenance_id is not None and not atomic:
             raise ValueError("a given provenance_id needs an atomic ingest (one transaction, one Provenance)")
         mapper = self.mapper(mapping)
+        records = self.check_header(mapping, records)
         summary = Summary()
 
         def report(result: RecordResult) -> None:
@@ -197,13 +250,14 @@ class ClinicalIngest:
 
         batches = self._batches(mapper, records, batch_size)
         if atomic:
-            self._atomic(mapping, batches, source, summary, report, provenance_id)
+            self._atomic(mapping, batches, source, summary, report, dry_run, provenance_id)
         else:
             for batch in batches:
-                for result in self._commit(mapping, batch, source, summary):
+                for result in self._commit(mapping, batch, source, summary, dry_run=dry_run):
                     report(result)
         log.info(
-            "clinical ingest (%s, mapping %s): %d records, %d created, %d updated, %d unchanged, %d failed",
+            "clinical ingest%s (%s, mapping %s): %d records, %d created, %d updated, %d unchanged, %d failed",
+            " (dry run)" if dry_run else "",
             source.channel,
             mapping.name,
             summary.records,
@@ -243,7 +297,13 @@ class ClinicalIngest:
 
     # transactions --------------------------------------------------------------------------------
     def _commit(
-        self, mapping: Mapping, batch: list[_Prepared], source: Source, summary: Summary, fast: bool = True
+        self,
+        mapping: Mapping,
+        batch: list[_Prepared],
+        source: Source,
+        summary: Summary,
+        fast: bool = True,
+        dry_run: bool = False,
     ) -> list[RecordResult]:
         """One transaction for the batch; if the store refuses it, each record alone (to find the one at fault).
 
@@ -251,9 +311,12 @@ class ClinicalIngest:
         """
         provenance: list[str] = []
         try:
-            with self.interactions.transaction() as transaction:
-                results = self._write(transaction, mapping, batch, source, provenance, fast=fast and len(batch) > 1)
-            summary.provenance.extend(provenance)
+            with self._transaction(dry_run) as transaction:
+                results = self._write(
+                    transaction, mapping, batch, source, provenance, fast=fast and len(batch) > 1, dry_run=dry_run
+                )
+            if not dry_run:
+                summary.provenance.extend(provenance)
             return results
         except Exception as error:
             if len(batch) == 1:
@@ -268,7 +331,7 @@ class ClinicalIngest:
             if prepared.failure is not None:
                 results.append(prepared.failure)
             else:
-                results.extend(self._commit(mapping, [prepared], source, summary, fast=False))
+                results.extend(self._commit(mapping, [prepared], source, summary, fast=False, dry_run=dry_run))
         return results
 
     def _atomic(
@@ -278,17 +341,20 @@ class ClinicalIngest:
         source: Source,
         summary: Summary,
         report: Callable[[RecordResult], None],
+        dry_run: bool = False,
         provenance_id: str | None = None,
     ) -> None:
         results: list[RecordResult] = []
         provenance: list[str] = []
         problem: str | None = None
         try:
-            with self.interactions.transaction() as transaction:
+            with self._transaction(dry_run) as transaction:
                 for batch in batches:  # the given Provenance id goes to the transaction's first Provenance
                     given = None if provenance else provenance_id
                     results.extend(
-                        self._write(transaction, mapping, batch, source, provenance, fast=False, given=given)
+                        self._write(
+                            transaction, mapping, batch, source, provenance, fast=False, dry_run=dry_run, given=given
+                        )
                     )
                 if any(r.status == "failed" for r in results):
                     raise _Rollback
@@ -297,7 +363,7 @@ class ClinicalIngest:
         except Exception as error:
             _log_failure(error)
             problem = f"not written: the store could not write the request ({_describe(error)})"
-        if problem is None:
+        if problem is None and not dry_run:
             summary.provenance.extend(provenance)
         for result in results:
             if problem is not None and result.status != "failed":
@@ -313,6 +379,7 @@ class ClinicalIngest:
         source: Source,
         provenance: list[str],
         fast: bool,
+        dry_run: bool = False,
         given: str | None = None,
     ) -> list[RecordResult]:
         """Write a batch in ``transaction``.
@@ -333,7 +400,7 @@ class ClinicalIngest:
                 assert prepared.failure is not None
                 results.append(prepared.failure)
                 continue
-            result = self._record(transaction, prepared, state, found)
+            result = self._record(transaction, prepared, state, found, dry_run)
             results.append(result)
         if written:
             record = self._provenance(mapping, source, batch, written, transaction.recorded, given)
@@ -348,6 +415,7 @@ class ClinicalIngest:
         prepared: _Prepared,
         state: _BatchState,
         found: dict[tuple[str, str, str], list[tuple[str, str | None]]],
+        dry_run: bool = False,
     ) -> RecordResult:
         mapped, row, line = prepared.mapped, prepared.source.row, prepared.source.line
         assert mapped is not None
@@ -392,29 +460,34 @@ class ClinicalIngest:
                 matches = state.existing.get((produced.resource_type, *produced.identifier), [])
                 current = state.known(produced.resource_type, resource["id"], matches[0] if matches else None)
             outcomes.append(self._put(transaction, resource, state, current))
-        statuses = [status for _, status in outcomes]
+        statuses = [status for _, status, _ in outcomes]
         status = "created" if "created" in statuses else "updated" if "updated" in statuses else "unchanged"
-        return RecordResult(row, status, line, [{"reference": ref, "status": s} for ref, s in outcomes])
+        resources = [
+            {"reference": ref, "status": s, **({"resource": body} if dry_run and body else {})}
+            for ref, s, body in outcomes
+        ]
+        return RecordResult(row, status, line, resources)
 
     @staticmethod
     def _put(
         transaction: Transaction, resource: dict[str, Any], state: _BatchState, current: StoredVersion | Any | None
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, dict[str, Any] | None]:
         """Write one resource through the one write path, with what the batch already knows of it."""
         outcome = transaction.update(resource, None, current)
         stored = outcome.stored
         assert stored is not None
         state.latest[(resource["resourceType"], resource["id"])] = stored
         if not outcome.changed:
-            return stored.reference, "unchanged"
+            return stored.reference, "unchanged", stored.resource
         state.written.append(stored)
-        return stored.reference, "created" if outcome.status == 201 else "updated"
+        return stored.reference, "created" if outcome.status == 201 else "updated", stored.resource
 
     @staticmethod
     def _retarget(mapped: MappedRecord, produced: Produced, resource_id: str) -> None:
         """The resource exists under another id (e.g. created over REST): update that one, and point there."""
+        derived = f"{produced.resource_type}/{produced.resource['id']}"
         produced.resource["id"] = resource_id
-        for reference in mapped.references.get(produced.rule.name, []):
+        for reference in mapped.references.get(derived, []):
             reference["reference"] = f"{produced.resource_type}/{resource_id}"
 
     def _lookup(

@@ -3,45 +3,45 @@
 Clients are registered (``fhir-bridge clients add``) with their public keys and the largest
 scopes they may get. A client asks for a token with the client-credentials grant and a JWT
 assertion signed by its private key (RFC 7523, SMART Backend Services); the answer is a short-lived
-access token signed by this server's own key, kept in the database so every worker shares it.
+access token signed by this server's own key, kept in a key file outside the database
+(``security.signing``) that every worker of the database shares.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from fhir_bridge.security.lockout import Lockout
 from fhir_bridge.security.scopes import narrow, unenforceable_scopes
+from fhir_bridge.security.signing import TOKEN_ALGORITHM, SigningKeys
 from fhir_bridge.security.tables import AUTH_ASSERTION, AUTH_CLIENT
 from fhir_bridge.security.tokens import LEEWAY_S
-from fhir_bridge.store.database import Engines, ensure_info, ensure_tables
+from fhir_bridge.store.database import Engines, ensure_tables
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256", "RS512", "ES512", "PS384", "PS256"]
 MAX_ASSERTION_LIFETIME_S = 300  # SMART: exp no more than five minutes in the future
-SIGNING_KEY_INFO = "token_signing_key"
-TOKEN_ALGORITHM = "ES256"
+JWKS_CACHE_S = 300  # a client's JWKS URL is fetched again after this, or at once for an unknown kid
 
 
 class OAuthError(Exception):
     """An RFC 6749 error answer of the token endpoint: ``{"error": ..., "error_description": ...}``."""
 
-    def __init__(self, status: int, error: str, description: str) -> None:
+    def __init__(self, status: int, error: str, description: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(description)
         self.status = status
         self.error = error
         self.description = description
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}
@@ -91,6 +91,14 @@ class ClientRegistry:
             row = connection.execute(select(AUTH_CLIENT).where(AUTH_CLIENT.c.client_id == client_id)).first()
         return None if row is None else _client(row)
 
+    def registered_at(self, client_id: str) -> float | None:
+        """When the client was (last) registered, in seconds since the epoch; None if it is not."""
+        with self.engines.reader.connect() as connection:
+            created = connection.execute(
+                select(AUTH_CLIENT.c.created).where(AUTH_CLIENT.c.client_id == client_id)
+            ).scalar_one_or_none()
+        return None if created is None else created / 1_000_000
+
     def all(self) -> list[Client]:
         with self.engines.reader.connect() as connection:
             rows = connection.execute(select(AUTH_CLIENT).order_by(AUTH_CLIENT.c.client_id)).all()
@@ -128,26 +136,51 @@ def _check_registration(client: Client) -> None:
 
 
 class BuiltinIssuer:
-    """Verifies client assertions and issues access tokens signed with the store's own key."""
+    """Verifies client assertions and issues access tokens signed with the server's own key."""
 
-    def __init__(self, engines: Engines, registry: ClientRegistry, lifetime_s: int) -> None:
+    # An unknown kid refetches a client's JWKS URL at most this often: random kids cannot flood its server.
+    jwks_refetch_cooldown_s = 30.0
+
+    def __init__(self, engines: Engines, registry: ClientRegistry, lifetime_s: int, keys: SigningKeys) -> None:
         self.engines = engines
         self.registry = registry
         self.lifetime_s = lifetime_s
-        pem = ensure_info(engines, SIGNING_KEY_INFO, _new_signing_key)
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("the token signing key is not an EC private key")
-        self._private_key = key
-        public = key.public_key()
-        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
-        self.key_id = _thumbprint(jwk)
-        self.public_key = public
-        self.issuer = f"urn:fhir-bridge:issuer:{self.key_id}"
-        self.jwks = {"keys": [{**jwk, "kid": self.key_id, "use": "sig", "alg": TOKEN_ALGORITHM}]}
+        self.keys = keys
+        self.issuer = keys.issuer
+        self.lockout = Lockout(engines)
+        self._jwks_clients: dict[str, jwt.PyJWKClient] = {}  # of clients registered with a JWKS URL
+        self._jwks_lock = threading.Lock()
 
-    def issue(self, form: dict[str, str], token_urls: list[str]) -> dict[str, Any]:
-        """Answer a token request (the form fields); ``token_urls`` are the audiences accepted."""
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public keys of the signing key and of the previous one (tokens it signed are still valid)."""
+        return self.keys.jwks()
+
+    def issue(self, form: dict[str, str], token_urls: list[str], address: str = "unknown") -> dict[str, Any]:
+        """Answer a token request (the form fields) from ``address``; ``token_urls`` are the audiences accepted.
+
+        Repeated failures from an address, or for one client from an address, lock it out for a while
+        (``security.lockout``): 429 with Retry-After, before the assertion is looked at."""
+        claimed = _claimed_client(form.get("client_assertion") or "")
+        wait = self.lockout.retry_after(address, claimed)
+        if wait is not None:
+            raise OAuthError(
+                429,
+                "invalid_request",
+                f"too many failed token requests from this address; try again in {wait} s",
+                {"Retry-After": str(wait)},
+            )
+        try:
+            answer = self._issue(form, token_urls)
+        except OAuthError as error:
+            if error.error != "invalid_scope":  # an authenticated client asking too much is no guess
+                self.lockout.failed(address, claimed)
+            raise
+        if claimed:
+            self.lockout.succeeded(address, claimed)
+        return answer
+
+    def _issue(self, form: dict[str, str], token_urls: list[str]) -> dict[str, Any]:
         if form.get("grant_type") != "client_credentials":
             raise OAuthError(400, "unsupported_grant_type", "grant_type must be client_credentials")
         if form.get("client_assertion_type") != ASSERTION_TYPE:
@@ -164,6 +197,7 @@ class BuiltinIssuer:
             )
         self._remember(client.client_id, str(claims["jti"]), float(claims["exp"]))
         now = int(time.time())
+        signing = self.keys.signing()
         token = jwt.encode(
             {
                 "iss": self.issuer,
@@ -175,9 +209,9 @@ class BuiltinIssuer:
                 "exp": now + self.lifetime_s,
                 "jti": uuid.uuid4().hex,
             },
-            self._private_key,
+            signing.private_key,
             algorithm=TOKEN_ALGORITHM,
-            headers={"kid": self.key_id},
+            headers={"kid": signing.kid},
         )
         return {"access_token": token, "token_type": "bearer", "expires_in": self.lifetime_s, "scope": granted}
 
@@ -191,7 +225,7 @@ class BuiltinIssuer:
         client = self.registry.get(client_id) if isinstance(client_id, str) else None
         if client is None or unverified.get("sub") != client_id:
             raise OAuthError(401, "invalid_client", "the assertion's iss and sub must be a registered client id")
-        key = _client_key(client, assertion, header)
+        key = self._client_key(client, assertion, header)
         try:
             claims = jwt.decode(
                 assertion,
@@ -222,30 +256,44 @@ class BuiltinIssuer:
         except IntegrityError:
             raise OAuthError(401, "invalid_client", "this client assertion (its jti) was used already") from None
 
+    def _client_key(self, client: Client, assertion: str, header: dict[str, Any]) -> Any:
+        """The registered public key that signed the assertion (by ``kid``, else the only one).
 
-def _client_key(client: Client, assertion: str, header: dict[str, Any]) -> Any:
-    """The registered public key that signed the assertion (by ``kid``, else the only one)."""
+        A client's JWKS URL is fetched once and cached (five minutes); a ``kid`` the cached set lacks
+        fetches it again, so a client's key rotation just works without a fetch per assertion."""
+        try:
+            if client.jwks_url:
+                return self._jwks_client(client.jwks_url).get_signing_key_from_jwt(assertion).key
+            keys = jwt.PyJWKSet.from_dict(client.jwks or {}).keys
+        except jwt.PyJWTError as error:
+            raise OAuthError(401, "invalid_client", f"the client's keys cannot be used: {error}") from None
+        kid = header.get("kid")
+        matching = [k for k in keys if k.key_id == kid] if kid else keys
+        if len(matching) != 1:
+            raise OAuthError(401, "invalid_client", f"no single registered key of {client.client_id} has kid {kid!r}")
+        return matching[0].key
+
+    def _jwks_client(self, url: str) -> jwt.PyJWKClient:
+        with self._jwks_lock:
+            found = self._jwks_clients.get(url)
+            if found is None:
+                if len(self._jwks_clients) >= 1024:
+                    self._jwks_clients.clear()
+                found = jwt.PyJWKClient(
+                    url,
+                    cache_jwk_set=True,
+                    lifespan=JWKS_CACHE_S,
+                    timeout=5,
+                    cooldown_duration=self.jwks_refetch_cooldown_s,
+                )
+                self._jwks_clients[url] = found
+            return found
+
+
+def _claimed_client(assertion: str) -> str | None:
+    """The client id an assertion claims (unverified: only to count its failures), or None."""
     try:
-        if client.jwks_url:
-            return jwt.PyJWKClient(client.jwks_url, timeout=5).get_signing_key_from_jwt(assertion).key
-        keys = jwt.PyJWKSet.from_dict(client.jwks or {}).keys
-    except jwt.PyJWTError as error:
-        raise OAuthError(401, "invalid_client", f"the client's keys cannot be used: {error}") from None
-    kid = header.get("kid")
-    matching = [k for k in keys if k.key_id == kid] if kid else keys
-    if len(matching) != 1:
-        raise OAuthError(401, "invalid_client", f"no single registered key of {client.client_id} has kid {kid!r}")
-    return matching[0].key
-
-
-def _new_signing_key() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def _thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint (EC members), a stable key id."""
-    members = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()
+        claimed = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+    return claimed[:128] if isinstance(claimed, str) and claimed else None

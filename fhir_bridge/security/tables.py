@@ -5,7 +5,7 @@ Only ``security.clients`` reads and writes them.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, String, Text
+from sqlalchemy import BigInteger, Column, Integer, String, Text
 
 from fhir_bridge.store.schema import table
 
@@ -25,4 +25,13 @@ AUTH_ASSERTION = table(
     Column("client_id", String(128), primary_key=True),
     Column("jti", String(256), primary_key=True),
     Column("expires", BigInteger, nullable=False, index=True),  # microseconds
+)
+
+# Failed token requests per address and per client at an address, in fixed windows: the lockout of the
+# token endpoint (security.lockout). In the database, so that every worker of it counts the same failures.
+AUTH_FAILURE = table(
+    "auth_failure",
+    Column("key", String(400), primary_key=True),
+    Column("window_start", BigInteger, nullable=False, index=True),  # seconds
+    Column("failures", Integer, nullable=False),
 )

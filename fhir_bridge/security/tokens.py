@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,13 @@ class Principal:
     grant: Grant
     issuer: str
     expires: float  # seconds since the epoch
+    issued: float = 0.0  # iat, seconds since the epoch (0: the token does not say)
+
+    @property
+    def owner(self) -> str:
+        """Who owns what this client leaves behind (export jobs): its issuer and client id together, so a
+        client of one issuer never gets at those of another issuer's client of the same id."""
+        return hashlib.sha256(f"{self.issuer}\n{self.client_id}".encode()).hexdigest()
 
 
 class ExternalIssuer:
@@ -90,34 +98,76 @@ class ExternalIssuer:
 
 
 class TokenVerifier:
-    """Turns an ``Authorization: Bearer`` token into a Principal, or says why it cannot."""
+    """Turns an ``Authorization: Bearer`` token into a Principal, or says why it cannot.
 
-    def __init__(self, builtin_issuer: str, builtin_key: Any, external: ExternalIssuer | None) -> None:
+    ``builtin_key`` gives the public key of a built-in token's ``kid`` (None: not one of ours).
+    ``registered`` gives when a built-in client was registered (None: it is not): a token of a client
+    removed since, or re-registered after the token was issued (new keys, other scopes), is refused.
+    The answer is cached for ``registration_cache_s`` seconds, so a removal takes effect that quickly.
+    """
+
+    registration_cache_s = 5.0
+
+    def __init__(
+        self,
+        builtin_issuer: str,
+        builtin_key: Callable[[str | None], Any],
+        external: ExternalIssuer | None,
+        registered: Callable[[str], float | None] | None = None,
+    ) -> None:
         self.builtin_issuer = builtin_issuer
         self._builtin_key = builtin_key
         self.external = external
-        self._verified: dict[str, Principal] = {}  # token digest -> principal, until the token expires
+        self._registered = registered
+        # token digest -> (principal, key id), until the token expires; a built-in key retired since is checked
+        self._verified: dict[str, tuple[Principal, str | None]] = {}
+        self._registrations: dict[str, tuple[float, float | None]] = {}  # client -> (looked at, registered)
         self._lock = threading.Lock()
 
     def verify(self, token: str, default_audience: str) -> Principal:
         digest = hashlib.sha256(token.encode()).hexdigest()
         cached = self._verified.get(digest)
-        if cached is not None and cached.expires > time.time():
-            return cached
-        principal = self._verify(token, default_audience)
-        with self._lock:
-            if len(self._verified) >= _CACHE_SIZE:
-                self._verified.clear()
-            self._verified[digest] = principal
+        if cached is not None and cached[0].expires > time.time():
+            principal, kid = cached
+            if principal.issuer == self.builtin_issuer and self._builtin_key(kid) is None:
+                self._verified.pop(digest, None)
+                raise TokenRejected("the bearer token is signed by a key this server no longer uses")
+        else:
+            principal, kid = self._verify(token, default_audience)
+            with self._lock:
+                if len(self._verified) >= _CACHE_SIZE:
+                    self._verified.clear()
+                self._verified[digest] = (principal, kid)
+        if principal.issuer == self.builtin_issuer:
+            self._check_registration(principal)
         return principal
 
-    def _verify(self, token: str, default_audience: str) -> Principal:
+    def _check_registration(self, principal: Principal) -> None:
+        if self._registered is None:
+            return
+        now = time.monotonic()
+        looked, registered = self._registrations.get(principal.client_id, (-1e18, None))
+        if now - looked >= self.registration_cache_s:
+            registered = self._registered(principal.client_id)
+            with self._lock:
+                if len(self._registrations) >= _CACHE_SIZE:
+                    self._registrations.clear()
+                self._registrations[principal.client_id] = (now, registered)
+        if registered is None:
+            raise TokenRejected(f"{principal.client_id} is no longer a registered client: its tokens are revoked")
+        if principal.issued < int(registered):  # iat has whole seconds: a token of the same second stays valid
+            raise TokenRejected(f"{principal.client_id} was registered again after this token was issued")
+
+    def _verify(self, token: str, default_audience: str) -> tuple[Principal, str | None]:
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as error:
             raise TokenRejected(f"the bearer token is not a JWT: {error}") from None
         if issuer == self.builtin_issuer:
-            key, audience = self._builtin_key, self.builtin_issuer
+            key, audience = self._builtin_key(kid), self.builtin_issuer
+            if key is None:
+                raise TokenRejected("the bearer token is signed by a key this server does not (or no longer) use")
         elif self.external is not None and issuer == self.external.issuer:
             key, audience = self.external.key_for(token), self.external.audience or default_audience
         else:
@@ -134,7 +184,15 @@ class TokenVerifier:
             )
         except (jwt.PyJWTError, TypeError, ValueError) as error:  # Type/ValueError: a key of another family
             raise TokenRejected(f"the bearer token is not valid: {error}") from None
-        return Principal(_client_id(claims), grant_of(_scope_text(claims)), issuer, float(claims["exp"]))
+        issued = claims.get("iat")
+        principal = Principal(
+            _client_id(claims),
+            grant_of(_scope_text(claims)),
+            issuer,
+            float(claims["exp"]),
+            float(issued) if isinstance(issued, int | float) else 0.0,
+        )
+        return principal, kid
 
 
 def _client_id(claims: dict[str, Any]) -> str:

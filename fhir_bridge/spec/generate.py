@@ -69,7 +69,6 @@ def generate(package: Path, expansions_package: Path) -> None:
     _write(DATA_DIR / "patient-compartment.json", compartment)
     _write(DATA_DIR / "elements.json", elements)
     _write(DATA_DIR / "choice-elements.json", choices)
-    _write(DATA_DIR / "element-shapes.json", element_shapes(all_definitions), indent=None)
     structure = derive_structure(all_definitions, value_sets, code_systems, expansions)
     # gzip without a timestamp, so that regenerating unchanged data changes no byte
     compact = json.dumps(structure, separators=(",", ":"), sort_keys=True).encode("utf-8")
@@ -92,42 +91,6 @@ def _top_level_elements(definition: dict) -> dict[str, list[str]]:
         if element.get("max") == "1":
             single.append(name)
     return {"summary": summary, "mandatory": mandatory, "single": single}
-
-
-def element_shapes(definitions: list[dict]) -> dict[str, dict[str, str]]:
-    """For each resource and complex data type, its elements (paths below the type) that repeat or hold
-    a complex type: ``"contact.telecom": "ContactPoint*"`` (``*``: max > 1; ``@path``: the definition
-    of ``path`` again, as for ``Questionnaire.item.item``; ``[x]``: a choice, ``deceased`` for
-    ``deceased[x]``). Single primitives and extensions (always ``Extension*``) are left out.
-    FHIRPath Patch builds values with it (``spec.shapes``, ``interactions.fhirpath_patch``)."""
-    shapes: dict[str, dict[str, str]] = {}
-    for definition in definitions:
-        if definition.get("derivation") != "specialization" or definition.get("kind") not in (
-            "resource",
-            "complex-type",
-        ):
-            continue
-        if definition.get("abstract"):
-            continue
-        elements: dict[str, str] = {}
-        for element in definition["snapshot"]["element"]:
-            path = element["path"].split(".")[1:]
-            if not path or path[-1] in ("id", "extension", "modifierExtension"):
-                continue
-            if path[-1].endswith("[x]"):
-                elements[".".join([*path[:-1], path[-1][:-3]])] = "[x]"
-                continue
-            types = [t["code"] for t in element.get("type", [])]
-            maximum = element.get("max", "1")
-            many = maximum == "*" or int(maximum) > 1
-            code = types[0] if len(types) == 1 else None
-            if code is None and element.get("contentReference"):
-                code = "@" + element["contentReference"].split("#", 1)[1].split(".", 1)[1]
-            if code is None or (code[0].islower() and not many):
-                continue
-            elements[".".join(path)] = code + ("*" if many else "")
-        shapes[definition["type"]] = elements
-    return shapes
 
 
 def _write(path: Path, data: object, indent: int | None = 1) -> None:

@@ -1,77 +1,50 @@
 """The shape of an element of a resource: its type and whether it repeats, from the R4 definitions.
 
-Loaded from ``spec/data/element-shapes.json`` (generated from the R4 4.0.1 StructureDefinitions, see
-SOURCE.md): what building a value from a FHIRPath Patch needs to know, i.e. whether ``name`` is an
-array in FHIR JSON and which type a nested element has.
+Read from the validator's element tables (``spec/data/structure.json.gz``, one table per type and per
+BackboneElement path): what building a value from a FHIRPath Patch needs to know, i.e. whether ``name``
+is an array in FHIR JSON and which type a nested element has.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
-from fhir_bridge.spec.registry import choice_elements
+from fhir_bridge.spec.validator import COMPLEX, PRIMITIVE, PRIMITIVE_EXTENSION, validator
 
 
 @dataclass(frozen=True)
 class Shape:
-    """``type_name``: the element's type (``HumanName``, ``BackboneElement``, ``string``...), None when the
-    definitions leave it out (a single primitive or a choice); ``many``: an array in JSON."""
+    """``type_name``: the element's type (``HumanName``, ``Patient.contact`` for a BackboneElement,
+    ``string``...), None for a choice named without its type or an unknown element; ``many``: an array
+    in JSON; ``choice``: ``name[x]`` named without its type (its JSON key is the name and the type)."""
 
     type_name: str | None
     many: bool
-    choice: bool = False  # ``name[x]``: its JSON key is the name and the type (``deceasedBoolean``)
-
-
-@cache
-def _shapes() -> dict[str, dict[str, str]]:
-    text = resources.files("fhir_bridge.spec").joinpath("data", "element-shapes.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def _parse(code: str) -> Shape:
-    if code == "[x]":
-        return Shape(None, False, choice=True)
-    return Shape(code.rstrip("*"), code.endswith("*"))
-
-
-def _choice_type(key: str) -> str | None:
-    """The type of a choice element's JSON key (``valueQuantity`` -> ``Quantity``), else None."""
-    for name in choice_elements():
-        if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
-            return key[len(name) :]
-    return None
+    choice: bool = False
 
 
 def element_shape(owner: str, keys: list[str]) -> Shape:
     """The shape of the element reached from type ``owner`` (a resource or data type) through the JSON
     ``keys`` (array indexes left out): ``element_shape("Patient", ["contact", "telecom"])``."""
+    table = validator().tables.get(owner)
+    if table is None:
+        return Shape(None, False)
     if not keys:
         return Shape(owner, False)
-    if keys[-1] in ("extension", "modifierExtension"):
-        return Shape("Extension", True)
-    table = _shapes().get(owner, {})
-    path: list[str] = []
     for position, key in enumerate(keys):
-        path.append(key)
-        code = table.get(".".join(path))
+        element = table.elements.get(key)
         last = position == len(keys) - 1
-        if code is None or (code == "[x]" and not last):
-            choice = _choice_type(key)
-            if choice is None:
-                return Shape(None, False)
-            if last:
-                return Shape(choice, False)
-            return element_shape(choice, keys[position + 1 :])
-        if code.startswith("@"):  # contentReference: the definition of another element, with its own max
-            many = code.endswith("*")
-            path = code[1:].rstrip("*").split(".")
-            code = table.get(".".join(path), "BackboneElement").rstrip("*") + ("*" if many else "")
-        shape = _parse(code)
+        if element is None:
+            named_choice = any(e.choice == key for e in table.elements.values())
+            return Shape(None, False, choice=named_choice and last)
         if last:
-            return shape
-        if shape.type_name not in ("BackboneElement", "Element") and shape.type_name in _shapes():
-            return element_shape(shape.type_name, keys[position + 1 :])
+            if element.kind in (PRIMITIVE, PRIMITIVE_EXTENSION) and element.primitive is not None:
+                name = element.primitive.name if element.kind == PRIMITIVE else "Element"
+                return Shape(name, element.many)
+            if element.kind == COMPLEX and element.table is not None:
+                return Shape(element.table.name, element.many)
+            return Shape("Resource", element.many)
+        if element.kind != COMPLEX or element.table is None:
+            return Shape(None, False)
+        table = element.table
     return Shape(None, False)

@@ -14,7 +14,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, inspect, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import sort_tables
 
@@ -203,6 +215,27 @@ def ensure_info(engines: Engines, key: str, make: Callable[[], str]) -> str:
             found = make()
             connection.execute(insert(INFO).values(key=key, value=found))
     return found
+
+
+def find_info(engines: Engines, key: str) -> str | None:
+    """The store fact ``key``, or None when there is none."""
+    with engines.reader.connect() as connection:
+        return connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one_or_none()
+
+
+def discard_info(engines: Engines, key: str) -> None:
+    """Remove the store fact ``key`` (a secret moved out of the database)."""
+    with engines.writer.begin() as connection:
+        connection.execute(delete(INFO).where(INFO.c.key == key))
+
+
+def file_beside(database_url: str, suffix: str) -> Path | None:
+    """``<store>.<suffix>`` beside a SQLite store's file; None for other databases (and in-memory SQLite)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database).expanduser()
+    return path.with_name(f"{path.stem}.{suffix}")
 
 
 def read_info(engines: Engines, key: str) -> str:

@@ -19,6 +19,7 @@ from fhir_bridge.mapping.clinical.document import Document, MappingError, Mappin
 from fhir_bridge.mapping.clinical.template import (
     MISSING,
     ArrayNode,
+    CoalesceNode,
     ConcatNode,
     Condition,
     Constant,
@@ -56,12 +57,21 @@ class IdentifierRule:
 
 
 @dataclass(frozen=True)
+class ForEach:
+    """Repeat a resource over a list of the record (HL7 segments, JSON arrays, repeated fields) or a split text."""
+
+    path: str
+    split: str | None = None
+
+
+@dataclass(frozen=True)
 class ResourceRule:
     name: str
     resource_type: str
     template: ObjectNode
     condition: Condition | None
     identifier: IdentifierRule | None  # None only for the Patient, whose identity is the patient rule's
+    each: ForEach | None = None
 
 
 @dataclass(frozen=True)
@@ -77,9 +87,23 @@ class Mapping:
     patient: PatientRule | None
     resources: tuple[ResourceRule, ...]
     origin: str
+    derived: tuple[tuple[str, Node], ...] = ()  # values computed once per record, before the resources
+    columns: frozenset[str] = frozenset()  # the fields the mapping reads (a CSV header must have them)
+    concept_maps: frozenset[str] = frozenset()  # the ConceptMaps ($translate) the mapping needs, by url
 
     def rule(self, name: str) -> ResourceRule | None:
         return next((r for r in self.resources if r.name == name), None)
+
+    def missing_columns(self, header: Sequence[str]) -> list[str]:
+        """The fields the mapping reads that a file with this header lacks (a path ``col.x`` needs ``col``)."""
+        names = set(header)
+
+        def present(field: str) -> bool:
+            return field in names or any(
+                field.startswith(n) and field[len(n) : len(n) + 1] in (".", "[") for n in names
+            )
+
+        return sorted(field for field in self.columns if not present(field))
 
 
 def _escape(value: str) -> str:
@@ -111,6 +135,9 @@ class _Compiler:
         self.problems: list[MappingProblem] = []
         self.names: set[str] = set()
         self.references: list[tuple[str, list[str | int]]] = []
+        self.fields: set[str] = set()
+        self.concept_maps: set[str] = set()
+        self.maps: dict[str, Any] = document.data.get("maps", {})
 
     def problem(self, path: Sequence[str | int], message: str) -> None:
         self.problems.append(self.document.problem(path, message))
@@ -129,6 +156,8 @@ class _Compiler:
         tests = [k for k in ("present", "equals", "in", "matches") if k in data]
         if len(tests) > 1:
             self.problem(path, f"a condition tests one thing, not {' and '.join(tests)}")
+        if "field" in data:
+            self.fields.add(data["field"])
         return Condition(
             field=data.get("field"),
             present=data.get("present"),
@@ -155,6 +184,9 @@ class _Compiler:
             return ReferenceNode(data["$reference"], self.condition(data.get("$if"), [*path, "$if"]))
         if "$lookup" in data:
             return self.lookup(data, path)
+        if "$coalesce" in data:
+            parts = [self.node(item, [*path, "$coalesce", i]) for i, item in enumerate(data["$coalesce"])]
+            return CoalesceNode(parts, self.condition(data.get("$if"), [*path, "$if"]))
         items = [(key, self.node(value, [*path, key])) for key, value in data.items() if key != "$if"]
         return ObjectNode(items, self.condition(data.get("$if"), [*path, "$if"]))
 
@@ -175,7 +207,34 @@ class _Compiler:
                 )
             elif keyword not in load_rules():
                 self.problem([*path, "$deidentify"], f"{keyword!r} is not a DICOM keyword of the privacy table")
+        self.fields.add(data["$field"])
         mapping = data.get("$map")
+        if isinstance(mapping, str):  # a shared value map of the file's maps
+            if mapping not in self.maps:
+                known = ", ".join(sorted(self.maps)) or "none"
+                self.problem([*path, "$map"], f"no value map named {mapping!r} in the file's maps (known: {known})")
+            mapping = self.maps.get(mapping, {})
+        capture = self.regex(data["$capture"], [*path, "$capture"]) if "$capture" in data else None
+        group = data.get("$group")
+        if group is not None:
+            group = str(group)
+            if capture is None:
+                self.problem([*path, "$group"], "$group names a group of $capture")
+            elif (int(group) > capture.groups) if group.isdigit() else (group not in capture.groupindex):
+                self.problem([*path, "$group"], f"$capture has no group {group!r}")
+        elif capture is not None:
+            if not capture.groupindex:
+                self.problem([*path, "$capture"], "without $group, $capture needs named groups: (?P<name>...)")
+            for key in ("$map", "$translate", "$type"):
+                if key in data:
+                    self.problem([*path, key], f"{key} applies to one value: name the $group of $capture")
+        translate = None
+        if "$translate" in data:
+            spec = data["$translate"]
+            translate = (spec["conceptMap"], spec.get("system"), spec.get("target"))
+            self.concept_maps.add(spec["conceptMap"])
+            if mapping is not None:
+                self.problem([*path, "$translate"], "a value is translated by $map or by $translate, not both")
         return FieldNode(
             path=data["$field"],
             condition=self.condition(data.get("$if"), [*path, "$if"]),
@@ -190,6 +249,9 @@ class _Compiler:
             join=data.get("$join"),
             deidentify=keyword,
             hashed=data.get("$hash", False),
+            capture=capture,
+            group=group,
+            translate=translate,
         )
 
     def lookup(self, data: dict[str, Any], path: list[str | int]) -> LookupNode:
@@ -252,7 +314,15 @@ class _Compiler:
             )
         node = self.node(template, [*path, "template"])
         assert isinstance(node, ObjectNode)
-        return ResourceRule(name, resource_type, node, self.condition(data.get("if"), [*path, "if"]), identifier)
+        each = None
+        if "forEach" in data:
+            spec = data["forEach"]
+            each = ForEach(spec, None) if isinstance(spec, str) else ForEach(spec["field"], spec.get("split"))
+            self.fields.add(each.path)
+            if resource_type == "Patient":
+                self.problem([*path, "forEach"], "a record has one patient: a Patient cannot be repeated")
+        condition = self.condition(data.get("if"), [*path, "if"])
+        return ResourceRule(name, resource_type, node, condition, identifier, each)
 
     def compile(self, source: str) -> Mapping:
         data = self.document.data
@@ -272,6 +342,9 @@ class _Compiler:
                 spec.get("system"),
                 self.node(spec["issuer"], ["patient", "issuer"]) if "issuer" in spec else None,
             )
+        derived = []
+        for name, spec in data.get("derived", {}).items():
+            derived.append((name, self.node(spec, ["derived", name])))
         rules = [self.resource(r, i, patient is not None) for i, r in enumerate(data["resources"])]
         for name, path in self.references:
             if name == PATIENT and patient is None:
@@ -291,7 +364,14 @@ class _Compiler:
             patient=patient,
             resources=tuple(r for r in rules if r is not None),
             origin=source,
+            derived=tuple(derived),
+            columns=frozenset(self._columns({name for name, _ in derived})),
+            concept_maps=frozenset(self.concept_maps),
         )
+
+    def _columns(self, derived: set[str]) -> set[str]:
+        """The fields read from the source: not the derived values, nor a repeated item's ``$item`` and ``$index``."""
+        return {f for f in self.fields if not f.startswith("$") and re.split(r"[.\[]", f, maxsplit=1)[0] not in derived}
 
 
 def _text(value: Any) -> str:

@@ -164,7 +164,8 @@ def schema_problems(document: Document) -> list[MappingProblem]:
 
 def _message(error: Any) -> str:
     if error.validator == "propertyNames":
-        return f"{error.instance!r} is not an expression key ($if in an element; $field, $concat, $reference, $lookup)"
+        keys = "$field, $concat, $coalesce, $reference, $lookup"
+        return f"{error.instance!r} is not an expression key ($if in an element; {keys})"
     if error.validator == "required" and error.schema.get("description", "").startswith("an expression"):
         return error.schema["description"]
     if error.validator == "not" and error.validator_value == {"required": ["system", "issuer"]}:

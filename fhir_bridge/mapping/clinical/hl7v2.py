@@ -6,7 +6,11 @@ sequences (``\\F\\``, ``\\.br\\``...). Each record is flat, keyed as HL7 people 
 - ``OBR-7`` (first component of the field), ``PID-3.1`` (component), ``PID-3.4.2`` (sub-component),
   for MSH, PID, PV1, ORC, OBR and any other segment of the order, Z-segments included; PID-3 is
   the repetition whose identifier type (PID-3.5) is ``MR``, else the first;
-- ``OBX``: the order's OBX segments as a list of such records;
+- ``PID-3[1].1``: a component of a field's second repetition (repetitions count from 0), and
+  ``PID-3[*]``: the field's repetitions as a list of records (``PID-3.1``...), to repeat a resource over;
+- ``OBX``: the order's OBX segments as a list of such records, each with its ``value`` (OBX-5 as
+  text; a structured numeric ``^182`` is ``182``, its comparator ``>`` in ``comparator``), reached
+  as ``OBX[0].OBX-5.2`` or repeated over by a resource's ``forEach: OBX``;
 - ``observations``: the text of the order's OBX-5 values by observation code (OBX-3.1), lines
   joined, e.g. ``observations.19005-8`` for the impression; ``text``: all textual OBX values;
   ``notes``: the NTE comments.
@@ -26,6 +30,7 @@ from hl7.containers import Repetition
 from fhir_bridge.mapping.clinical.readers import ReaderOptions, SourceRecord, text_of
 
 TEXT_TYPES = frozenset({"TX", "FT", "ST"})
+COMPARATORS = frozenset({">", "<", ">=", "<=", "=", "<>"})  # SN's first component
 ENVELOPE = frozenset({"FHS", "FTS", "BHS", "BTS"})
 MLLP = "\x0b\x1c"
 
@@ -51,6 +56,19 @@ class _Message:
     def text(self, value: str) -> str:
         return self.message.unescape(value).replace("\r", "\n") if "\\" in value else value
 
+    def components(self, record: dict[str, Any], key: str, repetition: list[list[str]]) -> None:
+        """``key`` (the first component), ``key.c`` and ``key.c.s`` of one repetition into ``record``."""
+        for c, component in enumerate(repetition, start=1):
+            for s, sub in enumerate(component, start=1):
+                if sub == "":
+                    continue
+                value = self.text(sub)
+                if c == 1 and s == 1:
+                    record[key] = value
+                if s == 1:
+                    record[f"{key}.{c}"] = value
+                record[f"{key}.{c}.{s}"] = value
+
     def flat(self, segment: Any) -> dict[str, Any]:
         name = str(segment[0])
         record: dict[str, Any] = {}
@@ -60,27 +78,35 @@ class _Message:
             if name == "PID" and number == 3:
                 chosen = next((r for r in repetitions if len(r) > 4 and r[4][0] == "MR"), chosen)
             key = f"{name}-{number}"
-            for c, component in enumerate(chosen, start=1):
-                for s, sub in enumerate(component, start=1):
-                    if sub == "":
-                        continue
-                    value = self.text(sub)
-                    if c == 1 and s == 1:
-                        record[key] = value
-                    if s == 1:
-                        record[f"{key}.{c}"] = value
-                    record[f"{key}.{c}.{s}"] = value
+            self.components(record, key, chosen)
             if name == "MSH" and number == 2:
                 record[key] = str(segment[number])  # the encoding characters, as written
+                continue
+            items = []
+            for index, repetition in enumerate(repetitions):  # PID-3[1].4.1; PID-3[*] lists them for forEach
+                self.components(record, f"{key}[{index}]", repetition)
+                item: dict[str, Any] = {}
+                self.components(item, key, repetition)
+                if item:
+                    items.append(item)
+            if items:
+                record[f"{key}[*]"] = items
         return record
 
     def value_text(self, segment: Any) -> str:
-        """OBX-5 as text: repetitions are lines, components (of coded values) the first one's text."""
+        """OBX-5 as text: repetitions are lines, components (of coded values) the first one's text.
+
+        A structured numeric (SN: comparator^number^separator^number) is its number, or its range or
+        ratio (``10-20``, ``1:128``); the comparator is the record's ``comparator``.
+        """
         if len(segment) <= 5:
             return ""
         lines = []
         for repetition in _repetitions(segment[5]):
-            if len(repetition) > 1 and str(segment[2]) in TEXT_TYPES:
+            if str(segment[2]) == "SN" and len(repetition) > 1:
+                parts = [self.text(c[0]) for c in repetition[1:4]]
+                lines.append("".join(parts) if len(parts) == 3 and parts[1] and parts[2] else parts[0])
+            elif len(repetition) > 1 and str(segment[2]) in TEXT_TYPES:
                 lines.append(self.text("^".join(c[0] for c in repetition)))
             else:
                 lines.append(self.text(repetition[0][0]))
@@ -155,6 +181,8 @@ class Hl7v2Reader:
             elif name == "OBX" and current is not None:
                 observation = reader.flat(segment)
                 observation["value"] = reader.value_text(segment)
+                if str(segment[2]) == "SN" and observation.get("OBX-5.1") in COMPARATORS:
+                    observation["comparator"] = observation["OBX-5.1"]
                 current["OBX"].append(observation)
             elif name == "NTE" and current is not None:
                 current["notes"].append(reader.flat(segment).get("NTE-3", ""))

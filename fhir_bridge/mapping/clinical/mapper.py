@@ -16,13 +16,22 @@ from zoneinfo import ZoneInfo
 from fhir_bridge.errors import FhirError
 from fhir_bridge.mapping import codes
 from fhir_bridge.mapping.clinical.compiler import PATIENT, Mapping, ResourceRule
-from fhir_bridge.mapping.clinical.template import MISSING, Context, FieldError, PendingLookup, as_text
+from fhir_bridge.mapping.clinical.template import (
+    MISSING,
+    Context,
+    FieldError,
+    PendingLookup,
+    Translation,
+    as_text,
+    resolve,
+)
 from fhir_bridge.mapping.dicom import patient_system
 from fhir_bridge.mapping.patient import patient_identity
 from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.spec.validation import validate_resource
 
 _INDEX = re.compile(r"\[\d+\]")
+UNKNOWN = "unknown"  # the id of a resource whose identity failed: the record fails, it is never written
 
 
 class RecordPrivacy:
@@ -74,48 +83,72 @@ class MappedRecord:
 class ClinicalMapper:
     """Applies one mapping under the site's privacy policy."""
 
-    def __init__(self, mapping: Mapping, policy: AttributePolicy, default_system: str, zone: ZoneInfo | None) -> None:
+    def __init__(
+        self,
+        mapping: Mapping,
+        policy: AttributePolicy,
+        default_system: str,
+        zone: ZoneInfo | None,
+        translations: dict[str, Translation] | None = None,
+    ) -> None:
         self.mapping = mapping
         self.privacy = RecordPrivacy(policy, default_system)
         self.default_system = default_system
         self.zone = mapping.timezone or zone
+        self.translations = translations or {}  # the ConceptMaps the mapping's $translate names, by url
 
     def map(self, record: dict[str, Any]) -> MappedRecord:
-        context = Context(record, self.privacy, self.zone)
+        """The record's resources, or every problem of the record (each once, none hiding another)."""
+        context = Context(dict(record), self.privacy, self.zone, translations=self.translations)
+        for name, node in self.mapping.derived:
+            value = node.evaluate(context, "")
+            if value is not MISSING:
+                context.record[name] = value
         result = MappedRecord()
         identity = self._patient(context)
         if identity is not None:
             patient_id, identifier = identity
             context.targets[PATIENT] = f"Patient/{patient_id}"
             result.patient = self._labelled({"resourceType": "Patient", "id": patient_id, "identifier": [identifier]})
-        active: list[tuple[ResourceRule, str | None, tuple[str, str] | None]] = []
+        elif self.mapping.patient is not None:
+            context.targets[PATIENT] = f"Patient/{UNKNOWN}"  # the record fails; its other problems are still found
+        active: list[tuple[ResourceRule, dict[str, Any], str, tuple[str, str] | None]] = []
+        unfilled: dict[str | None, list[str]] = {}  # identifier columns found empty -> the resources needing them
+        whole = context.record
         for rule in self.mapping.resources:
-            if rule.condition is not None and not rule.condition.holds(record):
-                continue
-            if rule.identifier is None:  # the Patient: its identity is the patient's
-                if identity is None:
+            made: list[str] = []
+            for item in _items(rule, whole):
+                context.record = item
+                if rule.condition is not None and not rule.condition.holds(item):
                     continue
-                context.targets[rule.name] = f"Patient/{identity[0]}"
-                active.append((rule, identity[0], None))
-                continue
-            key = self._identifier(context, rule)
-            if key is None:
-                continue
-            derived_id = codes.resource_id(rule.resource_type, *key)
-            context.targets[rule.name] = f"{rule.resource_type}/{derived_id}"
-            active.append((rule, derived_id, key))
-        for rule, resource_id, key in active:
+                if rule.identifier is None:  # the Patient: its identity is the patient's
+                    if identity is None:
+                        continue
+                    made.append(f"Patient/{identity[0]}")
+                    active.append((rule, item, identity[0], None))
+                    continue
+                key = self._identifier(context, rule, unfilled)
+                derived_id = codes.resource_id(rule.resource_type, *key) if key is not None else UNKNOWN
+                made.append(f"{rule.resource_type}/{derived_id}")
+                active.append((rule, item, derived_id, key))
+            if made:
+                context.targets[rule.name] = made if rule.each is not None else made[0]
+        for column, names in unfilled.items():
+            if not any(error.column == column for error in context.errors):  # e.g. the empty patient id: said once
+                context.fail(column, f"is empty, but the identifier of {', '.join(dict.fromkeys(names))} needs it")
+        for rule, item, resource_id, key in active:
+            context.record = item
             body = rule.template.evaluate(context, "")
             body = {} if body is MISSING else body
             resource = {"resourceType": rule.resource_type, "id": resource_id, **body}
             if key is not None:
                 resource["identifier"] = [*resource.get("identifier", []), {"system": key[0], "value": key[1]}]
-            else:
+            elif rule.identifier is None:
                 resource = self._patient_resource(resource, result.patient or {})
             result.produced.append(Produced(rule, self._labelled(resource), key))
+        context.record = whole
+        self._validate(result, context)
         result.lookups, result.references, result.errors = context.lookups, context.references, context.errors
-        if not result.errors:
-            self._validate(result, context)
         return result
 
     # identities -----------------------------------------------------------------------------------
@@ -137,17 +170,22 @@ class ClinicalMapper:
             context.fail(column, "the patient id is not usable")
         return identity
 
-    def _identifier(self, context: Context, rule: ResourceRule) -> tuple[str, str] | None:
+    def _identifier(
+        self, context: Context, rule: ResourceRule, unfilled: dict[str | None, list[str]]
+    ) -> tuple[str, str] | None:
         spec = rule.identifier
         assert spec is not None
         parts = []
+        complete = True
         for node in spec.parts:
             value = node.evaluate(context, "")
             if value is MISSING or as_text(value) is None:
-                column = getattr(node, "path", None)
-                context.fail(column, f"needed for the identifier of the {rule.resource_type} ({rule.name}) but empty")
-                return None
+                unfilled.setdefault(getattr(node, "path", None), []).append(f"{rule.resource_type} ({rule.name})")
+                complete = False
+                continue
             parts.append(str(as_text(value)))
+        if not complete:
+            return None
         joined = ":".join(parts)
         value = self.privacy.keyed_hash(f"identifier:{spec.system}", joined) if spec.hashed else joined
         return spec.system, value
@@ -170,12 +208,19 @@ class ClinicalMapper:
 
     # validation -----------------------------------------------------------------------------------
     def _validate(self, result: MappedRecord, context: Context) -> None:
-        """Every resource must be valid FHIR before the write transaction; problems name their column."""
+        """Every resource must be valid FHIR before the write transaction; problems name their column.
+
+        A column that already failed (an unknown code, a date no format reads) is not reported again for
+        the element it left empty.
+        """
+        failed = {error.column for error in context.errors if error.column}
         for produced in result.produced:
             try:
                 validate_resource(produced.resource, produced.resource_type)
             except FhirError as error:
-                result.errors.append(FieldError(self._column(error, context), _reason(error, produced)))
+                column = self._column(error, context)
+                if column is None or column not in failed:
+                    context.fail(column, _reason(error, produced))
         if result.patient is not None and not any(p.resource_type == "Patient" for p in result.produced):
             validate_resource(result.patient, "Patient")
 
@@ -193,3 +238,21 @@ class ClinicalMapper:
 
 def _reason(error: FhirError, produced: Produced) -> str:
     return f"the {produced.resource_type} ({produced.rule.name}) would not be valid FHIR: {error.diagnostics}"
+
+
+def _items(rule: ResourceRule, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records a resource rule is evaluated on: the record, or one per item of its ``forEach``."""
+    each = rule.each
+    if each is None:
+        return [record]
+    _found, value = resolve(record, each.path)
+    values = value if isinstance(value, list) else [] if value is None else [value]
+    if each.split is not None:
+        values = [p.strip() for v in values if isinstance(v, str) for p in v.split(each.split) if p.strip()]
+    items = []
+    for index, item in enumerate(values, start=1):
+        if isinstance(item, dict):
+            items.append({**record, **item, "$index": index})
+        elif as_text(item) is not None:
+            items.append({**record, "$item": item, "$index": index})
+    return items

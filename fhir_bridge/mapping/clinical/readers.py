@@ -30,6 +30,8 @@ class SourceRecord:
     """One record of the input, or the reason a part of the input is not one.
 
     ``row`` counts records from 1; ``line`` is where the record starts in the file, when lines mean something.
+    ``columns`` is the file's header, for formats that have one (CSV): a mapping naming a column it
+    lacks is refused before any record is mapped.
     """
 
     row: int
@@ -37,6 +39,7 @@ class SourceRecord:
     line: int | None = None
     error: str | None = None
     column: str | None = None
+    columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,13 @@ def text_of(stream: BinaryIO, encoding: str, newline: str | None = "") -> Iterat
 
 class CsvReader:
     name = "csv"
-    media_types: tuple[str, ...] = ("text/csv", "application/csv", "text/tab-separated-values")
+    # application/vnd.ms-excel: what Windows browsers send for a .csv file
+    media_types: tuple[str, ...] = (
+        "text/csv",
+        "application/csv",
+        "text/tab-separated-values",
+        "application/vnd.ms-excel",
+    )
     suffixes: tuple[str, ...] = (".csv", ".tsv")
 
     def read(self, stream: BinaryIO, options: ReaderOptions) -> Iterator[SourceRecord]:
@@ -86,6 +95,7 @@ class CsvReader:
         if header is None:
             return
         header = [name.strip() for name in header]
+        columns = tuple(header)
         duplicates = sorted({name for name in header if header.count(name) > 1})
         if duplicates:
             yield SourceRecord(1, None, 1, f"the header names the column(s) {', '.join(duplicates)} more than once")
@@ -105,11 +115,15 @@ class CsvReader:
             row += 1
             if len(values) > len(header):
                 yield SourceRecord(
-                    row, None, line, f"the row has {len(values)} fields, the header {len(header)} columns"
+                    row,
+                    None,
+                    line,
+                    f"the row has {len(values)} fields, the header {len(header)} columns",
+                    columns=columns,
                 )
             else:
                 values += [""] * (len(header) - len(values))  # a short row: its last columns are empty
-                yield SourceRecord(row, dict(zip(header, values, strict=True)), line)
+                yield SourceRecord(row, dict(zip(header, values, strict=True)), line, columns=columns)
             line = rows.line_num + 1
 
 

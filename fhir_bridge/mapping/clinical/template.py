@@ -1,6 +1,6 @@
 """Evaluating a mapping's templates against one source record.
 
-A template is FHIR JSON in which some objects are expressions (``$field``, ``$concat``,
+A template is FHIR JSON in which some objects are expressions (``$field``, ``$concat``, ``$coalesce``,
 ``$reference``, ``$lookup``). An element built from fields disappears when none of its fields has
 a value, so an empty ``grade`` column leaves no half-empty Coding behind. Problems of the record
 (a required field empty, a date no format reads, a code the value map lacks) are collected, not
@@ -29,7 +29,8 @@ class _Missing:
 MISSING: Any = _Missing()
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "ja", "oui", "si", "sí"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "nein", "non"})
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_INDEX = re.compile(r"\[(\d+)\]")
+_BOUNDARY = re.compile(r"[.\[]")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class FieldError:
 
     column: str | None
     reason: str
+
+
+class Translation(Protocol):
+    """A ConceptMap's ``$translate`` (see ``mapping.conceptmap``)."""
+
+    def translate(self, system: str | None, code: str, target: str | None) -> list[dict[str, Any]]: ...
 
 
 class Privacy(Protocol):
@@ -66,32 +73,49 @@ class Context:
     record: dict[str, Any]
     privacy: Privacy
     zone: ZoneInfo | None
-    targets: dict[str, str] = field(default_factory=dict)  # local name -> "Type/id"
-    references: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # local name -> Reference objects
+    targets: dict[str, str | list[str]] = field(default_factory=dict)  # local name -> "Type/id" (a list: forEach)
+    references: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "Type/id" -> Reference objects
     lookups: list[PendingLookup] = field(default_factory=list)
     errors: list[FieldError] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)  # output path -> column it came from
+    translations: dict[str, Translation] = field(default_factory=dict)  # ConceptMap url -> its $translate
 
     def fail(self, column: str | None, reason: str) -> Any:
-        self.errors.append(FieldError(column, reason))
+        error = FieldError(column, reason)
+        if error not in self.errors:  # one message per problem, however many elements read the column
+            self.errors.append(error)
         return MISSING
 
 
 def resolve(record: dict[str, Any], path: str) -> tuple[bool, Any]:
-    """(found, value) of a column name or a path ``a.b[0].c`` into nested JSON."""
+    """(found, value) of a column name or a path ``a.b[0].c`` into nested JSON.
+
+    A step into an object takes the longest key the rest of the path starts with, so keys that hold
+    dots or brackets themselves (HL7 positions: ``OBX[0].OBX-5.2``, ``PID-3[1].4.1``) are reached.
+    """
     if path in record:
         return True, record[path]
-    current: Any = record
-    for name, index in _STEP.findall(path):
-        if name:
-            if not isinstance(current, dict) or name not in current:
-                return False, None
-            current = current[name]
-        else:
-            if not isinstance(current, list) or int(index) >= len(current):
-                return False, None
-            current = current[int(index)]
-    return True, current
+    return _walk(record, path)
+
+
+def _walk(current: Any, rest: str) -> tuple[bool, Any]:
+    if not rest:
+        return True, current
+    if isinstance(current, list):
+        match = _INDEX.match(rest)
+        if match is None or int(match.group(1)) >= len(current):
+            return False, None
+        return _walk(current[int(match.group(1))], rest[match.end() :].removeprefix("."))
+    if not isinstance(current, dict):
+        return False, None
+    ends = [m.start() for m in _BOUNDARY.finditer(rest)] + [len(rest)]
+    for end in reversed(ends):  # the longest key first
+        key = rest[:end]
+        if key and key in current:
+            found, value = _walk(current[key], rest[end:].removeprefix("."))
+            if found:
+                return found, value
+    return False, None
 
 
 def as_text(value: Any) -> str | None:
@@ -222,6 +246,9 @@ class FieldNode(Node):
     join: str | None = None
     deidentify: str | None = None
     hashed: bool = False
+    capture: re.Pattern[str] | None = None
+    group: str | None = None
+    translate: tuple[str, str | None, str | None] | None = None  # (ConceptMap url, source system, target system)
     dynamic = True
 
     @property
@@ -233,6 +260,7 @@ class FieldNode(Node):
         if self.condition is not None and not self.condition.holds(context.record):
             return MISSING
         found, raw = resolve(context.record, self.path)
+        context.columns[path] = self.path  # an element left empty is still named by its column
         values = raw if isinstance(raw, list) else [raw]
         texts: list[Any] = []
         for value in values:
@@ -253,7 +281,6 @@ class FieldNode(Node):
                 why = "is empty" if found else "is missing (no such column or field)"
                 return context.fail(self.path, f"required value {why}")
             return MISSING
-        context.columns[path] = self.path
         results = [r for r in (self._one(context, text) for text in texts) if r is not MISSING]
         if self.join is not None:
             return self.join.join(str(r) for r in results) if results else MISSING
@@ -269,7 +296,32 @@ class FieldNode(Node):
             return value
         if self.pattern is not None and not self.pattern.fullmatch(value):
             return context.fail(self.path, f"{self._quote(value)} does not match the pattern {self.pattern.pattern!r}")
+        if self.capture is not None:
+            match = self.capture.fullmatch(value)
+            if match is None:
+                return context.fail(
+                    self.path, f"{self._quote(value)} does not match the pattern {self.capture.pattern!r}"
+                )
+            if self.group is None:  # every named group that matched, reached as <name>.<group>
+                groups = {k: v for k, v in match.groupdict().items() if v}
+                return groups or MISSING
+            captured = match.group(int(self.group) if self.group.isdigit() else self.group)
+            if not captured:
+                return MISSING
+            value = captured
         result: Any = value
+        if self.translate is not None:
+            url, system, target = self.translate
+            translation = context.translations.get(url)
+            if translation is None:
+                return context.fail(self.path, f"the ConceptMap {url} is not stored")
+            codings = translation.translate(system, value, target)
+            if codings:
+                return codings[0]
+            if self.unmapped == "omit":
+                return MISSING
+            if self.unmapped == "error":
+                return context.fail(self.path, f"the ConceptMap {url} does not translate {self._quote(value)}")
         if self.mapping is not None:
             if value in self.mapping:
                 result = self.mapping[value]
@@ -299,11 +351,13 @@ class FieldNode(Node):
                 return base64.b64encode(text.encode("utf-8")).decode("ascii")
             if kind == "integer":
                 return int(text)
-            if kind == "decimal":
-                number = float(text)
+            if kind in ("decimal", "number"):  # number: also with a decimal comma (3,5)
+                written = text.replace(",", ".") if kind == "number" and text.count(",") == 1 else text
+                number = float(written)
                 if number != number or number in (float("inf"), float("-inf")):
                     raise ValueError
-                return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+                integral = number.is_integer() and "." not in written and "e" not in written.lower()
+                return int(number) if integral else number
             if kind == "boolean":
                 lowered = text.lower()
                 if lowered in _TRUE:
@@ -344,6 +398,24 @@ class ConcatNode(Node):
 
 
 @dataclass
+class CoalesceNode(Node):
+    """The first of several values that has one."""
+
+    parts: list[Node]
+    condition: Condition | None = None
+    dynamic = True
+
+    def evaluate(self, context: Context, path: str) -> Any:
+        if self.condition is not None and not self.condition.holds(context.record):
+            return MISSING
+        for node in self.parts:
+            value = node.evaluate(context, path)
+            if value is not MISSING and value != [] and value != "":
+                return value
+        return MISSING
+
+
+@dataclass
 class ReferenceNode(Node):
     """A Reference to a resource made from the same record (or to the record's patient)."""
 
@@ -355,11 +427,12 @@ class ReferenceNode(Node):
         if self.condition is not None and not self.condition.holds(context.record):
             return MISSING
         target = context.targets.get(self.name)
-        if target is None:  # the named resource is not made from this record (its condition is false)
+        if not target:  # the named resource is not made from this record (its condition is false)
             return MISSING
-        reference = {"reference": target}
-        context.references.setdefault(self.name, []).append(reference)
-        return reference
+        references = [{"reference": t} for t in ([target] if isinstance(target, str) else target)]
+        for reference in references:
+            context.references.setdefault(reference["reference"], []).append(reference)
+        return references[0] if isinstance(target, str) else references
 
 
 @dataclass
