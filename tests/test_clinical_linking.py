@@ -20,7 +20,7 @@ from tests.dicom_samples import Patient, instance, multipart, uid
 BOUNDARY = "linking"
 ALICE = Patient("LINK-A", "Alpha^Alice", "19600101", "F")
 BOB = Patient("LINK-B", "Beta^Bob", "19610202", "M")
-COLUMNS = [
+COLUMNS = [  # every column the mapping reads (a header without one is refused)
     "report_id",
     "patient_id",
     "accession_number",
@@ -28,6 +28,12 @@ COLUMNS = [
     "status",
     "exam_datetime",
     "exam_description",
+    "report_datetime",
+    "conclusion",
+    "conclusion_snomed",
+    "conclusion_display",
+    "language",
+    "report_text",
 ]
 
 
