@@ -82,6 +82,7 @@ def _items(media_type: str, body: bytes) -> list[Pushed]:
     response_class=JSONResponse,
 )
 async def ingest_fhir(request: Request) -> JSONResponse:
+    require(request, writes({"Provenance"}))  # every push writes one: refused before the body is read
     media_type = parse_media_type(request.headers.get("content-type")).value
     items = _items(media_type, await read_body(request))
     require(request, writes({item.resource.get("resourceType", "") for item in items} | {"Provenance"}))
