@@ -116,7 +116,8 @@ def load(database_url: str, resources: int, templates: int) -> float:
     most of the time); pks are handed out under the commit clock's lock, as the store's inserts
     are, and PostgreSQL's pk sequence is moved past them at the end, so later writes work as usual.
     """
-    from fhir_bridge.store.database import create_engines, prepare_schema
+    from fhir_bridge.store.database import create_engines
+    from fhir_bridge.store.migration import prepare_schema
     from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, VERSION
     from fhir_bridge.store.versions import format_instant
 

@@ -29,7 +29,8 @@ import httpx
 from benchmarks.store_api import DEFAULT_POSTGRES_URL, percentile, postgres_schema, running_server
 from fhir_bridge.cli import explain_search
 from fhir_bridge.search.index import index_entries
-from fhir_bridge.store.database import create_engines, prepare_schema, refresh_statistics
+from fhir_bridge.store.database import create_engines, refresh_statistics
+from fhir_bridge.store.migration import prepare_schema
 from fhir_bridge.store.store import Store
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"

@@ -17,9 +17,10 @@ import secrets
 from collections.abc import Callable
 from functools import cached_property, partial
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fhir_bridge.audit.log import AuditLog
+from fhir_bridge.audit.log import AUDIT_TABLES, AuditLog
 from fhir_bridge.bulk.model import Limits as BulkLimits
 from fhir_bridge.bulk.service import BulkExports
 from fhir_bridge.catalogue.config import CatalogueConfig, load_catalogue_config
@@ -30,6 +31,7 @@ from fhir_bridge.ingest.clinical import ClinicalIngest
 from fhir_bridge.ingest.dicom import DicomIngest
 from fhir_bridge.ingest.fhir import FhirIngest
 from fhir_bridge.interactions.cursors import CursorSigner
+from fhir_bridge.interactions.erasure import Erasure
 from fhir_bridge.interactions.service import FhirInteractions, Limits
 from fhir_bridge.interactions.writes import refuse_direct_identifiers
 from fhir_bridge.mapping.clinical import MappingRegistry
@@ -38,9 +40,11 @@ from fhir_bridge.privacy.profile import AttributePolicy
 from fhir_bridge.privacy.pseudonymiser import Pseudonymiser
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.security.clients import BuiltinIssuer, ClientRegistry
-from fhir_bridge.security.signing import SigningKeyError, SigningKeys
+from fhir_bridge.security.signing import SigningKeyError, SigningKeys, key_ids
 from fhir_bridge.security.tokens import ExternalIssuer, TokenVerifier
 from fhir_bridge.settings import Settings
+from fhir_bridge.store.backup import PSEUDONYM_KEY, backup, restore
+from fhir_bridge.store.copy import copy_store
 from fhir_bridge.store.database import (
     Engines,
     create_engines,
@@ -49,10 +53,11 @@ from fhir_bridge.store.database import (
     ensure_info,
     file_beside,
     find_info,
-    prepare_schema,
-    read_info,
 )
+from fhir_bridge.store.migration import SchemaState, prepare_schema, schema_state, upgrade_schema
+from fhir_bridge.store.schema import STORE_METADATA
 from fhir_bridge.store.store import Store
+from fhir_bridge.version import package_version
 
 # configuration checks first: a mistake stops the start before the database is touched
 _STARTED = (
@@ -72,6 +77,10 @@ _STARTED = (
 # Where versions before the key file kept the token signing key: the store's info table (moved out at start).
 LEGACY_SIGNING_KEY = "token_signing_key"
 DEFAULT_TOKEN_KEY_FILE = "fhir-bridge-token-keys.json"
+# Secrets the store's database holds (the keys that sign paging cursors and the web UI's session
+# cookies; the token signing key of stores from before the key file): left out of backups, named by
+# fingerprint; a restored store makes new ones on first start.
+_SECRET_INFO = ("cursor_secret", "ui_session_secret", LEGACY_SIGNING_KEY)
 # Settings field -> CatalogueConfig field, for the catalogue's values that also have an environment variable.
 _CATALOGUE_SETTINGS = {
     "catalogue_title": "title",
@@ -158,12 +167,69 @@ class Services:
 
     # storage -----------------------------------------------------------------------------------------
     @cached_property
-    def engines(self) -> Engines:
-        """The database, its schema created or upgraded (safely when several workers start at once)."""
+    def database(self) -> Engines:
+        """The database as it is, its schema unchecked: what the ``fhir-bridge db`` commands work on."""
         engines = create_engines(self.settings.database_url)
         self._closers.append(engines.dispose)
-        prepare_schema(engines)
         return engines
+
+    @cached_property
+    def engines(self) -> Engines:
+        """The database, its schema created when empty, upgraded when so configured, refused when older
+        (safely when several workers start at once)."""
+        prepare_schema(self.database, upgrade=self.settings.upgrade_schema)
+        return self.database
+
+    @cached_property
+    def audit_database(self) -> Engines:
+        """The audit trail's database as it is (a file beside a SQLite store; the store's on PostgreSQL)."""
+        engines = engines_beside(self.settings.database_url, self.database, "audit")
+        if engines is not self.database:
+            self._closers.append(engines.dispose)
+        return engines
+
+    def key_fingerprints(self) -> dict[str, Any]:
+        """Names of the keys configured outside the database (never the keys): the pseudonym key's
+        fingerprint, the token signing keys' ids."""
+        return {
+            PSEUDONYM_KEY: self.pseudonymiser.fingerprint() if self.pseudonymiser else None,
+            "token_signing_keys": key_ids(token_key_path(self.settings)),
+        }
+
+    def backup(self, path: Path) -> dict[str, Any]:
+        """``fhir-bridge db backup``: the store and its audit trail, online; keys only by fingerprint."""
+        return backup(
+            self.database,
+            self.audit_database,
+            path,
+            secret_info=_SECRET_INFO,
+            fingerprints=self.key_fingerprints(),
+            software=f"fhir-bridge {package_version()}",
+        )
+
+    def restore(self, path: Path, *, force: bool = False) -> dict[str, Any]:
+        """``fhir-bridge db restore``: a backup into an empty database, refused under another pseudonym key."""
+        return restore(path, self.database, self.audit_database, fingerprints=self.key_fingerprints(), force=force)
+
+    def copy_to(self, database_url: str, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+        """``fhir-bridge db copy``: this store, every version and its commit order, into another (empty) database."""
+        target = Services(self.settings.model_copy(update={"database_url": database_url}))
+        with target:
+            return copy_store(
+                self.database,
+                target.database,
+                STORE_METADATA.sorted_tables,
+                audit=(self.audit_database, target.audit_database, AUDIT_TABLES),
+                progress=progress,
+            )
+
+    def schema_state(self) -> SchemaState:
+        """Where the database's schema stands against this fhir-bridge's newest revision."""
+        return schema_state(self.database)
+
+    def upgrade_schema(self) -> tuple[SchemaState, SchemaState]:
+        """Upgrade (or create) the database's schema to the newest revision: the state before and after."""
+        return upgrade_schema(self.database)
 
     @cached_property
     def store(self) -> Store:
@@ -183,8 +249,9 @@ class Services:
             max_search_parameters=settings.max_search_parameters,
             max_or_values=settings.max_or_values,
         )
+        secret = ensure_info(self.engines, "cursor_secret", partial(secrets.token_hex, 32))  # a restored store has none
         guard = refuse_direct_identifiers if settings.refuse_identified_patients else None
-        return FhirInteractions(self.store, CursorSigner(read_info(self.engines, "cursor_secret")), limits, guard)
+        return FhirInteractions(self.store, CursorSigner(secret), limits, guard)
 
     # push paths --------------------------------------------------------------------------------------
     @cached_property
@@ -225,6 +292,11 @@ class Services:
         exports = BulkExports(self.engines, limits, threads=self.settings.bulk_workers)
         self._closers.append(exports.worker.stop)
         return exports
+
+    @cached_property
+    def erasure(self) -> Erasure:
+        """Erasure of a patient's data for good (``$erase``, ``fhir-bridge patient erase``)."""
+        return Erasure(self.interactions, self.bulk_exports, self.catalogue.invalidate, self.audit_search_hash)
 
     @cached_property
     def catalogue_config(self) -> CatalogueConfig:

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         description="Refuse writes that refer to missing local resources (422) and deletes of resources that "
         "current ones refer to (409)",
     )
+    upgrade_schema: bool = Field(
+        False,
+        description="Upgrade an older database schema at start-up (else the start is refused with the command to run: "
+        "`fhir-bridge db upgrade`, best after `fhir-bridge db backup`); an empty database is always created at the "
+        "newest schema",
+    )
     api_docs: bool | None = Field(
         None,
         description="Serve the API's documentation pages `/docs`, `/redoc` and `/openapi.json` (public pages). "

@@ -172,8 +172,10 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
         "mappings_dir": str(tmp_path),
         "dimse_port": "11112",
         "mllp_port": "2575",
+        "upgrade_schema": "True",  # a switch: the flag alone sets it
         "token_key_file": str(tmp_path / "token-keys.json"),
     }
+    switches = {"upgrade_schema"}
     flags = setting_flags(parser())
     assert set(flags) == set(samples)
     for name, by_flag in flags.items():
@@ -189,9 +191,12 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
                     "dimse": ["dimse"],
                     "mllp": ["mllp"],
+                    "db": ["db", "backup", "site.backup"],
+                    "patient": ["patient", "erase", "some-id"],
                     "keys": ["keys", "rotate-signing"],
                 }[command]
-                parsed = parser().parse_args([*arguments, flag, samples[name]])
+                value = [] if name in switches else [samples[name]]
+                parsed = parser().parse_args([*arguments, flag, *value])
                 assert str(getattr(settings_from(parsed), name)) == samples[name], (command, flag)
 
 

@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 from fhir_bridge import Settings, create_app
 from fhir_bridge.cli import main
 from fhir_bridge.security.clients import ClientRegistry
-from fhir_bridge.store.database import create_engines, ensure_info, find_info, prepare_schema
+from fhir_bridge.store.database import create_engines, ensure_info, find_info
+from fhir_bridge.store.migration import prepare_schema
 from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.security_helpers import ClientKey, bearer, ec_key
 

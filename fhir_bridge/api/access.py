@@ -300,6 +300,9 @@ def _classify_fhir(
     needs = (
         rest_needs(method, segments, parameters, if_none_exist=headers.get("if-none-exist")) if authorising else set()
     )
+    if len(segments) == 3 and segments[0] == "Patient" and segments[2] == "$erase":
+        # the erased patient's id is not kept: the route records it as a keyed hash (interactions.erasure)
+        return Classified(needs, "delete", None, "Patient", path.replace(f"/{segments[1]}/", "/", 1))
     interaction, entity = _interaction(method, segments)
     entity_type = segments[0] if segments and segments[0][:1].isupper() else None
     criteria = parse_qsl(headers.get("if-none-exist", "").partition("?")[2] or headers.get("if-none-exist", ""))

@@ -1,6 +1,7 @@
 """The routes of the FHIR operations ``$validate``, ``$meta``, ``$meta-add``, ``$meta-delete`` and
-``Patient/[id]/$everything`` (``interactions.operations``). Included before the REST routes, so that
-``Patient/x/$meta`` is the operation, not a compartment search of a type ``$meta``.
+``Patient/[id]/$everything`` (``interactions.operations``), and ``Patient/[id]/$erase``
+(``interactions.erasure``). Included before the REST routes, so that ``Patient/x/$meta`` is the
+operation, not a compartment search of a type ``$meta``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from fhir_bridge.api.access import require
+from fhir_bridge.api.access import annotate, require
 from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services
 from fhir_bridge.api.fhir import FHIR_RESPONSES, FhirJsonResponse, json_body
 from fhir_bridge.api.rendering import Presentation, presentation, render, require_json_body
@@ -133,6 +134,32 @@ for _name, _add, _what in (("meta-add", True, "add"), ("meta-delete", False, "re
         openapi_extra=PARAMETERS_BODY,
         responses=FHIR_RESPONSES,
     )
+
+
+@router.post(
+    "/Patient/{patient_id}/$erase",
+    summary="$erase: the Patient and its compartment, every version, for good (scope system/Patient.erase)",
+    responses=FHIR_RESPONSES,
+)
+def erase(patient_id: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
+    report = services(request).erasure.erase_patient(patient_id)
+    annotate(request, detail=report.summary())
+    counts = [
+        ("resources", report.resources),
+        ("versions", report.versions),
+        ("indexRows", report.index_rows),
+        ("bulkExports", report.exports),
+    ]
+    parameters = [{"name": name, "valueInteger": value} for name, value in counts]
+    parameters += [
+        {"name": "erased", "part": [{"name": "type", "valueCode": t}, {"name": "count", "valueInteger": n}]}
+        for t, n in sorted(report.by_type.items())
+    ]
+    parameters += [
+        {"name": "keptReferrer", "part": [{"name": "type", "valueCode": t}, {"name": "count", "valueInteger": n}]}
+        for t, n in sorted(report.kept_referrers.items())
+    ]
+    return render({"resourceType": "Parameters", "parameter": parameters}, 200, view)
 
 
 @router.get(

@@ -13,6 +13,8 @@ from sqlalchemy import Row, insert, select
 from fhir_bridge.audit.tables import AUDIT
 from fhir_bridge.store.database import Engines, ensure_tables
 
+AUDIT_TABLES = (AUDIT,)  # the trail's tables, for what moves a whole database (``store.copy``)
+
 # Search parameters whose values can name a person directly: kept in the trail only as keyed hashes,
 # so that "who searched for this identifier" can be answered without the trail holding the identifier.
 PERSONAL_PARAMETERS = frozenset(

@@ -12,7 +12,7 @@ after the last line that was committed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +179,37 @@ class JobStore:
                 connection.execute(delete(BULK_JOB_CLIENT).where(BULK_JOB_CLIENT.c.job_id.in_(old)))
                 connection.execute(delete(BULK_JOB).where(BULK_JOB.c.id.in_(old)))
         return len(old)
+
+    def forget(self, resource_ids: Collection[str]) -> int:
+        """Remove every job (and its files) whose output names one of ``resource_ids``, as a resource's
+        id or a reference's; how many. For erasure: an export made before it must not keep a copy."""
+        ids = sorted(resource_ids)
+        if not ids:
+            return 0
+        with self.engines.writer.begin() as connection:
+            found: set[str] = set()
+            for start in range(0, len(ids), 100):
+                mentions = [
+                    condition
+                    for res_id in ids[start : start + 100]
+                    for condition in (
+                        BULK_CHUNK.c.data.contains(f'"{res_id}"', autoescape=True),
+                        BULK_CHUNK.c.data.contains(f'/{res_id}"', autoescape=True),
+                    )
+                ]
+                statement = (
+                    select(BULK_FILE.c.job_id)
+                    .join(BULK_CHUNK, BULK_CHUNK.c.file_id == BULK_FILE.c.id)
+                    .where(or_(*mentions))
+                    .distinct()
+                )
+                found.update(connection.execute(statement).scalars())
+            jobs = sorted(found)
+            if jobs:
+                self._remove_files(connection, jobs)
+                connection.execute(delete(BULK_JOB_CLIENT).where(BULK_JOB_CLIENT.c.job_id.in_(jobs)))
+                connection.execute(delete(BULK_JOB).where(BULK_JOB.c.id.in_(jobs)))
+        return len(jobs)
 
     @staticmethod
     def _remove_files(connection: Connection, job_ids: list[str]) -> None:

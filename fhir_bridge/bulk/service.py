@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.store.database import Engines
@@ -79,6 +79,10 @@ class BulkExports:
         self.job(job_id, owner)
         if not self.jobs.cancel(job_id):
             raise FhirError(404, f"there is no export {job_id!r} (unknown, deleted or expired)", code="not-found")
+
+    def forget(self, resource_ids: Collection[str]) -> int:
+        """Delete the exports whose files hold any of ``resource_ids`` (erasure); how many."""
+        return self.jobs.forget(resource_ids)
 
     def download(self, job_id: str, ordinal: int, owner: str | None = None) -> tuple[ExportFile, Iterator[str]]:
         """A file of a completed job and its text, chunk by chunk."""

@@ -61,6 +61,13 @@ class Catalogue:
             self._rendered.clear()
             return statistics
 
+    def invalidate(self) -> None:
+        """Forget the cached statistics: after an erasure the description must change at once, not
+        ``cache_seconds`` later."""
+        with self._lock:
+            self._cached = None
+            self._rendered.clear()
+
     def describe(self, where: Location, media_type: str) -> bytes:
         """The description serialised as ``media_type`` (a key of ``SYNTAXES``)."""
         statistics = self.current_statistics()

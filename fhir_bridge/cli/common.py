@@ -28,6 +28,7 @@ _FLAGS = (
     "dimse_port",
     "mllp_port",
     "token_key_file",
+    "upgrade_schema",
 )
 
 

@@ -86,4 +86,10 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--auth", choices=["smart", "none"], help="smart (default): bearer tokens required; none: no access control"
     )
+    run.add_argument(
+        "--upgrade-schema",
+        action="store_true",
+        default=None,
+        help="upgrade an older database schema at start (else the start is refused; see `fhir-bridge db upgrade`)",
+    )
     run.set_defaults(handler=serve)

@@ -29,6 +29,11 @@ class Pseudonymiser:
         message = "\x00".join((domain, *parts)).encode("utf-8")
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
+    def fingerprint(self) -> str:
+        """Names the key without revealing it (an HMAC of a fixed text under it): backups record it, so
+        that a store is never restored under another key, whose pseudonyms would not match its own."""
+        return "hmac-sha256:" + self._digest("key-fingerprint", "fhir-bridge").hex()[:32]
+
     def patient_identifier(self, system: str, value: str) -> str:
         """The pseudonym of a patient identifier (issuer system and value): what Patient.identifier holds."""
         return self._digest("patient-identifier", system, value).hex()

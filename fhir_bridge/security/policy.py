@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.query import Chain, Clause, Include, ReverseChain, parse_search
-from fhir_bridge.security.scopes import Permission
+from fhir_bridge.security.scopes import ERASE, Permission
 from fhir_bridge.spec.registry import resource_types, search_parameters
 
 EVERYTHING = frozenset({Permission("*", "r"), Permission("*", "s")})
@@ -167,6 +167,8 @@ def _operation_needs(
         return {Permission(head, "u")}
     if operation == "$validate" and method == "POST" and count in (2, 3):
         return set()
+    if operation == "$erase" and head == "Patient" and count == 3 and method == "POST":
+        return {Permission("Patient", ERASE)}
     if operation == "$everything" and head == "Patient" and count == 3 and method in ("GET", "HEAD"):
         types = [(name, value) for name, value in parameters if name == "_type"]
         return {Permission("Patient", "r")} | search_needs(None, types)

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 INTERACTIONS = "cruds"
 V1_ACTIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 AUDIT_SCOPE = "system/AuditEvent.rs"
+# Erasure of a patient's compartment (``Patient/[id]/$erase``): no SMART interaction letter covers
+# removing history for good, so it has a scope of its own, granted only by name (never by ``*``
+# or ``cruds``): ``system/Patient.erase``. Internally its interaction is the letter ``x``.
+ERASE = "x"
+ERASE_SCOPE = "system/Patient.erase"
 # Types a wildcard scope does not reach: the audit trail is read only by clients granted it by name.
 EXPLICIT_ONLY = frozenset({"AuditEvent"})
 _SCOPE = re.compile(r"^(?P<context>system|user|patient)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<actions>[a-z*]+)$")
@@ -30,6 +35,8 @@ class Permission:
 
     def scope(self) -> str:
         """The narrowest scope that grants it, for error messages."""
+        if self.interaction == ERASE:
+            return f"system/{self.resource_type}.erase"
         return f"system/{self.resource_type}.{self.interaction}"
 
 
@@ -62,6 +69,8 @@ def parse_scope(scope: str) -> tuple[str, frozenset[str]] | None:
     if match is None or match["context"] == "patient":
         return None
     actions = match["actions"]
+    if actions == "erase":
+        return (match["type"], frozenset(ERASE)) if match["type"] == "Patient" else None
     letters = V1_ACTIONS.get(actions)
     if letters is None:
         # v2: the letters in the order c, r, u, d, s, each at most once
@@ -105,6 +114,8 @@ def narrow(requested: str, allowed: str) -> str:
             )
             if kept:
                 result.append(f"system/{granted_type}.{kept}")
+            if ERASE in letters and granted_type != "*" and limit.allows(Permission(granted_type, ERASE)):
+                result.append(f"system/{granted_type}.erase")
     return " ".join(dict.fromkeys(result))
 
 

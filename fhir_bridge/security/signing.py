@@ -145,6 +145,18 @@ class SigningKeys:
         return document
 
 
+def key_ids(path: Path) -> list[str] | None:
+    """The key ids (RFC 7638 thumbprints: public) of the key file at ``path``, None when there is none;
+    what a backup records of the token signing keys, never the keys."""
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return [str(item["kid"]) for item in document["keys"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _load_pem(pem: str) -> ec.EllipticCurvePrivateKey:
     key = serialization.load_pem_private_key(pem.encode(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -9,7 +9,8 @@ Dialect differences live here and nowhere else:
 
 from __future__ import annotations
 
-import secrets
+import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    func,
     insert,
     inspect,
     select,
@@ -30,8 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import sort_tables
 
-from fhir_bridge.store.tables import CLOCK, DATE, DATE_WIDTH, INFO, SCHEMA_VERSION, SQLModel
+from fhir_bridge.store.tables import INFO, SQLModel
 
+_log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 60
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
 
@@ -68,6 +69,9 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # zero what an update or delete frees inside a page, where that costs no extra write: an
+        # erased patient's data must not linger in the file as free space (erasure uses ON)
+        cursor.execute("PRAGMA secure_delete=FAST")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
@@ -91,7 +95,7 @@ def create_engines(database_url: str) -> Engines:
     return Engines(reader=engine, writer=engine)
 
 
-def _lock_schema_setup(connection: Connection) -> None:
+def lock_schema_setup(connection: Connection) -> None:
     """Serialise schema set-up of workers starting together, per schema: stores in other schemas
     of the same database (several sites, or test runs) do not wait for each other."""
     connection.execute(
@@ -116,7 +120,7 @@ def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
     """Make sure a package's ``tables`` and their indexes exist in ``engines``' database.
 
     Owners call it when their service is built: their tables then exist even in a database prepared
-    by a process that never imported them (``prepare_schema`` creates the tables declared so far),
+    by a process that never imported them (``migration.prepare_schema`` creates the schema its revisions describe),
     and in a database of their own (``engines_beside``). One read when all is there; otherwise the
     schema lock and an idempotent create, safe when several workers start together.
     """
@@ -125,7 +129,7 @@ def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
             return
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
-            _lock_schema_setup(connection)
+            lock_schema_setup(connection)
         _create(connection, tables)
 
 
@@ -146,37 +150,6 @@ def _create(connection: Connection, tables: Sequence[Table]) -> None:
         table.create(connection, checkfirst=True)
         for index in table.indexes:  # indexes added by an upgrade, on existing tables
             index.create(connection, checkfirst=True)
-
-
-def prepare_schema(engines: Engines) -> None:
-    """Create or upgrade the schema, idempotently and safely when several workers start together:
-    the store's tables and those its owner packages declared through ``store.schema``."""
-    with engines.writer.begin() as connection:
-        if engines.dialect == "postgresql":
-            _lock_schema_setup(connection)
-        _create(connection, SQLModel.metadata.sorted_tables)
-        known: dict[str, str] = dict(connection.execute(select(INFO.c.key, INFO.c.value)).all())
-        if "schema_version" not in known:
-            connection.execute(
-                insert(INFO),
-                [
-                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                    {"key": "cursor_secret", "value": secrets.token_hex(32)},
-                ],
-            )
-        elif int(known["schema_version"]) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database has schema version {known['schema_version']}, newer than this "
-                f"fhir-bridge ({SCHEMA_VERSION}): upgrade fhir-bridge"
-            )
-        if connection.execute(select(CLOCK.c.id)).first() is None:
-            connection.execute(insert(CLOCK).values(id=1, seq=0, last_updated=0))
-        if connection.execute(select(DATE_WIDTH.c.param).limit(1)).first() is None:
-            # a store made before idx_date_width existed: record the widths of what is indexed
-            widest = select(DATE.c.res_type, DATE.c.param, func.max(DATE.c.high - DATE.c.low)).group_by(
-                DATE.c.res_type, DATE.c.param
-            )
-            connection.execute(insert(DATE_WIDTH).from_select(["res_type", "param", "width"], widest))
 
 
 STATISTICS_FROM = 1024  # writes before the first refresh of planner statistics
@@ -205,11 +178,34 @@ def refresh_statistics(engines: Engines) -> None:
                 connection.exec_driver_sql(f'ANALYZE "{table.name}"')
 
 
+def forget_deleted_pages(engines: Engines) -> None:
+    """SQLite: rewrite the file without its free space (``VACUUM``: old images of rows left by earlier
+    updates), copy the write-ahead log into it and empty the log, so that deleted rows are gone from
+    both files (as far as readers allow)."""
+    raw = engines.writer.raw_connection()  # outside a transaction: neither can run inside one
+    try:
+        # free space of earlier updates (old row images) is rewritten away; the writers wait meanwhile
+        raw.driver_connection.execute("PRAGMA secure_delete=ON")  # type: ignore[union-attr]
+        raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+        raw.driver_connection.execute("PRAGMA secure_delete=FAST")  # type: ignore[union-attr]
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    except sqlite3.OperationalError as error:  # busy beyond the timeout: the rows are gone, their bytes not yet
+        _log.warning(
+            "the store's file could not be vacuumed after an erasure (%s): run `sqlite3 FILE VACUUM` when idle", error
+        )
+    finally:
+        raw.close()
+
+
 def ensure_info(engines: Engines, key: str, make: Callable[[], str]) -> str:
     """The store fact ``key``, made by ``make`` and saved the first time (once, whatever the workers)."""
+    with engines.reader.connect() as connection:  # the common case: there, read without taking a lock
+        found = connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one_or_none()
+    if found is not None:
+        return found
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
-            _lock_schema_setup(connection)
+            lock_schema_setup(connection)
         found = connection.execute(select(INFO.c.value).where(INFO.c.key == key)).scalar_one_or_none()
         if found is None:
             found = make()

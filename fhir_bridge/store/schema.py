@@ -6,14 +6,13 @@ Two uses, one module:
   the seq of the version that replaced it, an index row from ``seq_from`` until ``seq_to``; the rule
   lives here, whatever compiles the statement.
 - **Keeping tables of one's own** (bulk export jobs, registered clients): a package declares them in
-  a module of its own with ``table(...)``; ``database.prepare_schema`` creates them with the store's
-  tables at start-up and adds indexes declared later to existing tables, idempotently and under the
-  schema lock when several workers start at once. The owner reads and writes them with SQLAlchemy
-  Core on the store's ``Engines``; no other package touches them. A table is declared when its module
-  is imported, so the owner's service also calls ``database.ensure_tables`` when it is built: its
-  tables then exist even in a database prepared by a process that never imported it. Tables kept in
-  a database of their own (the audit trail: a file of its own on SQLite) are declared on a
-  ``MetaData()`` of the owner's instead, on the engines ``database.engines_beside`` gives.
+  a module of its own with ``table(...)``; the revisions in ``store/migrations`` create them with
+  the store's tables (``migration.prepare_schema``, at start-up or by ``fhir-bridge db upgrade``).
+  A new table, column or index needs a new revision: tests/test_migrations.py fails while the
+  models and the revisions disagree. The owner reads and writes them with SQLAlchemy Core on the
+  store's ``Engines``; no other package touches them. Tables kept in a database of their own (the
+  audit trail: a file of its own on SQLite) are declared on a ``MetaData()`` of the owner's instead,
+  on the engines ``database.engines_beside`` gives, and created by ``database.ensure_tables``.
 
 No package but the store imports ``store.tables`` (the import contract in pyproject.toml checks it).
 """
@@ -84,7 +83,7 @@ assert len(VERSION_COLUMNS) == len(fields(StoredVersion))  # StoredVersion.of_ro
 
 
 def table(name: str, *items: SchemaItem, **options: Any) -> Table:
-    """A table of the store's database, owned by the caller's package and created by ``prepare_schema``."""
+    """A table of the store's database, owned by the caller's package, created by a migration revision."""
     return Table(name, STORE_METADATA, *items, **options)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ from sqlalchemy import (
     Row,
     Table,
     bindparam,
+    delete,
     func,
     insert,
     or_,
@@ -38,7 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ClauseElement
 
 from fhir_bridge.errors import FhirError
-from fhir_bridge.store.database import Engines, refresh_statistics, statistics_due
+from fhir_bridge.store.database import Engines, forget_deleted_pages, refresh_statistics, statistics_due
 from fhir_bridge.store.schema import VERSION_COLUMNS
 from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, TOKEN, URI, VERSION
 from fhir_bridge.store.versions import StoredVersion, format_instant
@@ -70,6 +71,18 @@ _SELECT_VERSION = select(*VERSION_COLUMNS).where(
 )
 
 
+_BATCH = 500  # keys per IN list of an erasure
+
+
+@dataclass
+class Erased:
+    """What an erasure removed."""
+
+    resources: int = 0
+    versions: int = 0
+    index_rows: int = 0
+
+
 class _Lookup:
     """Marks a previous version not given by the caller of ``WriteSession.put``: the session reads it."""
 
@@ -94,7 +107,7 @@ def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
     return compiled.string, tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
 
 
-def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Many rows straight to the driver: the index rows of a big transaction number in the tens of
     thousands, and SQLAlchemy's per-row parameter processing would cost more than the insert.
     PostgreSQL gets COPY (a pipelined executemany still sends one statement per row)."""
@@ -269,12 +282,12 @@ class WriteSession:
             self._insert_new_rows()
         for kind, rows in self._pending.items():
             if rows:
-                _insert_many(self.connection, INDEX_TABLES[kind], rows)
+                insert_many(self.connection, INDEX_TABLES[kind], rows)
                 if kind == "date":
                     widen_dates(self.connection, rows)
                 rows.clear()
         if self._versions:
-            _insert_many(self.connection, VERSION, self._versions)
+            insert_many(self.connection, VERSION, self._versions)
             self._versions.clear()
 
     def _check_references(self) -> None:
@@ -490,3 +503,59 @@ class Store:
         with self.reading() as connection:
             seq: int = connection.execute(select(CLOCK.c.seq).where(CLOCK.c.id == 1)).scalar_one()
         return seq
+
+    # erasure ------------------------------------------------------------------------------------
+    def referrers(self, targets: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The resources (type, id) any version of which, current or past, refers to one of ``targets``."""
+        found: set[tuple[str, str]] = set()
+        wanted = sorted(targets)
+        with self.reading() as connection:
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                statement = (
+                    select(RESOURCE.c.res_type, RESOURCE.c.res_id)
+                    .join(REFERENCE, REFERENCE.c.res_pk == RESOURCE.c.pk)
+                    .where(tuple_(REFERENCE.c.target_type, REFERENCE.c.target_id).in_(batch))
+                    .distinct()
+                )
+                found.update((row.res_type, row.res_id) for row in connection.execute(statement))
+        return found
+
+    def erase(self, keys: Collection[tuple[str, str]]) -> Erased:
+        """Remove the resources ``keys`` (type, id) for good: every version, every index row, the
+        resource row. Not a FHIR delete (which keeps history): erasure leaves no version behind.
+
+        It takes the commit clock's lock like a write and moves the clock on by one (a seq that no
+        version carries), so that what is cached per seq (the catalogue's statistics) is rebuilt.
+        On SQLite the deleted rows are overwritten (``secure_delete``) and the write-ahead log is
+        checkpointed into the file, so that no page of the store's files keeps them.
+        """
+        wanted = sorted(keys)
+        erased = Erased()
+        sqlite = self.engines.dialect == "sqlite"
+        with self.engines.writer.begin() as connection:
+            if sqlite:  # overwrite what is deleted with zeros, rather than leave it in free pages
+                connection.exec_driver_sql("PRAGMA secure_delete=ON")
+            clock = connection.execute(
+                select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1).with_for_update()
+            ).one()
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                pks = list(
+                    connection.execute(
+                        select(RESOURCE.c.pk).where(tuple_(RESOURCE.c.res_type, RESOURCE.c.res_id).in_(batch))
+                    ).scalars()
+                )
+                if not pks:
+                    continue
+                for table in INDEX_TABLES.values():
+                    erased.index_rows += connection.execute(delete(table).where(table.c.res_pk.in_(pks))).rowcount
+                erased.versions += connection.execute(delete(VERSION).where(VERSION.c.res_pk.in_(pks))).rowcount
+                erased.resources += connection.execute(delete(RESOURCE).where(RESOURCE.c.pk.in_(pks))).rowcount
+            now = max(time.time_ns() // 1000, clock.last_updated + 1)
+            connection.execute(update(CLOCK).where(CLOCK.c.id == 1).values(seq=clock.seq + 1, last_updated=now))
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA secure_delete=FAST")  # the pooled connection as it was
+        if sqlite:
+            forget_deleted_pages(self.engines)
+        return erased

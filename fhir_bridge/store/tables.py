@@ -26,11 +26,9 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
-
 
 class StoreInfo(SQLModel, table=True):
-    """Key/value facts about the store: schema version, the secret that signs paging cursors."""
+    """Key/value facts about the store: the secret that signs paging cursors, and the like."""
 
     __tablename__ = "store_info"
     key: str = Field(primary_key=True, max_length=64)
