@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from fhir_bridge.cli import clients, clinical, dicom, dimse, export, keys, openapi, search, serve
+from fhir_bridge.cli import audit, clients, clinical, dicom, dimse, export, keys, openapi, search, serve
 from fhir_bridge.cli.openapi import openapi_document
 from fhir_bridge.cli.search import explain_search
 
@@ -15,7 +15,7 @@ __all__ = ["explain_search", "main", "openapi_document", "parser"]
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="fhir-bridge", description="Imaging-to-FHIR bridge")
     commands = main.add_subparsers(dest="command", required=True)
-    for group in (serve, dimse, dicom, clinical, clients, keys, search, openapi, export):
+    for group in (serve, dimse, dicom, clinical, clients, keys, audit, search, openapi, export):
         group.register(commands)
     return main
 

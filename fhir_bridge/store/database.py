@@ -41,7 +41,7 @@ class Engines:
             self.writer.dispose()
 
 
-def _sqlite_engine(url: str, begin: str) -> Engine:
+def _sqlite_engine(url: str, begin: str, synchronous: str = "NORMAL") -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
@@ -54,7 +54,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
@@ -87,17 +87,24 @@ def _lock_schema_setup(connection: Connection) -> None:
     )
 
 
-def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
+def engines_beside(database_url: str, engines: Engines, name: str, *, durable: bool = False) -> Engines:
     """Where a package keeps tables apart from the store's (the audit trail): ``<store>.<name>.db``
     beside a SQLite store (SQLite has one writer per file: a read's audit record must not queue
-    behind a long ingest), the store's own database on PostgreSQL (``engines`` returned as given)."""
+    behind a long ingest), the store's own database on PostgreSQL (``engines`` returned as given).
+
+    ``durable``: each commit is synced to disk before it returns (SQLite ``synchronous=FULL``; the
+    store's own file syncs at checkpoints only, which a power cut can undo), as PostgreSQL's are."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         return engines
     path = Path(url.database or "").expanduser()
     beside = url.set(database=str(path.with_name(f"{path.stem}.{name}{path.suffix or '.db'}")))
     text_url = beside.render_as_string(hide_password=False)
-    return Engines(reader=_sqlite_engine(text_url, "BEGIN"), writer=_sqlite_engine(text_url, "BEGIN IMMEDIATE"))
+    synchronous = "FULL" if durable else "NORMAL"
+    return Engines(
+        reader=_sqlite_engine(text_url, "BEGIN", synchronous),
+        writer=_sqlite_engine(text_url, "BEGIN IMMEDIATE", synchronous),
+    )
 
 
 def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
@@ -123,6 +130,9 @@ def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
     for table in tables:
         if table.name not in existing:
             return True
+        columns = {column["name"] for column in inspector.get_columns(table.name)}
+        if any(column.name not in columns for column in table.columns):
+            return True
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         if any(index.name not in indexes for index in table.indexes):
             return True
@@ -132,8 +142,21 @@ def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
 def _create(connection: Connection, tables: Sequence[Table]) -> None:
     for table in sort_tables(tables):  # referenced tables first
         table.create(connection, checkfirst=True)
+        _add_columns(connection, table)
         for index in table.indexes:  # indexes added by an upgrade, on existing tables
             index.create(connection, checkfirst=True)
+
+
+def _add_columns(connection: Connection, table: Table) -> None:
+    """Columns added to an existing table by an upgrade: nullable ones only, which old rows leave empty."""
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name in present:
+            continue
+        if not column.nullable:
+            raise RuntimeError(f"cannot add the required column {table.name}.{column.name} to existing rows")
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 def prepare_schema(engines: Engines) -> None:
