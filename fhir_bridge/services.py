@@ -195,7 +195,7 @@ class Services:
 
     @cached_property
     def audit_log(self) -> AuditLog:
-        engines = engines_beside(self.settings.database_url, self.engines, "audit", durable=True)
+        engines = engines_beside(self.settings.database_url, self.engines, "audit")
         if engines is not self.engines:
             self._closers.append(engines.dispose)
         log = AuditLog(engines, self.audit_chain_key)

@@ -41,7 +41,7 @@ class Engines:
             self.writer.dispose()
 
 
-def _sqlite_engine(url: str, begin: str, synchronous: str = "NORMAL") -> Engine:
+def _sqlite_engine(url: str, begin: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
@@ -54,7 +54,7 @@ def _sqlite_engine(url: str, begin: str, synchronous: str = "NORMAL") -> Engine:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
@@ -87,24 +87,17 @@ def _lock_schema_setup(connection: Connection) -> None:
     )
 
 
-def engines_beside(database_url: str, engines: Engines, name: str, *, durable: bool = False) -> Engines:
+def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
     """Where a package keeps tables apart from the store's (the audit trail): ``<store>.<name>.db``
     beside a SQLite store (SQLite has one writer per file: a read's audit record must not queue
-    behind a long ingest), the store's own database on PostgreSQL (``engines`` returned as given).
-
-    ``durable``: each commit is synced to disk before it returns (SQLite ``synchronous=FULL``; the
-    store's own file syncs at checkpoints only, which a power cut can undo), as PostgreSQL's are."""
+    behind a long ingest), the store's own database on PostgreSQL (``engines`` returned as given)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         return engines
     path = Path(url.database or "").expanduser()
     beside = url.set(database=str(path.with_name(f"{path.stem}.{name}{path.suffix or '.db'}")))
     text_url = beside.render_as_string(hide_password=False)
-    synchronous = "FULL" if durable else "NORMAL"
-    return Engines(
-        reader=_sqlite_engine(text_url, "BEGIN", synchronous),
-        writer=_sqlite_engine(text_url, "BEGIN IMMEDIATE", synchronous),
-    )
+    return Engines(reader=_sqlite_engine(text_url, "BEGIN"), writer=_sqlite_engine(text_url, "BEGIN IMMEDIATE"))
 
 
 def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
