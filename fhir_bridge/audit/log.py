@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -188,17 +189,18 @@ class AuditLog:
         self._writer: GroupCommit[AuditEntry] = GroupCommit(self._append, name="audit-writer")
 
     # writing -----------------------------------------------------------------------------------------
+    def submit(self, entries: Sequence[AuditEntry]) -> Future[None]:
+        """Queue records that belong together (a Bundle and its entries: one transaction); the future
+        is done once they are committed, or holds why they could not be."""
+        return self._writer.submit(entries)
+
     def record(self, entry: AuditEntry) -> None:
         """Write one record (from a worker thread); raises if it could not be written."""
-        self._writer.submit([entry]).result()
-
-    def record_all(self, entries: Sequence[AuditEntry]) -> None:
-        """Write records that belong together (a Bundle and its entries) in one transaction."""
-        self._writer.submit(entries).result()
+        self.submit([entry]).result()
 
     async def record_async(self, entries: Sequence[AuditEntry]) -> None:
-        """``record_all`` for the event loop: waits without holding a worker thread."""
-        await asyncio.wrap_future(self._writer.submit(entries))
+        """Write records from the event loop: waits for the commit without holding a worker thread."""
+        await asyncio.wrap_future(self.submit(entries))
 
     def close(self) -> None:
         """Write what is queued and stop the writer thread (later records are written by their caller)."""
