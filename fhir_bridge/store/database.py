@@ -101,7 +101,7 @@ def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
 
 
 def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
-    """Make sure a package's ``tables`` and their indexes exist in ``engines``' database.
+    """Make sure a package's ``tables``, their indexes and their (nullable) columns exist in ``engines``' database.
 
     Owners call it when their service is built: their tables then exist even in a database prepared
     by a process that never imported them (``prepare_schema`` creates the tables declared so far),
@@ -114,7 +114,7 @@ def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             _lock_schema_setup(connection)
-        _create(connection, tables)
+        _create(connection, tables, add_columns=True)
 
 
 def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
@@ -132,10 +132,11 @@ def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
     return False
 
 
-def _create(connection: Connection, tables: Sequence[Table]) -> None:
+def _create(connection: Connection, tables: Sequence[Table], *, add_columns: bool = False) -> None:
     for table in sort_tables(tables):  # referenced tables first
         table.create(connection, checkfirst=True)
-        _add_columns(connection, table)
+        if add_columns:
+            _add_columns(connection, table)
         for index in table.indexes:  # indexes added by an upgrade, on existing tables
             index.create(connection, checkfirst=True)
 
