@@ -84,7 +84,9 @@ def test_a_refused_transaction_records_each_entry_as_not_applied(client: TestCli
     rows = _trail(client)
     assert [(r.path, r.status) for r in rows] == [("/fhir", 400), ("/fhir/Patient", 400), ("/fhir/Patient/abc", 400)]
     assert "Bundle.entry[1]" in rows[0].detail
-    assert rows[2].detail == "Bundle.entry[1] of a transaction: not applied, the transaction failed"
+    assert rows[1].detail == "Bundle.entry[0] of a transaction: not applied, the transaction failed"
+    assert rows[2].detail.startswith("Bundle.entry[1] of a transaction: not applied, the transaction failed here: ")
+    assert "gender" in rows[2].detail
     assert (rows[2].interaction, rows[2].entity) == ("update", "Patient/abc")
 
 

@@ -291,8 +291,11 @@ def audit_bundle_entries(request: Request, body: Any, answer: dict[str, Any] | N
         if if_none_exist := call.get("ifNoneExist"):
             criteria += parse_qsl(str(if_none_exist).partition("?")[2] or str(if_none_exist), keep_blank_values=True)
         response = answered[index].get("response", {}) if index < len(answered) else {}
-        if failure is not None:
-            status, detail = failure.status, f"Bundle.entry[{index}] of a {kind}: not applied, the {kind} failed"
+        if failure is not None:  # none was applied; the one the failure names says why
+            status, named = failure.status, f"Bundle.entry[{index}]"
+            reason = failure.diagnostics.removeprefix(named).lstrip(" :.")
+            why = f"the {kind} failed here: {reason}" if failure.diagnostics.startswith(named) else f"the {kind} failed"
+            detail = f"{named} of a {kind}: not applied, {why}"
         else:
             status = int(str(response.get("status", "0")).split(" ")[0] or 0)
             detail = f"Bundle.entry[{index}] of a {kind}"
