@@ -23,6 +23,7 @@ from fhir_bridge import Settings, cli, create_app
 from fhir_bridge.audit.chain import ChainKey, ChainKeyMismatch
 from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us
 from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.services import Services
 from tests.conftest import TEST_PSEUDONYM_KEY
 
@@ -216,15 +217,17 @@ def test_a_worker_with_another_key_refuses_to_write_and_to_verify(
     trail: AuditLog, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _write(trail, 2)
-    other = AuditLog(trail.engines, ChainKey(b"another-site-secret-0123456789"))
-    with pytest.raises(ChainKeyMismatch):
-        other.record(entry(9))
-    other.close()
-    assert trail.verify().intact
+    with pytest.raises(ConfigurationError, match="audit trail is chained under key id"):
+        AuditLog(trail.engines, ChainKey(b"another-site-secret-0123456789"))  # a worker starting with it
+    _sql(trail, f"UPDATE audit_chain SET key_id = '{ChainKey(b'another-site-secret-0123456789').id}'")
+    with pytest.raises(ChainKeyMismatch):  # the key changed under a running worker: it stops writing
+        trail.record(entry(9))
+    _sql(trail, f"UPDATE audit_chain SET key_id = '{trail.key.id}'")
+    assert trail.verify().intact and trail.verify().chained == 2
     key = tmp_path / "other.key"
     key.write_text("a-different-site-secret-0123456789")
     code = cli.main(["audit", "verify", "--database-url", database_url, "--pseudonym-key-file", str(key)])
-    assert code == 2 and "cannot verify" in capsys.readouterr().err
+    assert code == 2 and "audit trail is chained under key id" in capsys.readouterr().err
 
 
 def test_waiting_requests_share_one_commit_and_none_is_answered_before_it(trail: AuditLog) -> None:

@@ -11,12 +11,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, String, column, delete, exists, func, insert, select, update, values
 from sqlalchemy.exc import IntegrityError
 
 from fhir_bridge.audit.chain import PURGE_PATH, ChainKey, ChainKeyMismatch, Checkpoint, Head, Report, verify
 from fhir_bridge.audit.commit import GroupCommit
 from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.store.database import Engines, ensure_tables
 
 # Search parameters whose values can name a person directly: kept in the trail only as keyed hashes,
@@ -168,6 +169,19 @@ def admin_entry(command: str, action: str, operator: str, outcome: str, detail: 
 
 
 CHAIN_HEAD_ID = 1
+_WIDTHS = {column.name: column.type.length for column in AUDIT.columns if isinstance(column.type, String)}
+
+
+def _storable(name: str, value: Any) -> Any:
+    """A value as the column holds it on every database: without NUL (PostgreSQL text cannot hold it),
+    cut to the column's width (PostgreSQL refuses longer; SQLite would keep them)."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\x00", "\\0")
+    width = _WIDTHS.get(name)
+    return value[:width] if width else value
+
+
 VERIFY_PAGE = 2000  # records read per query while verifying
 
 
@@ -186,6 +200,7 @@ class AuditLog:
         self.key = key or ChainKey.unkeyed()
         self._insert = insert(AUDIT)
         self._start_chain()
+        self._head: Head | None = None  # PostgreSQL: the head after this process's last batch
         self._writer: GroupCommit[AuditEntry] = GroupCommit(self._append, name="audit-writer")
 
     # writing -----------------------------------------------------------------------------------------
@@ -207,10 +222,22 @@ class AuditLog:
         self._writer.close()
 
     def _start_chain(self) -> None:
-        """The chain's head, made once: records already in the trail stay before it, unchained."""
+        """The chain's head, made once: records already in the trail stay before it, unchained.
+
+        A trail chained under another key is refused here, at start-up (ConfigurationError): a
+        worker with another key would fork the chain, and every one of its requests would fail.
+        """
         with self.engines.reader.connect() as connection:
-            if connection.execute(select(AUDIT_CHAIN.c.id)).first() is not None:
-                return
+            key_id = connection.execute(select(AUDIT_CHAIN.c.key_id)).scalar()
+        if key_id is None:
+            self._make_head()
+        elif key_id != self.key.id:
+            raise ConfigurationError(
+                f"the audit trail is chained under key id {key_id}, this configuration's key is {self.key.id}: "
+                "every worker (and `audit verify`) needs the same site secret, or FHIR_BRIDGE_AUDIT_KEY_FILE"
+            )
+
+    def _make_head(self) -> None:
         with self.engines.writer.begin() as connection:
             if connection.execute(select(AUDIT_CHAIN.c.id)).first() is not None:
                 return
@@ -234,23 +261,66 @@ class AuditLog:
         return head
 
     def _append(self, entries: Sequence[AuditEntry]) -> None:
-        with self.engines.writer.begin() as connection:
-            self._append_in(connection, self._locked_head(connection), entries)
+        """One batch, one transaction. On PostgreSQL, when this process wrote the last batch it knows
+        the head: the rows go in with one statement that also moves the head, if the head is still
+        where it was (another worker's batch in between: the head is locked and read, and it is
+        done again). Every round trip saved is a shorter hold of the chain for all workers."""
+        known = self._head
+        try:
+            with self.engines.writer.begin() as connection:
+                if known is not None and self._append_if_head(connection, known, entries):
+                    return
+                self._append_in(connection, self._locked_head(connection), entries)
+        except BaseException:
+            self._head = None  # the head is unknown until read again
+            raise
+
+    def _chained_rows(self, head: Head, entries: Sequence[AuditEntry]) -> tuple[list[dict[str, Any]], Head]:
+        last_id, last_hash = head.last_id, head.last_hash
+        rows = []
+        for entry in entries:
+            last_id += 1
+            row: dict[str, Any] = {"id": last_id}
+            row.update((k, _storable(k, v)) for k, v in asdict(entry).items())
+            last_hash = row["hash"] = self.key.link(last_hash, row)
+            rows.append(row)
+        return rows, Head(head.start_id, last_id, last_hash, head.key_id)
 
     def _append_in(self, connection: Connection, head: Head, entries: Sequence[AuditEntry]) -> None:
         """Insert ``entries`` after ``head`` (locked by the caller) and move the head past them."""
-        last_id, last_hash = head.last_id, head.last_hash
-        rows = []
-        for entry in entries:  # NUL: PostgreSQL text cannot hold it
-            last_id += 1
-            row: dict[str, Any] = {"id": last_id}
-            row.update((k, v.replace("\x00", "\\0") if isinstance(v, str) else v) for k, v in asdict(entry).items())
-            last_hash = row["hash"] = self.key.link(last_hash, row)
-            rows.append(row)
+        rows, moved = self._chained_rows(head, entries)
         connection.execute(self._insert, rows)
         connection.execute(
-            update(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == CHAIN_HEAD_ID).values(last_id=last_id, last_hash=last_hash)
+            update(AUDIT_CHAIN)
+            .where(AUDIT_CHAIN.c.id == CHAIN_HEAD_ID)
+            .values(last_id=moved.last_id, last_hash=moved.last_hash)
         )
+        self._head = moved if self.engines.dialect == "postgresql" else None
+
+    def _append_if_head(self, connection: Connection, known: Head, entries: Sequence[AuditEntry]) -> bool:
+        """PostgreSQL: insert the rows and move the head in one statement, if the head is still ``known``."""
+        rows, moved = self._chained_rows(known, entries)
+        names = [column.name for column in AUDIT.columns]
+        moving = (
+            update(AUDIT_CHAIN)
+            .where(
+                AUDIT_CHAIN.c.id == CHAIN_HEAD_ID,
+                AUDIT_CHAIN.c.last_id == known.last_id,
+                AUDIT_CHAIN.c.key_id == self.key.id,
+            )
+            .values(last_id=moved.last_id, last_hash=moved.last_hash)
+            .returning(AUDIT_CHAIN.c.id)
+            .cte("moved")
+        )
+        batch = values(*(column(c.name, c.type) for c in AUDIT.columns), name="batch").data(
+            [tuple(row[name] for name in names) for row in rows]
+        )
+        moved_too = select(batch).where(exists(select(moving.c.id)))
+        statement = insert(AUDIT).from_select(names, moved_too).add_cte(moving).returning(AUDIT.c.id)
+        if len(connection.execute(statement).all()) == len(rows):
+            self._head = moved
+            return True
+        return False
 
     # reading -----------------------------------------------------------------------------------------
     def read(self, record_id: int) -> Row | None:
