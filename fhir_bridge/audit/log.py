@@ -7,11 +7,11 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Row, String, column, delete, exists, func, insert, select, update, values
+from sqlalchemy import Connection, Row, String, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from fhir_bridge.audit.chain import PURGE_PATH, ChainKey, ChainKeyMismatch, Checkpoint, Head, Report, verify
@@ -169,6 +169,7 @@ def admin_entry(command: str, action: str, operator: str, outcome: str, detail: 
 
 
 CHAIN_HEAD_ID = 1
+_ENTRY_FIELDS = tuple(field.name for field in fields(AuditEntry))
 _WIDTHS = {column.name: column.type.length for column in AUDIT.columns if isinstance(column.type, String)}
 
 
@@ -182,6 +183,21 @@ def _storable(name: str, value: Any) -> Any:
     return value[:width] if width else value
 
 
+# PostgreSQL: a batch's rows as one array per column, inserted only if the head moves from where this
+# process left it (one fixed statement, prepared once, whatever the batch's size).
+_ARRAY_TYPES = {c.name: "bigint" if c.name in ("id", "recorded") else "integer" if c.name == "status" else "text"
+                for c in AUDIT.columns}  # fmt: skip
+_APPEND_IF_HEAD = text(
+    "WITH moved AS (UPDATE audit_chain SET last_id = :last_id, last_hash = :last_hash "
+    f"WHERE id = {CHAIN_HEAD_ID} AND last_id = :expected AND key_id = :key_id RETURNING id) "
+    f"INSERT INTO audit_event ({', '.join(_ARRAY_TYPES)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in _ARRAY_TYPES.items())}) "
+    "WHERE EXISTS (SELECT 1 FROM moved) RETURNING id"
+)
+_MOVE_HEAD = text(
+    "UPDATE audit_chain SET last_id = :last_id, last_hash = :last_hash "
+    f"WHERE id = {CHAIN_HEAD_ID} AND last_id = :expected AND key_id = :key_id"
+)
 VERIFY_PAGE = 2000  # records read per query while verifying
 
 
@@ -261,10 +277,10 @@ class AuditLog:
         return head
 
     def _append(self, entries: Sequence[AuditEntry]) -> None:
-        """One batch, one transaction. On PostgreSQL, when this process wrote the last batch it knows
-        the head: the rows go in with one statement that also moves the head, if the head is still
-        where it was (another worker's batch in between: the head is locked and read, and it is
-        done again). Every round trip saved is a shorter hold of the chain for all workers."""
+        """One batch, one transaction. When this process wrote the last batch it knows the head: the
+        rows go in with the head moved from there, if it is still there (another worker's batch in
+        between: the head is locked and read, and it is done again). Every statement saved is a
+        shorter hold of the chain for all workers (on PostgreSQL the batch is one statement)."""
         known = self._head
         try:
             with self.engines.writer.begin() as connection:
@@ -281,7 +297,7 @@ class AuditLog:
         for entry in entries:
             last_id += 1
             row: dict[str, Any] = {"id": last_id}
-            row.update((k, _storable(k, v)) for k, v in asdict(entry).items())
+            row.update((name, _storable(name, getattr(entry, name))) for name in _ENTRY_FIELDS)
             last_hash = row["hash"] = self.key.link(last_hash, row)
             rows.append(row)
         return rows, Head(head.start_id, last_id, last_hash, head.key_id)
@@ -295,32 +311,26 @@ class AuditLog:
             .where(AUDIT_CHAIN.c.id == CHAIN_HEAD_ID)
             .values(last_id=moved.last_id, last_hash=moved.last_hash)
         )
-        self._head = moved if self.engines.dialect == "postgresql" else None
+        self._head = moved
 
     def _append_if_head(self, connection: Connection, known: Head, entries: Sequence[AuditEntry]) -> bool:
-        """PostgreSQL: insert the rows and move the head in one statement, if the head is still ``known``."""
+        """Insert the rows and move the head, if the head is still ``known`` (False: nothing written).
+
+        PostgreSQL: one statement (the rows as one array per column). SQLite: the transaction holds
+        the file's write lock already; moving the head first tells whether it was still there."""
         rows, moved = self._chained_rows(known, entries)
-        names = [column.name for column in AUDIT.columns]
-        moving = (
-            update(AUDIT_CHAIN)
-            .where(
-                AUDIT_CHAIN.c.id == CHAIN_HEAD_ID,
-                AUDIT_CHAIN.c.last_id == known.last_id,
-                AUDIT_CHAIN.c.key_id == self.key.id,
-            )
-            .values(last_id=moved.last_id, last_hash=moved.last_hash)
-            .returning(AUDIT_CHAIN.c.id)
-            .cte("moved")
-        )
-        batch = values(*(column(c.name, c.type) for c in AUDIT.columns), name="batch").data(
-            [tuple(row[name] for name in names) for row in rows]
-        )
-        moved_too = select(batch).where(exists(select(moving.c.id)))
-        statement = insert(AUDIT).from_select(names, moved_too).add_cte(moving).returning(AUDIT.c.id)
-        if len(connection.execute(statement).all()) == len(rows):
-            self._head = moved
-            return True
-        return False
+        expected = {"last_id": moved.last_id, "last_hash": moved.last_hash, "expected": known.last_id}
+        expected["key_id"] = self.key.id
+        if self.engines.dialect == "postgresql":
+            arrays = {name: [row[name] for row in rows] for name in _ARRAY_TYPES}
+            if len(connection.execute(_APPEND_IF_HEAD, {**arrays, **expected}).all()) != len(rows):
+                return False
+        else:
+            if connection.execute(_MOVE_HEAD, expected).rowcount != 1:
+                return False
+            connection.execute(self._insert, rows)
+        self._head = moved
+        return True
 
     # reading -----------------------------------------------------------------------------------------
     def read(self, record_id: int) -> Row | None:
