@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fhir_bridge.audit.chain import ChainKey
 from fhir_bridge.audit.log import AUDIT_TABLES, AuditLog
 from fhir_bridge.bulk.model import Limits as BulkLimits
 from fhir_bridge.bulk.service import BulkExports
@@ -280,11 +281,19 @@ class Services:
 
     # serving -----------------------------------------------------------------------------------------
     @cached_property
+    def audit_chain_key(self) -> ChainKey:
+        """The key of the audit trail's hash chain: from the audit key file or the site secret, never stored."""
+        secret = self.settings.audit_chain_secret()
+        return ChainKey(secret) if secret else ChainKey.unkeyed()
+
+    @cached_property
     def audit_log(self) -> AuditLog:
         engines = engines_beside(self.settings.database_url, self.engines, "audit")
         if engines is not self.engines:
             self._closers.append(engines.dispose)
-        return AuditLog(engines)
+        log = AuditLog(engines, self.audit_chain_key)
+        self._closers.append(log.close)  # after the engines' dispose in the list: closers run in reverse
+        return log
 
     @cached_property
     def bulk_exports(self) -> BulkExports:

@@ -179,6 +179,19 @@ class Settings(BaseSettings):
         "decides what the pages show",
     )
 
+    # audit trail (see docs/access-control.md) --------------------------------------------------
+    audit_retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="Days audit records are kept: `fhir-bridge audit purge` deletes older ones (run it daily, "
+        "e.g. from cron); unset: records are kept until purged with `--older-than-days`",
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="A file holding the key of the audit trail's hash chain (16 characters or more; "
+        "`fhir-bridge keygen FILE` makes one). Default: derived from the site secret. Every worker needs the same key",
+    )
+
     # privacy ---------------------------------------------------------------------------------
     pseudonymise: bool = Field(
         True,
@@ -349,6 +362,22 @@ class Settings(BaseSettings):
     eucaim_environment: Literal["prod", "test", "dev", "staging"] = Field(
         "prod", description="What the Beacon says it is: production, test, development or staging"
     )
+
+    def audit_chain_secret(self) -> bytes | None:
+        """The secret keying the audit trail's hash chain: the audit key file's, else the site secret."""
+        if self.audit_key_file is None:
+            return self.pseudonym_secret()
+        try:
+            text = self.audit_key_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read the audit key file {self.audit_key_file}: {error.strerror}"
+            ) from None
+        if len(text) < MIN_KEY_LENGTH:
+            raise ConfigurationError(
+                f"the audit key is shorter than {MIN_KEY_LENGTH} characters: create one with `fhir-bridge keygen FILE`"
+            )
+        return text.encode("utf-8")
 
     def pseudonym_secret(self) -> bytes | None:
         """The configured site secret, from the key or the key file; None when neither is set."""

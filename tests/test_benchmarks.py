@@ -49,3 +49,16 @@ def test_validation_benchmark_runs_and_prints_its_ratios() -> None:
     assert [row["set"] for row in rows][:2] == ["Patient (bridge-shaped)", "ImagingStudy (bridge-shaped)"]
     assert rows[-1]["resources"] == 726  # the shipped spec examples but the 7 errata
     assert all(row["validate_us"] > 0 and row["parse_us"] > 0 for row in rows)
+
+
+def test_audit_benchmarks_run_and_count_every_record() -> None:
+    command = [sys.executable, "-m", "benchmarks.audit_commit", "--databases", "sqlite", "--tasks", "1,4"]
+    finished = subprocess.run([*command, "--records", "5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert len([line for line in finished.stdout.splitlines() if " sqlite " in line]) == 2
+    command = [sys.executable, "-m", "benchmarks.audit_wrk", "--databases", "sqlite", "--seconds", "1", "--json"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    runs = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert [run["connections"] for run in runs] == [1, 16]
+    assert all(run["failed"] == 0 and run["audit_records"] > 0 for run in runs)

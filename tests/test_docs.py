@@ -186,6 +186,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "ingest": ["ingest", "folder"],
                     "ingest-clinical": ["ingest-clinical", "--mapping", "m", "file.csv"],
                     "clients": ["clients", "list"],
+                    "audit": ["audit", "verify"],
                     "explain": ["explain", "Patient"],
                     "mappings": ["mappings", "list"],
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from fhir_bridge.audit.log import admin_entry
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
@@ -68,3 +72,26 @@ def add_database(parser: argparse.ArgumentParser) -> None:
 
 def add_key_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudonym-key-file", type=Path, help=KEY_FILE_HELP)
+
+
+def operator() -> str:
+    """Who runs this command, for the audit trail: the operating-system user at this host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def record_admin(services: Services, command: str, action: str, outcome: str, detail: str) -> bool:
+    """Record an administrative command in the audit trail (durably, before the command reports);
+    False, with a message, when the record could not be written: the command must then fail."""
+    try:
+        services.audit_log.record(admin_entry(command, action, operator(), outcome, detail))
+    except Exception as error:  # the database refused: said, never hidden
+        print(
+            f"fhir-bridge: the audit record of `{command}` could not be written ({type(error).__name__})",
+            file=sys.stderr,
+        )
+        return False
+    return True

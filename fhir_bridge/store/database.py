@@ -117,7 +117,7 @@ def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
 
 
 def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
-    """Make sure a package's ``tables`` and their indexes exist in ``engines``' database.
+    """Make sure a package's ``tables``, their indexes and their (nullable) columns exist in ``engines``' database.
 
     Owners call it when their service is built: their tables then exist even in a database prepared
     by a process that never imported them (``migration.prepare_schema`` creates the schema its revisions describe),
@@ -130,7 +130,7 @@ def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             lock_schema_setup(connection)
-        _create(connection, tables)
+        _create(connection, tables, add_columns=True)
 
 
 def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
@@ -139,17 +139,34 @@ def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
     for table in tables:
         if table.name not in existing:
             return True
+        columns = {column["name"] for column in inspector.get_columns(table.name)}
+        if any(column.name not in columns for column in table.columns):
+            return True
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         if any(index.name not in indexes for index in table.indexes):
             return True
     return False
 
 
-def _create(connection: Connection, tables: Sequence[Table]) -> None:
+def _create(connection: Connection, tables: Sequence[Table], *, add_columns: bool = False) -> None:
     for table in sort_tables(tables):  # referenced tables first
         table.create(connection, checkfirst=True)
+        if add_columns:
+            _add_columns(connection, table)
         for index in table.indexes:  # indexes added by an upgrade, on existing tables
             index.create(connection, checkfirst=True)
+
+
+def _add_columns(connection: Connection, table: Table) -> None:
+    """Columns added to an existing table by an upgrade: nullable ones only, which old rows leave empty."""
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name in present:
+            continue
+        if not column.nullable:
+            raise RuntimeError(f"cannot add the required column {table.name}.{column.name} to existing rows")
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 STATISTICS_FROM = 1024  # writes before the first refresh of planner statistics
