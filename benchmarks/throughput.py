@@ -221,9 +221,31 @@ class WrkResult:
     rate: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float = float("nan")  # the server's CPU time (all its processes) per request
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> WrkResult:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and of its live children (uvicorn's workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    pids += [int(child) for child in children]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int, pid: int | None = None) -> WrkResult:
+    """Requests/s (and latency percentiles) of wrk; with ``pid``, also the server's CPU per request."""
+    before = cpu_seconds(pid) if pid else 0.0
     threads = min(connections, 2)
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
     finished = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds + 60)
@@ -233,7 +255,9 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> WrkResult
     if "Non-2xx or 3xx responses" in out or "Socket errors" in out:
         raise SystemExit(f"wrk saw failed requests against {url}:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return WrkResult(rate, _latency(out, "50%"), _latency(out, "99%"))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu = (cpu_seconds(pid) - before) / requests * 1e6 if pid and requests else float("nan")
+    return WrkResult(rate, _latency(out, "50%"), _latency(out, "99%"), cpu)
 
 
 def _latency(out: str, percentile: str) -> float:
@@ -267,6 +291,7 @@ class Figures:
                 "rates": [round(r.rate, 1) for r in found],
                 "p50_ms": statistics.median(r.p50_ms for r in found),
                 "p99_ms": statistics.median(r.p99_ms for r in found),
+                "cpu_us": statistics.median(r.cpu_us for r in found),
             }
             for (server, kind, connections), found in self.rounds.items()
         ]
@@ -290,11 +315,11 @@ def measure(
                 script = scripts[(server.name, kind)]
                 run_wrk(f"http://{origin[server.name]}", script, max(connections), 1)  # warm-up
                 for count in connections:
-                    result = run_wrk(f"http://{origin[server.name]}", script, count, seconds)
+                    result = run_wrk(f"http://{origin[server.name]}", script, count, seconds, server.process.pid)
                     figures.add(server.name, kind, count, result)
                     print(
                         f"  round {round_ + 1}: {server.name:28} {kind:10} {count:3} conn "
-                        f"{result.rate:8.0f} req/s  p50 {result.p50_ms:6.2f} ms",
+                        f"{result.rate:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  CPU {result.cpu_us:6.0f} us/req",
                         flush=True,
                     )
     return figures
