@@ -329,6 +329,24 @@ BRIDGE = "fhir-bridge"
 UNAUDITED = "fhir-bridge, no audit"
 
 
+def workers_name(count: int) -> str:
+    return BRIDGE if count == 1 else f"fhir-bridge, {count} workers"
+
+
+def workers_table(figures: Figures, workers: Sequence[int], high: int) -> list[str]:
+    """Requests/s at ``high`` connections by number of worker processes, and the ratio to one."""
+    lines = [f"| request ({high} connections) | " + " | ".join(f"{n} worker{'s' * (n > 1)}" for n in workers) + " |"]
+    lines.append("|---|" + "---:|" * len(workers))
+    for kind in KINDS:
+        one = figures.rate(BRIDGE, kind, high)
+        cells = []
+        for count in workers:
+            rate = figures.rate(workers_name(count), kind, high)
+            cells.append("-" if rate is None or one is None else f"{rate:,.0f} ({rate / one:.2f}x)")
+        lines.append(f"| {KIND_LABELS[kind]} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def table(figures: Figures, baseline: str, low: int, high: int) -> tuple[list[str], list[dict[str, Any]]]:
     """The issue's table (markdown lines) and the targets with PASS/MISS."""
     rows = [
@@ -428,6 +446,10 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         port = free_port()
         start(BRIDGE, [*fhir_bridge_command(), "--port", str(port), *arguments.serve_args],
               f"http://127.0.0.1:{port}/fhir", KINDS, environment)  # fmt: skip
+        for count in sorted({int(n) for n in arguments.workers.split(",")} - {1}):
+            port = free_port()
+            start(workers_name(count), [*fhir_bridge_command(), "--port", str(port), "--workers", str(count),
+                  *arguments.serve_args], f"http://127.0.0.1:{port}/fhir", KINDS, environment)  # fmt: skip
         if not arguments.no_unaudited:
             port = free_port()
             start(UNAUDITED, [sys.executable, "-m", "benchmarks.throughput", "--serve-unaudited", str(port)],
@@ -443,6 +465,11 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     )
     print("   " + ", ".join(f"{k} {v}" for k, v in about.items()))
     print("\n".join(lines))
+    workers = sorted({int(n) for n in arguments.workers.split(",")} | {1})
+    scaling = workers_table(figures, workers, high) if len(workers) > 1 else []
+    if scaling:
+        print(f"\nWORKERS (fhir-bridge serve --workers N, {os.cpu_count()} cores)")
+        print("\n".join(scaling))
     print("\nTARGETS (from the issue, same run)")
     for item in targets:
         verdict = "PASS" if item["pass"] else "MISS"
@@ -459,6 +486,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "figures": figures.as_json(),
         "targets": targets,
         "table": lines,
+        "workers": workers,
+        "workers_table": scaling,
     }
     if arguments.json:
         print(json.dumps(results))
@@ -474,6 +503,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each figure")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure is the median")
     parser.add_argument("--baseline", choices=("fhirstarter", "inmemory"), default="fhirstarter")
+    parser.add_argument("--workers", default="1", help="also measure `serve --workers N` for these N (e.g. 1,2,4)")
     parser.add_argument("--no-unaudited", action="store_true", help="skip the no-audit variant of fhir-bridge")
     parser.add_argument("--serve-args", nargs="*", default=[], help="extra arguments to `fhir-bridge serve`")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON, as the last line")
