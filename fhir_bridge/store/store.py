@@ -396,6 +396,13 @@ class Store:
         with self.reading() as connection:
             return connection.execute(statement).all()
 
+    def rows_at_newest(self, build: Callable[[int], Executable]) -> tuple[int, Sequence[Row[Any]]]:
+        """The newest commit's sequence number and the rows of ``build(seq)``, in one read transaction
+        (one connection and one round of BEGIN/ROLLBACK where two reads took two)."""
+        with self.reading() as connection:
+            seq: int = connection.execute(_SELECT_SEQ).scalar_one()
+            return seq, connection.execute(build(seq)).all()
+
     def scalar(self, statement: Executable) -> Any:
         """The one value of a read statement (a count)."""
         with self.reading() as connection:
