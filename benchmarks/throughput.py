@@ -281,6 +281,10 @@ class Figures:
         found = self.rounds.get((server, kind, connections))
         return statistics.median(r.rate for r in found) if found else None
 
+    def cpu(self, server: str, kind: str, connections: int) -> float | None:
+        found = self.rounds.get((server, kind, connections))
+        return statistics.median(r.cpu_us for r in found) if found else None
+
     def as_json(self) -> list[dict[str, Any]]:
         return [
             {
@@ -361,14 +365,15 @@ def table(figures: Figures, baseline: str, low: int, high: int) -> tuple[list[st
         (UNAUDITED, "study", "fhir-bridge without audit, `ImagingStudy?patient=`"),
     ]
     lines = [
-        f"| request | {low} connection | {high} connections | {high}/{low} |",
-        "|---|---:|---:|---:|",
+        f"| request | {low} connection | {high} connections | {high}/{low} | server CPU µs/request ({low} / {high}) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for server, kind, label in rows:
         one, many = figures.rate(server, kind, low), figures.rate(server, kind, high)
         if one is None or many is None:
             continue
-        lines.append(f"| {label} | {one:,.0f} | {many:,.0f} | {many / one:.2f} |")
+        cpu = f"{figures.cpu(server, kind, low) or 0:,.0f} / {figures.cpu(server, kind, high) or 0:,.0f}"
+        lines.append(f"| {label} | {one:,.0f} | {many:,.0f} | {many / one:.2f} | {cpu} |")
     targets = []
 
     def target(name: str, value: float | None, reference: float | None, factor: float) -> None:
@@ -425,7 +430,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             database_url = stack.enter_context(postgres_schema(arguments.postgres_url))
         print(f"loading {arguments.patients} Patients and as many ImagingStudies into {arguments.database} ...")
         data = load_store(database_url, arguments.patients, folder)
-        fhirstarter = None if arguments.baseline == "inmemory" else fhirstarter_python(install=True)
+        wanted = arguments.baseline == "fhirstarter" and not arguments.bridge_only
+        fhirstarter = fhirstarter_python(install=True) if wanted else None
         baseline = "fhirstarter" if fhirstarter else "inmemory"
         any_id = next(iter(data.patients))
         servers = []
@@ -434,12 +440,16 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             probe = f"/Patient/{any_id}"
             servers.append(stack.enter_context(started(name, command, base, probe, kinds, folder, env)))
 
+        if arguments.bridge_only:
+            baseline = "-"
         port = free_port()
-        start("floor", [sys.executable, str(BASELINES), "floor", str(data.file), str(port)],
+        if not arguments.bridge_only:
+            start("floor", [sys.executable, str(BASELINES), "floor", str(data.file), str(port)],
               f"http://127.0.0.1:{port}/fhir", ("read",), dict(os.environ))  # fmt: skip
         port = free_port()
         python = fhirstarter or sys.executable
-        start(baseline, [python, str(BASELINES), baseline, str(data.file), str(port)],
+        if not arguments.bridge_only:
+            start(baseline, [python, str(BASELINES), baseline, str(data.file), str(port)],
               f"http://127.0.0.1:{port}" + ("" if fhirstarter else "/fhir"), ("read", "identifier"),
               dict(os.environ))  # fmt: skip
         environment = bridge_environment(database_url)
@@ -455,7 +465,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             start(UNAUDITED, [sys.executable, "-m", "benchmarks.throughput", "--serve-unaudited", str(port)],
                   f"http://127.0.0.1:{port}/fhir", KINDS, environment)  # fmt: skip
         figures = measure(servers, data, connections, arguments.seconds, arguments.repeat, folder)
-    low, high = min(connections), max(connections)
+    low, high = min(connections), (16 if 16 in connections else max(connections))  # the 16
     lines, targets = table(figures, baseline, low, high)
     about = versions()
     print()
@@ -504,6 +514,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure is the median")
     parser.add_argument("--baseline", choices=("fhirstarter", "inmemory"), default="fhirstarter")
     parser.add_argument("--workers", default="1", help="also measure `serve --workers N` for these N (e.g. 1,2,4)")
+    parser.add_argument("--bridge-only", action="store_true", help="measure fhir-bridge only (no floor, no baseline)")
     parser.add_argument("--no-unaudited", action="store_true", help="skip the no-audit variant of fhir-bridge")
     parser.add_argument("--serve-args", nargs="*", default=[], help="extra arguments to `fhir-bridge serve`")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON, as the last line")
