@@ -35,15 +35,16 @@ STRUCTURE = (
 )
 
 
-def measure(quick: bool) -> dict[str, Any]:
-    seconds, repeat = ("1", "1") if quick else ("5", "3")
+def measure(quick: bool, before: Path | None = None) -> dict[str, Any]:
+    seconds, repeat = ("1", "1") if quick else ("4", "3")
     common = ["--seconds", seconds, "--repeat", repeat]
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": {}}
-    sqlite_connections = "1,16" if quick else "1,4,16,64"
+    sqlite_connections = "1,16" if quick else "1,4,16"
     workers = "1,2" if quick else "1,2,4"
     patients = "100" if quick else "1000"
     runs = {
-        "sqlite": ["--database", "sqlite", "--connections", sqlite_connections, "--workers", workers],
+        "sqlite": ["--database", "sqlite", "--connections", sqlite_connections, "--workers", workers]
+        + (["--before", str(before)] if before else []),
         "postgresql": ["--database", "postgresql", "--connections", "1,16", "--workers", workers, "--no-unaudited"],
     }
     for name, options in runs.items():
@@ -85,6 +86,7 @@ def plots(results: dict[str, Any]) -> list[str]:
     connections = sqlite["connections"]
     figure, axes = plt.subplots(figsize=(7, 4.5))
     lines = [("floor", "read"), (sqlite["baseline"], "read"), (sqlite["baseline"], "identifier")]
+    lines += [(throughput.BEFORE, kind) for kind in throughput.KINDS]
     lines += [(throughput.BRIDGE, kind) for kind in throughput.KINDS]
     lines += [(throughput.UNAUDITED, kind) for kind in throughput.KINDS]
     for server, kind in lines:
@@ -219,11 +221,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small stores and short runs")
     parser.add_argument("--from-json", type=Path, help="render the page from saved figures, measure nothing")
     parser.add_argument("--output", type=Path, default=PAGE)
+    parser.add_argument("--before", type=Path, help="also measure fhir-bridge from this source tree on SQLite")
     arguments = parser.parse_args()
     if arguments.from_json:
         results = json.loads(arguments.from_json.read_text())
     else:
-        results = measure(arguments.quick)
+        results = measure(arguments.quick, arguments.before)
         if not arguments.quick:  # a quick run does not replace the saved figures
             FIGURES.write_text(json.dumps(results, indent=1))
     render(results, arguments.output)

@@ -129,7 +129,8 @@ def started(
 ) -> Iterator[Server]:
     log = folder / f"{name.replace(' ', '_').replace(',', '')}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        cwd = env.get("PYTHONPATH", REPO)  # `python -m` puts the working directory first on sys.path
+        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     server = Server(name, base, kinds, process, log)
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
@@ -331,6 +332,7 @@ def measure(
 
 BRIDGE = "fhir-bridge"
 UNAUDITED = "fhir-bridge, no audit"
+BEFORE = "fhir-bridge, before"
 
 
 def workers_name(count: int) -> str:
@@ -356,11 +358,14 @@ def table(figures: Figures, baseline: str, low: int, high: int) -> tuple[list[st
     rows = [
         ("floor", "read", "floor, Patient read"),
         (baseline, "read", f"{baseline} (in-memory), Patient read"),
+        (BEFORE, "read", "fhir-bridge before (`--before`), Patient read"),
         (BRIDGE, "read", "fhir-bridge, Patient read"),
         (UNAUDITED, "read", "fhir-bridge without audit, Patient read"),
         (baseline, "identifier", f"{baseline} (in-memory), identifier search"),
+        (BEFORE, "identifier", "fhir-bridge before, `Patient?identifier=`"),
         (BRIDGE, "identifier", "fhir-bridge, `Patient?identifier=`"),
         (UNAUDITED, "identifier", "fhir-bridge without audit, `Patient?identifier=`"),
+        (BEFORE, "study", "fhir-bridge before, `ImagingStudy?patient=`"),
         (BRIDGE, "study", "fhir-bridge, `ImagingStudy?patient=`"),
         (UNAUDITED, "study", "fhir-bridge without audit, `ImagingStudy?patient=`"),
     ]
@@ -460,6 +465,11 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             port = free_port()
             start(workers_name(count), [*fhir_bridge_command(), "--port", str(port), "--workers", str(count),
                   *arguments.serve_args], f"http://127.0.0.1:{port}/fhir", KINDS, environment)  # fmt: skip
+        if arguments.before:  # another checkout of fhir-bridge (e.g. `git archive main`), on the same store
+            port = free_port()
+            before = {**environment, "PYTHONPATH": str(arguments.before.resolve())}
+            start(BEFORE, [*fhir_bridge_command(), "--port", str(port)], f"http://127.0.0.1:{port}/fhir", KINDS,
+                  before)  # fmt: skip
         if not arguments.no_unaudited:
             port = free_port()
             start(UNAUDITED, [sys.executable, "-m", "benchmarks.throughput", "--serve-unaudited", str(port)],
@@ -514,6 +524,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure is the median")
     parser.add_argument("--baseline", choices=("fhirstarter", "inmemory"), default="fhirstarter")
     parser.add_argument("--workers", default="1", help="also measure `serve --workers N` for these N (e.g. 1,2,4)")
+    parser.add_argument("--before", type=Path, help="also serve fhir-bridge from this source tree (a comparison)")
     parser.add_argument("--bridge-only", action="store_true", help="measure fhir-bridge only (no floor, no baseline)")
     parser.add_argument("--no-unaudited", action="store_true", help="skip the no-audit variant of fhir-bridge")
     parser.add_argument("--serve-args", nargs="*", default=[], help="extra arguments to `fhir-bridge serve`")
