@@ -84,7 +84,8 @@ def plots(results: dict[str, Any], folder: Path) -> list[str]:
     made = []
     sqlite = results["runs"]["sqlite"]
     connections = sqlite["connections"]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plt.subplots(figsize=(10, 5))
+    axes.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     lines = [("floor", "read"), (sqlite["baseline"], "read"), (sqlite["baseline"], "identifier")]
     lines += [(throughput.BEFORE, kind) for kind in throughput.KINDS]
     lines += [(throughput.BRIDGE, kind) for kind in throughput.KINDS]
@@ -96,7 +97,7 @@ def plots(results: dict[str, Any], folder: Path) -> list[str]:
     axes.set(xscale="log", yscale="log", xlabel="wrk connections", ylabel="requests/s", xticks=connections)
     axes.set_xticklabels([str(c) for c in connections])
     axes.set_title("Throughput vs connections (SQLite, one process)")
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     figure.savefig(folder / "throughput-connections.png", dpi=100)
     plt.close(figure)
@@ -171,7 +172,8 @@ def page(results: dict[str, Any], made: list[str]) -> str:
         out += [*run["workers_table"], ""]
     pg = results["runs"].get("postgresql")
     if pg:
-        out += ["PostgreSQL, one worker, same run:", "", *pg["table"], ""]
+        out += ["PostgreSQL, one worker, same run (the CPU column counts fhir-bridge's processes, not PostgreSQL's):"]
+        out += ["", *pg["table"], ""]
     out += ["![throughput vs workers](performance/throughput-workers.png)", ""]
     labels = " | ".join(throughput.KIND_LABELS[k] for k in throughput.KINDS)
     out += ["### Latency vs store size", "", f"| Patients | {labels} |", "|---:|" + "---:|" * len(throughput.KINDS)]
@@ -208,6 +210,8 @@ def render(results: dict[str, Any], output: Path) -> None:
         text = before + generated + rest.partition(END)[2]
     else:
         text = text.rstrip() + "\n\n" + generated + "\n"
+    if not text.endswith("\n"):
+        text += "\n"
     output.write_text(text)
     print(f"wrote {output} and {', '.join(made)} in {folder}")
 
