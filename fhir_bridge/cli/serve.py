@@ -78,13 +78,19 @@ def serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 or more)")
+    return int(text)
+
+
 def register(commands: Any) -> None:
     run = commands.add_parser("serve", help="run the FHIR API and STOW-RS (settings also from FHIR_BRIDGE_* variables)")
     run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to listen on (default 8080)")
     run.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         help="worker processes sharing the port (default 1); each builds its own services over the same database",
     )
     add_database(run)
