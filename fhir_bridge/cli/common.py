@@ -46,6 +46,19 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def settings_environment(arguments: argparse.Namespace) -> dict[str, str | None]:
+    """The command's flags as ``FHIR_BRIDGE_*`` variables (None: unset it), for processes it starts
+    that read their settings from the environment (``serve --workers``)."""
+    found: dict[str, str | None] = {
+        f"FHIR_BRIDGE_{name.upper()}": str(getattr(arguments, name))
+        for name in _FLAGS
+        if getattr(arguments, name, None) is not None
+    }
+    if "FHIR_BRIDGE_PSEUDONYM_KEY_FILE" in found:
+        found["FHIR_BRIDGE_PSEUDONYM_KEY"] = None  # the flag wins over FHIR_BRIDGE_PSEUDONYM_KEY
+    return found
+
+
 def services_from(arguments: argparse.Namespace) -> Services:
     return Services.from_settings(settings_from(arguments))
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, services_from, settings_environment
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.settings import Settings
+
+APP_FACTORY = "fhir_bridge.api.app:create_app"  # each worker process builds its own app and Services
+# uvicorn restarts a worker that does not answer its supervisor's ping in time: a worker importing the
+# app on a busy machine takes longer than uvicorn's 5 s default before it can answer
+WORKER_HEALTHCHECK_S = 60
 
 
 def serve(arguments: argparse.Namespace) -> int:
@@ -17,9 +23,13 @@ def serve(arguments: argparse.Namespace) -> int:
     from fhir_bridge.api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workers = arguments.workers or 1
     try:
         services = services_from(arguments)
-        app = create_app(services=services)
+        if workers == 1:
+            app = create_app(services=services)
+        else:  # refuse a bad configuration here, once, and set the schema up before the workers start
+            services.start()
     except ConfigurationError as error:
         return refuse(error)
     settings = services.settings
@@ -56,12 +66,28 @@ def serve(arguments: argparse.Namespace) -> int:
                 listener.stop()
             return refuse(error)
     try:
-        uvicorn.run(app, **uvicorn_options(settings))
+        if workers == 1:
+            uvicorn.run(app, **uvicorn_options(settings))
+        else:
+            for name, value in settings_environment(arguments).items():  # what the workers' Settings() read
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            uvicorn.run(
+                APP_FACTORY,
+                factory=True,
+                workers=workers,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+                **uvicorn_options(settings),
+            )
     finally:
         if listener is not None:
             listener.stop()
         if mllp is not None:
             mllp.stop()
+        if workers > 1:
+            services.close()
     return 0
 
 
@@ -77,10 +103,21 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 or more)")
+    return int(text)
+
+
 def register(commands: Any) -> None:
     run = commands.add_parser("serve", help="run the FHIR API and STOW-RS (settings also from FHIR_BRIDGE_* variables)")
     run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        help="worker processes sharing the port (default 1); each builds its own services over the same database",
+    )
     add_database(run)
     add_key_file(run)
     run.add_argument(

@@ -34,6 +34,10 @@ from fhir_bridge.store.tables import INFO, SQLModel
 
 _log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 60
+# Connections kept open per SQLite engine: as many as the threads that run requests at once (anyio's
+# default limiter, 40). With fewer, each request beyond the pool opened an overflow connection (its
+# PRAGMAs included) and closed it again: hundreds of reconnects a second at 16 clients.
+SQLITE_POOL_SIZE = 40
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
 
 
@@ -58,7 +62,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
-        pool_size=8,
+        pool_size=SQLITE_POOL_SIZE,
         max_overflow=8,
     )
 
@@ -91,7 +95,10 @@ def create_engines(database_url: str) -> Engines:
         return Engines(
             reader=_sqlite_engine(database_url, "BEGIN"), writer=_sqlite_engine(database_url, "BEGIN IMMEDIATE")
         )
-    engine = create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # 20 kept open: 16 clients at once do not open and close overflow connections (a PostgreSQL
+    # connection costs milliseconds to open); 30 at most per process, so 3 workers stay under
+    # PostgreSQL's default max_connections (100)
+    engine = create_engine(database_url, pool_size=20, max_overflow=10, pool_pre_ping=True)
     return Engines(reader=engine, writer=engine)
 
 
