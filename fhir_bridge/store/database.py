@@ -95,10 +95,10 @@ def create_engines(database_url: str) -> Engines:
         return Engines(
             reader=_sqlite_engine(database_url, "BEGIN"), writer=_sqlite_engine(database_url, "BEGIN IMMEDIATE")
         )
-    # 20 kept open: 16 clients at once do not open and close overflow connections (a PostgreSQL
-    # connection costs milliseconds to open); 30 at most per process, so 3 workers stay under
+    # 16 kept open: 16 clients at once do not open and close overflow connections (a PostgreSQL
+    # connection costs milliseconds to open); 22 at most per process, so 4 workers stay under
     # PostgreSQL's default max_connections (100)
-    engine = create_engine(database_url, pool_size=20, max_overflow=10, pool_pre_ping=True)
+    engine = create_engine(database_url, pool_size=16, max_overflow=6, pool_pre_ping=True)
     return Engines(reader=engine, writer=engine)
 
 
