@@ -155,3 +155,20 @@ def test_command_line_ingests_are_recorded_with_counts_not_names(
     assert all(audit_event(row)["type"]["code"] == "110107" for row in rows)  # DICOM: Import
     text = repr([tuple(row) for row in rows])
     assert "DOE" not in text and "PID-" not in text and str(tmp_path) not in text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the key file is the same on both stores
+def test_signing_key_rotation_is_recorded_with_the_new_key_id(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    keys = ["--token-key-file", str(tmp_path / "token-keys.json"), "--database-url", database_url]
+    assert cli.main(["keys", "rotate-signing", *keys]) == 0
+    with Services.from_settings(
+        settings.model_copy(update={"token_key_file": tmp_path / "token-keys.json"})
+    ) as services:
+        rows = _rows(services)
+        newest = services.token_keys.keys[-1].kid
+        assert services.audit_log.verify().intact
+    assert [(r.method, r.path, r.action, r.status) for r in rows] == [("CLI", "keys rotate", "U", 200)]
+    assert rows[0].detail == f"new signing key {newest}"
+    assert audit_event(rows[0])["type"]["code"] == "110135"  # DICOM: Object Security Attributes Changed
