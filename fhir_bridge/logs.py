@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import logging.config
 import time
 from contextvars import ContextVar
+from typing import Any
 
 request_id: ContextVar[str | None] = ContextVar("fhir_bridge_request_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request)s: %(message)s"
 _QUIET = {"pynetdicom": logging.WARNING, "pydicom": logging.ERROR}  # their INFO/DEBUG lines quote the data
+_UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 class _RequestIdFilter(logging.Filter):
@@ -50,20 +52,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+def dict_config(level: str = "info", json_lines: bool = False) -> dict[str, Any]:
+    """The logging set-up as a ``logging.config.dictConfig`` dictionary: every logger, uvicorn's included, to
+    stderr in one format. uvicorn applies it in each worker process (``serve --workers``) as ``log_config``."""
+    name = level.upper()
+    formatter: dict[str, Any] = {"()": JsonFormatter} if json_lines else {"format": TEXT_FORMAT}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": _RequestIdFilter}},
+        "formatters": {"one": formatter},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "filters": ["request_id"],
+                "formatter": "one",
+            }
+        },
+        "root": {"level": name, "handlers": ["stderr"]},
+        "loggers": {
+            **{uvicorn: {"level": name, "handlers": [], "propagate": True} for uvicorn in _UVICORN},
+            **{quiet: {"level": max(logging.getLevelName(name), floor)} for quiet, floor in _QUIET.items()},
+        },
+    }
+
+
 def configure(level: str = "info", json_lines: bool = False) -> None:
     """Route every logger to stderr in one format (replacing handlers set before, e.g. by basicConfig)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        uvicorn_logger = logging.getLogger(name)
-        uvicorn_logger.handlers.clear()
-        uvicorn_logger.propagate = True
-        uvicorn_logger.setLevel(level.upper())
-    for name, quiet in _QUIET.items():
-        logging.getLogger(name).setLevel(max(quiet, root.level))
+    logging.config.dictConfig(dict_config(level, json_lines))

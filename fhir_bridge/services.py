@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
+from fhir_bridge.audit.chain import ChainKey
 from fhir_bridge.audit.log import AUDIT_TABLES, AuditLog
 from fhir_bridge.bulk.model import Limits as BulkLimits
 from fhir_bridge.bulk.service import BulkExports
@@ -31,9 +32,11 @@ from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.eucaim.federated import Dataset, FederatedSearch
 from fhir_bridge.ingest.clinical import ClinicalIngest
 from fhir_bridge.ingest.dicom import DicomIngest
+from fhir_bridge.ingest.fhir import FhirIngest
 from fhir_bridge.interactions.cursors import CursorSigner
 from fhir_bridge.interactions.erasure import Erasure
 from fhir_bridge.interactions.service import FhirInteractions, Limits
+from fhir_bridge.interactions.writes import refuse_direct_identifiers
 from fhir_bridge.mapping.clinical import MappingRegistry
 from fhir_bridge.mapping.dicom import DicomMapper, MappingConfig
 from fhir_bridge.privacy.profile import AttributePolicy
@@ -68,6 +71,7 @@ _STARTED = (
     "catalogue_config",
     "dicom_ingest",
     "clinical_ingest",
+    "fhir_ingest",
     "mappings",
     "audit_log",
     "catalogue",
@@ -286,7 +290,8 @@ class Services:
             max_or_values=settings.max_or_values,
         )
         secret = ensure_info(self.engines, "cursor_secret", partial(secrets.token_hex, 32))  # a restored store has none
-        return FhirInteractions(self.store, CursorSigner(secret), limits)
+        guard = refuse_direct_identifiers if settings.refuse_identified_patients else None
+        return FhirInteractions(self.store, CursorSigner(secret), limits, guard)
 
     # push paths --------------------------------------------------------------------------------------
     @cached_property
@@ -308,13 +313,26 @@ class Services:
             self.interactions, self.privacy_policy, self.settings.patient_identifier_system, self.time_zone
         )
 
+    @cached_property
+    def fhir_ingest(self) -> FhirIngest:
+        """FHIR pushed by an EHR (``POST /ingest/fhir``), de-identified by the same policy."""
+        return FhirIngest(self.interactions, self.privacy_policy, self.settings.patient_identifier_system)
+
     # serving -----------------------------------------------------------------------------------------
+    @cached_property
+    def audit_chain_key(self) -> ChainKey:
+        """The key of the audit trail's hash chain: from the audit key file or the site secret, never stored."""
+        secret = self.settings.audit_chain_secret()
+        return ChainKey(secret) if secret else ChainKey.unkeyed()
+
     @cached_property
     def audit_log(self) -> AuditLog:
         engines = engines_beside(self.settings.database_url, self.engines, "audit")
         if engines is not self.engines:
             self._closers.append(engines.dispose)
-        return AuditLog(engines)
+        log = AuditLog(engines, self.audit_chain_key)
+        self._closers.append(log.close)  # after the engines' dispose in the list: closers run in reverse
+        return log
 
     @cached_property
     def bulk_exports(self) -> BulkExports:

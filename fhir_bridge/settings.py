@@ -275,6 +275,19 @@ class Settings(BaseSettings):
         "decides what the pages show",
     )
 
+    # audit trail (see docs/access-control.md) --------------------------------------------------
+    audit_retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="Days audit records are kept: `fhir-bridge audit purge` deletes older ones (run it daily, "
+        "e.g. from cron); unset: records are kept until purged with `--older-than-days`",
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="A file holding the key of the audit trail's hash chain (16 characters or more; "
+        "`fhir-bridge keygen FILE` makes one). Default: derived from the site secret. Every worker needs the same key",
+    )
+
     # privacy ---------------------------------------------------------------------------------
     pseudonymise: bool = Field(
         True,
@@ -303,6 +316,12 @@ class Settings(BaseSettings):
         False,
         description="Keep free-text descriptors (study/series descriptions, procedure and reason codes) when "
         "pseudonymising; the PS3.15 Basic Profile removes them",
+    )
+    refuse_identified_patients: bool = Field(
+        False,
+        description="Refuse REST writes (POST, PUT, PATCH, transaction and batch on the FHIR API) of a Patient that "
+        "still carries direct identifiers (name, telecom, address, photo, contact, an identifier that is no keyed "
+        "pseudonym), with an OperationOutcome naming them; identifiable FHIR goes through POST /ingest/fhir",
     )
 
     # DICOM mapping ---------------------------------------------------------------------------
@@ -356,6 +375,32 @@ class Settings(BaseSettings):
     dimse_max_associations: int = Field(10, ge=1, description="Associations the DICOM listener serves at once")
     dimse_timeout_s: float = Field(
         60.0, gt=0, description="A DICOM peer silent for this long (association, message or network) is dropped"
+    )
+
+    # HL7 v2 MLLP listener (see docs/hl7-mllp.md) ---------------------------------------------------
+    mllp_port: int | None = Field(
+        None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener; unset: no listener"
+    )
+    mllp_host: str | None = Field(None, description="Address the MLLP listener binds (default: the host setting)")
+    mllp_allowed_senders: list[str] = Field(
+        default_factory=list,
+        description='Sending facilities (MSH-4) allowed to send, as a JSON list: "HOSP" (from any address), '
+        '"HOSP@10.1.2.3" (only from that address or host name), "*@10.1.2.3" (any facility from there); a '
+        "connection from elsewhere is closed, a message of another facility is rejected (AR). Empty: nothing is "
+        "accepted",
+    )
+    mllp_mappings: dict[str, str] = Field(
+        default_factory=lambda: {"ORU^R01": "radiology-report-hl7v2"},
+        description='The clinical mapping of each message type (MSH-9), as a JSON object: "ORU^R01" (type and '
+        'event), "ORU" (any event) or "*" (any message), the most specific wins; a type without a mapping is '
+        "rejected (AR, unsupported message type)",
+    )
+    mllp_max_message_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest MLLP frame accepted; a larger message is rejected (AR)"
+    )
+    mllp_max_connections: int = Field(20, ge=1, description="Connections the MLLP listener serves at once")
+    mllp_timeout_s: float = Field(
+        60.0, gt=0, description="An MLLP connection silent for this long (idle or mid-message) is closed"
     )
 
     # clinical data -----------------------------------------------------------------------------
@@ -413,6 +458,22 @@ class Settings(BaseSettings):
     eucaim_environment: Literal["prod", "test", "dev", "staging"] = Field(
         "prod", description="What the Beacon says it is: production, test, development or staging"
     )
+
+    def audit_chain_secret(self) -> bytes | None:
+        """The secret keying the audit trail's hash chain: the audit key file's, else the site secret."""
+        if self.audit_key_file is None:
+            return self.pseudonym_secret()
+        try:
+            text = self.audit_key_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read the audit key file {self.audit_key_file}: {error.strerror}"
+            ) from None
+        if len(text) < MIN_KEY_LENGTH:
+            raise ConfigurationError(
+                f"the audit key is shorter than {MIN_KEY_LENGTH} characters: create one with `fhir-bridge keygen FILE`"
+            )
+        return text.encode("utf-8")
 
     def pseudonym_secret(self) -> bytes | None:
         """The configured site secret, from the key or the key file; None when neither is set."""

@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.store.database import create_engines
@@ -231,3 +231,21 @@ def imaging_study_problems(study: dict[str, Any]) -> list[str]:
     if not any(i.get("system") == "urn:dicom:uid" for i in study.get("identifier", [])):
         problems.append("no urn:dicom:uid identifier")
     return problems
+
+
+def database_text(database_url: str) -> str:
+    """Every row of every table of the database (the audit trail's too, when it is there), as one string:
+    what a scan for identifying values reads."""
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        names = [
+            row[0]
+            for row in connection.execute(
+                text("SELECT name FROM sqlite_master WHERE type='table'")
+                if database_url.startswith("sqlite")
+                else text("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+            )
+        ]
+        dumped = [str(connection.execute(text(f'SELECT * FROM "{name}"')).all()) for name in names]
+    engine.dispose()
+    return "\n".join(dumped)

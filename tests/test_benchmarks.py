@@ -49,3 +49,46 @@ def test_validation_benchmark_runs_and_prints_its_ratios() -> None:
     assert [row["set"] for row in rows][:2] == ["Patient (bridge-shaped)", "ImagingStudy (bridge-shaped)"]
     assert rows[-1]["resources"] == 726  # the shipped spec examples but the 7 errata
     assert all(row["validate_us"] > 0 and row["parse_us"] > 0 for row in rows)
+
+
+def test_audit_benchmarks_run_and_count_every_record() -> None:
+    command = [sys.executable, "-m", "benchmarks.audit_commit", "--databases", "sqlite", "--tasks", "1,4"]
+    finished = subprocess.run([*command, "--records", "5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert len([line for line in finished.stdout.splitlines() if " sqlite " in line]) == 2
+    command = [sys.executable, "-m", "benchmarks.audit_wrk", "--databases", "sqlite", "--seconds", "1", "--json"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    runs = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert [run["connections"] for run in runs] == [1, 16]
+    assert all(run["failed"] == 0 and run["audit_records"] > 0 for run in runs)
+
+
+def test_throughput_benchmark_runs_wrk_and_prints_the_issue_table(tmp_path: Path) -> None:
+    """wrk against the floor, the in-memory baseline and fhir-bridge (1 and 2 workers), tiny and short."""
+    command = [sys.executable, "-m", "benchmarks.throughput", "--patients", "20", "--seconds", "1", "--repeat", "1"]
+    command += ["--connections", "1,4", "--baseline", "inmemory", "--workers", "1,2", "--no-unaudited", "--json"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-3000:]
+    results = json.loads(finished.stdout.strip().splitlines()[-1])
+    measured = {(f["server"], f["kind"], f["connections"]) for f in results["figures"]}
+    for kind in ("read", "identifier", "study"):
+        assert {("fhir-bridge", kind, 1), ("fhir-bridge", kind, 4), ("fhir-bridge, 2 workers", kind, 4)} <= measured
+    assert ("floor", "read", 4) in measured and ("inmemory", "identifier", 4) in measured
+    assert all(f["rate"] > 0 and f["cpu_us"] > 0 for f in results["figures"])
+    assert "TARGETS (from the issue, same run)" in finished.stdout
+    assert "| fhir-bridge, Patient read |" in finished.stdout
+    assert len(results["workers_table"]) == 2 + 3  # header, rule and a row per request kind
+
+
+def test_report_renders_the_performance_page_and_its_plots_from_saved_figures(tmp_path: Path) -> None:
+    saved = REPO / "docs" / "performance.json"
+    output = tmp_path / "performance.md"
+    command = [sys.executable, "-m", "benchmarks.report", "--from-json", str(saved), "--output", str(output)]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    text = output.read_text()
+    for heading in ("### Throughput under concurrency (issue 16)", "### Several workers", "### Latency vs store size"):
+        assert heading in text
+    for plot in ("throughput-connections.png", "throughput-workers.png", "latency-size.png"):
+        assert (tmp_path / "performance" / plot).read_bytes()[:4] == b"\x89PNG"

@@ -85,3 +85,13 @@ def test_explain_prints_the_sql_and_the_plan_of_a_search(
     assert "idx_date" in plan  # both databases name the index tables their plans read
     assert main(["explain", "ImagingStudy?bogus=1", "--database-url", database_url]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_serve_refuses_a_number_of_workers_below_one(workers: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from fhir_bridge.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--workers", workers])
+    assert stopped.value.code == 2
+    assert "is not a number of workers (1 or more)" in capsys.readouterr().err

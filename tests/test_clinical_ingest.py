@@ -133,16 +133,15 @@ def test_atomic_mode_writes_nothing_when_a_record_fails(client):
     assert good["status_code"] == 200 and good["summary"]["created"] == 1
 
 
-def test_a_report_for_a_study_not_stored_yet_fails_until_the_study_is_there(client):
+def test_a_report_for_a_study_not_stored_yet_is_kept_waiting_for_it(client):
     body = (EXAMPLES / "radiology-report.csv").read_bytes()
     result = _post(client, "radiology-report", body)
-    assert result["summary"]["failed"] == 2
-    reason = result["records"][0]["errors"][0]
-    assert reason == {
-        "column": "study_instance_uid",
-        "reason": "no ImagingStudy with this StudyInstanceUID or accession number is stored (yet)",
-    }
-    assert _all(client, "DiagnosticReport") == [] and _all(client, "Patient") == []
+    assert result["summary"]["created"] == 2 and result["summary"]["failed"] == 0
+    reports = _all(client, "DiagnosticReport")
+    # a logical reference to the study as stored (UID, or keyed-hashed accession number), and a tag per key
+    assert {r["imagingStudy"][0]["identifier"].get("system") for r in reports} == {"urn:dicom:uid", None}
+    assert all(t["system"] == "urn:fhir-bridge:awaiting-study" for r in reports for t in r["meta"]["tag"])
+    assert "ACC000002" not in str(reports)
 
 
 def test_json_and_ndjson_bodies_use_the_same_mapping(client):

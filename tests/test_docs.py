@@ -171,6 +171,7 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
         "auth": "none",
         "mappings_dir": str(tmp_path),
         "dimse_port": "11112",
+        "mllp_port": "2575",
         "upgrade_schema": "True",  # a switch: the flag alone sets it
         "token_key_file": str(tmp_path / "token-keys.json"),
     }
@@ -185,10 +186,12 @@ def test_the_flags_the_configuration_page_names_set_their_settings(tmp_path: Pat
                     "ingest": ["ingest", "folder"],
                     "ingest-clinical": ["ingest-clinical", "--mapping", "m", "file.csv"],
                     "clients": ["clients", "list"],
+                    "audit": ["audit", "verify"],
                     "explain": ["explain", "Patient"],
                     "mappings": ["mappings", "list"],
                     "export": ["export", "eucaim-cdm", "--to", "postgresql+psycopg://cdm"],
                     "dimse": ["dimse"],
+                    "mllp": ["mllp"],
                     "db": ["db", "backup", "site.backup"],
                     "patient": ["patient", "erase", "some-id"],
                     "keys": ["keys", "rotate-signing"],

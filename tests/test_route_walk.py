@@ -47,6 +47,9 @@ def _body(method: str, path: str, female: str) -> dict[str, Any]:
         return {"data": {"identifier": MRN}}
     if path.endswith(("$export", "$meta-add", "$meta-delete")):
         return {"json": {"resourceType": "Parameters", "parameter": [{"name": "_type", "valueString": "Patient"}]}}
+    if path == "/ingest/fhir":
+        pushed = {**patient, "identifier": [{"system": "urn:oid:1.2.3", "value": "X"}]}
+        return {"content": json.dumps(pushed).encode() + b"\n", "headers": {"Content-Type": "application/fhir+ndjson"}}
     if path.startswith("/ingest/"):
         return {"content": b"patient_id,gender\nX,female\n", "headers": {"Content-Type": "text/csv"}}
     if path.startswith("/dicomweb/"):

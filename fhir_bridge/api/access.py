@@ -22,10 +22,9 @@ from urllib.parse import parse_qsl
 import jwt
 import orjson
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fhir_bridge.api.context import base_url
+from fhir_bridge.api.context import base_url, services
 from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us, redact_detail, redact_query
 from fhir_bridge.errors import FhirError, operation_outcome
 from fhir_bridge.security.policy import (
@@ -204,21 +203,41 @@ class _Trail:
         extra = classified.extra
         client = self.scope.get("client")
         searched = [*self.parameters, *extra.get("search", ()), *classified.criteria]
-        entry = AuditEntry(
-            recorded=now_us(),
-            client_id=self.client_id,
-            interaction=extra.get("interaction", classified.interaction),
-            action=ACTIONS.get(extra.get("interaction", classified.interaction), "E"),
-            method=self.scope["method"],
-            path=classified.audited_path,
-            query=redact_query(searched, self.access.keyed_hash),
-            entity=entity,
-            entity_type=classified.entity_type or (entity.split("/")[0] if entity else None),
-            status=status,
-            detail=redact_detail(detail or extra.get("detail"), self.access.keyed_hash),
-            address=client[0] if client else None,
-        )
-        await run_in_threadpool(self.access.audit.record, entry)
+        recorded, address, keyed_hash = now_us(), client[0] if client else None, self.access.keyed_hash
+        entries = [
+            AuditEntry(
+                recorded=recorded,
+                client_id=self.client_id,
+                interaction=extra.get("interaction", classified.interaction),
+                action=ACTIONS.get(extra.get("interaction", classified.interaction), "E"),
+                method=self.scope["method"],
+                path=classified.audited_path,
+                query=redact_query(searched, keyed_hash),
+                entity=entity,
+                entity_type=classified.entity_type or (entity.split("/")[0] if entity else None),
+                status=status,
+                detail=redact_detail(detail or extra.get("detail"), keyed_hash),
+                address=address,
+            )
+        ]
+        for part in extra.get("entries", ()):  # a batch or transaction: one record per entry, after the Bundle's
+            entries.append(
+                AuditEntry(
+                    recorded=recorded,
+                    client_id=self.client_id,
+                    interaction=part.interaction,
+                    action=ACTIONS.get(part.interaction, "E"),
+                    method=part.method,
+                    path=part.path,
+                    query=redact_query(part.query, keyed_hash),
+                    entity=part.entity,
+                    entity_type=part.entity_type,
+                    status=part.status,
+                    detail=redact_detail(part.detail, keyed_hash),
+                    address=address,
+                )
+            )
+        await self.access.audit.record_async(entries)
 
 
 def require(request: Request, needs: set[Permission]) -> None:
@@ -235,6 +254,68 @@ def principal_of(request: Request) -> Principal | None:
 def audit_search(request: Request, parameters: list[tuple[str, str]]) -> None:
     """Record search parameters the route read from the body (POST _search) with the request's query."""
     request.scope.setdefault("state", {}).setdefault("audit", {})["search"] = parameters
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    """What one entry of a batch or transaction Bundle did, for its own audit record."""
+
+    method: str
+    path: str  # the FHIR path it acted on, e.g. /fhir/Patient/123
+    query: list[tuple[str, str]]  # its search or conditional criteria (personal values hashed when written)
+    interaction: str
+    entity: str | None
+    entity_type: str | None
+    status: int
+    detail: str
+
+
+def audit_bundle_entries(request: Request, body: Any, answer: dict[str, Any] | None, failure: FhirError | None) -> None:
+    """Record each entry of a batch or transaction Bundle: its action, type, id and outcome.
+
+    ``answer``: the response Bundle (entries in the request's order); ``failure``: why a transaction
+    was refused as a whole (each entry is then recorded with that status: none of them was applied).
+    """
+    if not isinstance(body, dict) or body.get("type") not in ("batch", "transaction"):
+        return
+    kind = body["type"]
+    fhir = services(request).settings.fhir_path.rstrip("/")
+    answered = (answer or {}).get("entry") or []
+    records = []
+    for index, raw in enumerate(body.get("entry") or []):
+        call = raw.get("request") if isinstance(raw, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("url"), str):
+            continue
+        method = str(call.get("method") or "").upper()
+        path, _, query = call["url"].partition("?")
+        segments = [s for s in path.split("/") if s]
+        start = next((i for i, s in enumerate(segments) if s[:1].isupper() or s.startswith(("$", "_"))), len(segments))
+        segments = segments[start:]
+        interaction, entity = _interaction(method, segments)
+        criteria = parse_qsl(query, keep_blank_values=True)
+        if if_none_exist := call.get("ifNoneExist"):
+            criteria += parse_qsl(str(if_none_exist).partition("?")[2] or str(if_none_exist), keep_blank_values=True)
+        response = answered[index].get("response", {}) if index < len(answered) else {}
+        if failure is not None:  # none was applied; the one the failure names says why
+            status, named = failure.status, f"Bundle.entry[{index}]"
+            reason = failure.diagnostics.removeprefix(named).lstrip(" :.")
+            why = f"the {kind} failed here: {reason}" if failure.diagnostics.startswith(named) else f"the {kind} failed"
+            detail = f"{named} of a {kind}: not applied, {why}"
+        else:
+            status = int(str(response.get("status", "0")).split(" ")[0] or 0)
+            detail = f"Bundle.entry[{index}] of a {kind}"
+            issues = (response.get("outcome") or {}).get("issue") or []
+            if status >= 400 and issues:
+                detail += f": {issues[0].get('diagnostics', '')}"
+        if entity is None and response.get("location"):
+            entity = _reference(str(response["location"]))
+        entity_type = segments[0] if segments and segments[0][:1].isupper() else None
+        records.append(
+            EntryRecord(
+                method, f"{fhir}/{'/'.join(segments)}", criteria, interaction, entity, entity_type, status, detail
+            )
+        )
+    request.scope.setdefault("state", {}).setdefault("audit", {})["entries"] = records
 
 
 def annotate(request: Request, **facts: str) -> None:

@@ -19,6 +19,7 @@ from fhir_bridge.api import (
     dicomweb,
     eucaim,
     fhir,
+    fhir_push,
     limits,
     operations,
     ops,
@@ -26,6 +27,7 @@ from fhir_bridge.api import (
 from fhir_bridge.api.access import AccessControl, annotate
 from fhir_bridge.api.observe import Observe
 from fhir_bridge.api.rendering import error_response
+from fhir_bridge.api.routing import include_routes
 from fhir_bridge.errors import ConfigurationError, FhirError
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
@@ -60,17 +62,18 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # Routers whose paths could be taken for FHIR types (Patient/$export, /catalogue, /eucaim, .well-known,
     # auth, AuditEvent, /ingest) come before the FHIR REST routes.
     auth.install(app, settings.fhir_path)
-    app.include_router(audit.router, prefix=settings.fhir_path, tags=["Audit trail"])
-    app.include_router(bulk.router, prefix=settings.fhir_path, tags=["FHIR Bulk Data"])
-    app.include_router(catalogue.router, tags=["Catalogue (DCAT-AP)"])
-    app.include_router(eucaim.router, tags=["EUCAIM federated search"])
-    app.include_router(clinical.router, prefix="/ingest", tags=["Clinical ingest"])
-    app.include_router(capabilities.router, prefix=settings.fhir_path, tags=["FHIR R4"])
-    app.include_router(operations.router, prefix=settings.fhir_path, tags=["FHIR R4"])  # before [type]/[id]
-    app.include_router(fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
+    include_routes(app, audit.router, prefix=settings.fhir_path, tags=["Audit trail"])
+    include_routes(app, bulk.router, prefix=settings.fhir_path, tags=["FHIR Bulk Data"])
+    include_routes(app, catalogue.router, tags=["Catalogue (DCAT-AP)"])
+    include_routes(app, eucaim.router, tags=["EUCAIM federated search"])
+    include_routes(app, clinical.router, prefix="/ingest", tags=["Clinical ingest"])
+    include_routes(app, fhir_push.router, prefix="/ingest", tags=["FHIR ingest"])
+    include_routes(app, capabilities.router, prefix=settings.fhir_path, tags=["FHIR R4"])
+    include_routes(app, operations.router, prefix=settings.fhir_path, tags=["FHIR R4"])  # before [type]/[id]
+    include_routes(app, fhir.router, prefix=settings.fhir_path, tags=["FHIR R4"])
     # what the CapabilityStatement describes: the routes of the FHIR routers included above
     app.state.fhir_routers = (audit.router, bulk.router, operations.router, fhir.router)
-    app.include_router(dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
+    include_routes(app, dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
     install_ui(app)  # the data steward's web UI at /ui (not in the OpenAPI document: HTML pages)
     if settings.fhir_path:
         for endpoint, methods in fhir.BASE_ROUTES:

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.context import fhir_base, services
 from fhir_bridge.api.media_types import essence
+from fhir_bridge.api.routing import include_routes
 from fhir_bridge.security.clients import ASSERTION_ALGORITHMS, BuiltinIssuer, OAuthError
 from fhir_bridge.security.scopes import AUDIT_SCOPE
 
@@ -112,6 +113,6 @@ async def token(request: Request) -> JSONResponse:
 
 def install(app: FastAPI, prefix: str) -> None:
     """Add the routes under the FHIR base (before the REST routes) and discovery at the app root too."""
-    app.include_router(router, prefix=prefix, tags=["Authorisation"])
+    include_routes(app, router, prefix=prefix, tags=["Authorisation"])
     if prefix:
         app.add_api_route("/.well-known/smart-configuration", well_known, methods=["GET"], include_in_schema=False)

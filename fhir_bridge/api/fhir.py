@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from fhir_bridge.api.access import annotate, audit_search, require
+from fhir_bridge.api.access import annotate, audit_bundle_entries, audit_search, require
 from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services
 from fhir_bridge.api.media_types import essence
 from fhir_bridge.api.rendering import (
@@ -131,7 +131,13 @@ def bundle(request: Request, body: Any = Depends(json_body), view: Presentation 
     if isinstance(body, dict) and body.get("type") in ("batch", "transaction"):
         annotate(request, interaction=body["type"])
     processor = BundleProcessor(_interactions(request), strict=view.strict)
-    return render(processor.process(body, fhir_base(request), view.prefer_return == "representation"), 200, view)
+    try:
+        answer = processor.process(body, fhir_base(request), view.prefer_return == "representation")
+    except FhirError as error:
+        audit_bundle_entries(request, body, None, error)
+        raise
+    audit_bundle_entries(request, body, answer, None)
+    return render(answer, 200, view)
 
 
 @router.get("/", summary="search all types", responses=FHIR_RESPONSES)

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.context import services
+from fhir_bridge.api.routing import include_routes
 from fhir_bridge.metrics import DATABASE_CONNECTIONS, exposition
 from fhir_bridge.version import package_version
 
@@ -93,7 +94,7 @@ async def index(request: Request) -> Response:
 
 def install(app: FastAPI, fhir_path: str, metrics_mode: str) -> None:
     """The routes; ``/`` only when the FHIR base is not the app's root, ``/metrics`` unless it is off."""
-    app.include_router(router, tags=["Operations"])
+    include_routes(app, router, tags=["Operations"])
     if fhir_path.strip("/"):
         summary = "Index: where the FHIR API, its docs and the health checks are (HTML for a browser)"
         app.add_api_route("/", index, methods=["GET"], summary=summary, tags=["Operations"])

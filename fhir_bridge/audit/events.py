@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row, or_
 
-from fhir_bridge.audit.log import DIMSE, DIMSE_CLIENT_PREFIX
+from fhir_bridge.audit.log import CLI, CLI_CLIENT_PREFIX, DIMSE, DIMSE_CLIENT_PREFIX, MLLP, MLLP_CLIENT_PREFIX
 from fhir_bridge.audit.tables import AUDIT
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.values import date_range
@@ -34,6 +34,21 @@ DIMSE_EVENT_TYPES = {
     "C-ECHO": {"system": DCM, "code": "110100", "display": "Application Activity"},
     "A-ASSOCIATE": {"system": DCM, "code": "110113", "display": "Security Alert"},
 }
+# HL7 v2 messages received over MLLP: data imported (DCM 110107); a refused connection is an alert
+MLLP_EVENT_TYPES = {
+    "CONNECT": {"system": DCM, "code": "110113", "display": "Security Alert"},
+    "*": {"system": DCM, "code": "110107", "display": "Import"},
+}
+# DICOM audit event types of administrative commands (PS3.15 A.5), by command; others are Application Activity
+SECURITY_CHANGE = {"system": DCM, "code": "110137", "display": "User Security Attributes Changed"}
+CLI_EVENT_TYPES = {
+    "clients add": SECURITY_CHANGE,
+    "clients remove": SECURITY_CHANGE,
+    "keys rotate": {"system": DCM, "code": "110135", "display": "Object Security Attributes Changed"},
+    "ingest": {"system": DCM, "code": "110107", "display": "Import"},  # DICOM files and folders
+    "ingest-clinical": {"system": DCM, "code": "110107", "display": "Import"},
+}
+APPLICATION_ACTIVITY = {"system": DCM, "code": "110100", "display": "Application Activity"}  # audit purge too
 # The searches the trail answers (R4 AuditEvent search parameters) and the paging control.
 SEARCH_PARAMETERS = ("date", "altid", "agent-name", "action", "outcome", "subtype", "entity", "entity-type", "address")
 CONTROL_PARAMETERS = ("_count", "_after", "_format", "_pretty")
@@ -53,10 +68,17 @@ def _instant(microseconds: int) -> str:
 def audit_event(row: Row) -> dict[str, Any]:
     """One audit record as an AuditEvent (R4)."""
     agent: dict[str, Any] = {"requestor": True}
-    dimse = row.method == DIMSE
-    if dimse and row.client_id:
-        title = row.client_id.removeprefix(DIMSE_CLIENT_PREFIX)
-        agent["who"] = {"display": f"DICOM AE title {title}"}
+    dimse = row.method in (DIMSE, MLLP)  # network listeners: no HTTP status, the detail says what happened
+    cli = row.method == CLI
+    if cli and row.client_id:
+        operator = row.client_id.removeprefix(CLI_CLIENT_PREFIX)
+        agent["who"] = {"display": f"operator {operator} (command line)"}
+        agent["altId"] = row.client_id
+        agent["name"] = operator
+    elif dimse and row.client_id:
+        mllp = row.method == MLLP
+        title = row.client_id.removeprefix(MLLP_CLIENT_PREFIX if mllp else DIMSE_CLIENT_PREFIX)
+        agent["who"] = {"display": f"HL7 v2 sending facility {title}" if mllp else f"DICOM AE title {title}"}
         agent["altId"] = row.client_id
         agent["name"] = title
     elif row.client_id:
@@ -70,7 +92,7 @@ def audit_event(row: Row) -> dict[str, Any]:
     entities: list[dict[str, Any]] = []
     if row.entity:
         entities.append({"what": {"reference": row.entity}})
-    described: dict[str, Any] = {"description": f"{row.method} {row.path}"}
+    described: dict[str, Any] = {"description": f"fhir-bridge {row.path}" if cli else f"{row.method} {row.path}"}
     if row.entity_type:
         described["type"] = {"system": RESOURCE_TYPES, "code": row.entity_type}
     if row.query:
@@ -80,14 +102,12 @@ def audit_event(row: Row) -> dict[str, Any]:
         "resourceType": "AuditEvent",
         "id": str(row.id),
         "meta": {"lastUpdated": _instant(row.recorded)},
-        "type": DIMSE_EVENT_TYPES.get(row.path.rsplit("/", 1)[-1], EVENT_TYPE) if dimse else EVENT_TYPE,
+        "type": _event_type(row),
         "subtype": [{"system": INTERACTION_SYSTEM, "code": row.interaction}],
         "action": row.action,
         "recorded": _instant(row.recorded),
         "outcome": outcome_code(row.status),
-        "outcomeDesc": (row.detail or "")
-        if dimse
-        else f"HTTP {row.status}" + (f": {row.detail}" if row.detail else ""),
+        "outcomeDesc": _outcome_description(row, no_http=dimse or cli),
         "agent": [agent],
         "source": {"observer": {"display": "fhir-bridge"}, "type": [SOURCE_TYPE]},
         "entity": entities,
@@ -95,9 +115,19 @@ def audit_event(row: Row) -> dict[str, Any]:
     return event
 
 
-def _outcome_description(row: Row, dimse: bool) -> str:
-    if dimse:  # no HTTP status: the detail says what happened
-        return row.detail or "DIMSE"
+def _event_type(row: Row) -> dict[str, str]:
+    if row.method == DIMSE:
+        return DIMSE_EVENT_TYPES.get(row.path.rsplit("/", 1)[-1], EVENT_TYPE)
+    if row.method == MLLP:
+        return MLLP_EVENT_TYPES.get(row.path.removeprefix("hl7v2:"), MLLP_EVENT_TYPES["*"])
+    if row.method == CLI:
+        return CLI_EVENT_TYPES.get(row.path, APPLICATION_ACTIVITY)
+    return EVENT_TYPE
+
+
+def _outcome_description(row: Row, no_http: bool) -> str:
+    if no_http:  # listeners and commands: no HTTP status, the detail says what happened
+        return row.detail or row.path
     return f"HTTP {row.status}" + (f": {row.detail}" if row.detail else "")
 
 

@@ -1,16 +1,23 @@
-"""Writing and reading audit records (the ``audit_event`` table)."""
+"""Writing and reading audit records (the ``audit_event`` table): group commit, the hash chain, purge."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Connection, Row, String, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
-from fhir_bridge.audit.tables import AUDIT
+from fhir_bridge.audit.chain import PURGE_PATH, ChainKey, ChainKeyMismatch, Checkpoint, Head, Report, verify
+from fhir_bridge.audit.commit import GroupCommit
+from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
+from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.metrics import AUDIT_WRITE
 from fhir_bridge.store.database import Engines, ensure_tables
 
@@ -63,6 +70,11 @@ DIMSE_CLIENT_PREFIX = "dicom-ae:"  # ``client_id`` of a DIMSE record: the callin
 # DIMSE records have no HTTP status; ``status`` holds the class of their outcome on the same scale, so that
 # AuditEvent.outcome and the ``outcome`` search treat both alike.
 DIMSE_OUTCOME_STATUS = {"success": 200, "refused": 403, "partial": 422, "failed": 503}
+MLLP = "MLLP"  # the ``method`` of records of HL7 v2 messages received over MLLP; ``path`` names the message type
+MLLP_CLIENT_PREFIX = "hl7-facility:"  # ``client_id`` of an MLLP record: the sending facility (MSH-4), so prefixed
+# The acknowledgment code of an MLLP record on the same scale as the HTTP statuses: AA accepted, AE the
+# message's content is in error, AR rejected (sender or message type not accepted; 503: the store is down).
+MLLP_ACK_STATUS = {"AA": 200, "AE": 422, "AR": 403}
 
 
 def dimse_entry(
@@ -89,6 +101,31 @@ def dimse_entry(
         entity=None,
         entity_type="ImagingStudy" if storing else None,
         status=DIMSE_OUTCOME_STATUS[outcome],
+        detail=detail[:1000],
+        address=address,
+    )
+
+
+def mllp_entry(
+    message_type: str, facility: str, address: str | None, status: int, detail: str, entity: str | None = None
+) -> AuditEntry:
+    """The record of one HL7 v2 message received over MLLP (or of a refused connection: ``message_type`` CONNECT).
+
+    ``status`` is the ACK's class (``MLLP_ACK_STATUS``, or 503 when the store could not take the message);
+    ``entity`` the Provenance of what the message stored, if anything.
+    """
+    received = message_type != "CONNECT"
+    return AuditEntry(
+        recorded=now_us(),
+        client_id=(MLLP_CLIENT_PREFIX + facility)[:128] if facility else None,
+        interaction="create" if received else "operation",
+        action="C" if received else "E",
+        method=MLLP,
+        path=f"hl7v2:{message_type}",
+        query=None,
+        entity=entity,
+        entity_type="Provenance" if entity else None,
+        status=status,
         detail=detail[:1000],
         address=address,
     )
@@ -136,21 +173,199 @@ def redact_detail(detail: str | None, keyed_hash: Callable[[str], str] | None) -
     return _QUOTED.sub(hashed, detail)[:1000]
 
 
-class AuditLog:
-    """Appends audit records, each in its own short transaction, and reads them back."""
+CLI = "CLI"  # the ``method`` of records of administrative commands; ``path`` names the command
+CLI_CLIENT_PREFIX = "cli:"  # ``client_id`` of a CLI record: the operating-system user who ran it
+CLI_OUTCOME_STATUS = {"success": 200, "refused": 400, "not-found": 404, "partial": 422, "failed": 500}
+_INTERACTIONS = {"C": "create", "R": "read", "U": "update", "D": "delete", "E": "operation"}
 
-    def __init__(self, engines: Engines) -> None:
-        """A trail on ``engines`` (``store.database.engines_beside`` the store's), its table created if new."""
-        ensure_tables(engines, [AUDIT])
+
+def admin_entry(command: str, action: str, operator: str, outcome: str, detail: str) -> AuditEntry:
+    """The record of an administrative command (``clients add``, ``dicom ingest``...) run by ``operator``.
+
+    ``action``: C R U D E, as AuditEvent.action; ``outcome``: a key of ``CLI_OUTCOME_STATUS``.
+    ``detail`` says what it did, without patient data (counts, client ids, key ids; no paths).
+    """
+    return AuditEntry(
+        recorded=now_us(),
+        client_id=(CLI_CLIENT_PREFIX + operator)[:128],
+        interaction=_INTERACTIONS[action],
+        action=action,
+        method=CLI,
+        path=command,
+        query=None,
+        entity=None,
+        entity_type=None,
+        status=CLI_OUTCOME_STATUS[outcome],
+        detail=detail[:1000],
+        address=None,
+    )
+
+
+CHAIN_HEAD_ID = 1
+_ENTRY_FIELDS = tuple(field.name for field in fields(AuditEntry))
+_WIDTHS = {column.name: column.type.length for column in AUDIT.columns if isinstance(column.type, String)}
+
+
+def _storable(name: str, value: Any) -> Any:
+    """A value as the column holds it on every database: without NUL (PostgreSQL text cannot hold it),
+    cut to the column's width (PostgreSQL refuses longer; SQLite would keep them)."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\x00", "\\0")
+    width = _WIDTHS.get(name)
+    return value[:width] if width else value
+
+
+# PostgreSQL: a batch's rows as one array per column, inserted only if the head moves from where this
+# process left it (one fixed statement, prepared once, whatever the batch's size).
+_ARRAY_TYPES = {c.name: "bigint" if c.name in ("id", "recorded") else "integer" if c.name == "status" else "text"
+                for c in AUDIT.columns}  # fmt: skip
+_APPEND_IF_HEAD = text(
+    "WITH moved AS (UPDATE audit_chain SET last_id = :last_id, last_hash = :last_hash "
+    f"WHERE id = {CHAIN_HEAD_ID} AND last_id = :expected AND key_id = :key_id RETURNING id) "
+    f"INSERT INTO audit_event ({', '.join(_ARRAY_TYPES)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in _ARRAY_TYPES.items())}) "
+    "WHERE EXISTS (SELECT 1 FROM moved) RETURNING id"
+)
+_MOVE_HEAD = text(
+    "UPDATE audit_chain SET last_id = :last_id, last_hash = :last_hash "
+    f"WHERE id = {CHAIN_HEAD_ID} AND last_id = :expected AND key_id = :key_id"
+)
+VERIFY_PAGE = 2000  # records read per query while verifying
+
+
+class AuditLog:
+    """Appends audit records, chained and grouped into shared transactions, and reads them back.
+
+    ``record``/``record_async`` return once the records are committed: a request is answered only
+    after its record is durable. One writer thread per AuditLog (per process) writes the batches;
+    several processes on one database stay on one chain by locking its head row per batch.
+    """
+
+    def __init__(self, engines: Engines, key: ChainKey | None = None) -> None:
+        """A trail on ``engines`` (``store.database.engines_beside`` the store's), its tables created if new."""
+        ensure_tables(engines, [AUDIT, AUDIT_CHAIN])
         self.engines = engines
+        self.key = key or ChainKey.unkeyed()
         self._insert = insert(AUDIT)
+        self._start_chain()
+        self._head: Head | None = None  # PostgreSQL: the head after this process's last batch
+        self._writer: GroupCommit[AuditEntry] = GroupCommit(self._append, name="audit-writer")
+
+    # writing -----------------------------------------------------------------------------------------
+    def submit(self, entries: Sequence[AuditEntry]) -> Future[None]:
+        """Queue records that belong together (a Bundle and its entries: one transaction); the future
+        is done once they are committed, or holds why they could not be."""
+        return self._writer.submit(entries)
 
     def record(self, entry: AuditEntry) -> None:
-        row = {k: v.replace("\x00", "\\0") if isinstance(v, str) else v for k, v in asdict(entry).items()}
-        # NUL above: PostgreSQL text cannot hold it
-        with AUDIT_WRITE.time(), self.engines.writer.begin() as connection:
-            connection.execute(self._insert, row)
+        """Write one record (from a worker thread); raises if it could not be written."""
+        self.submit([entry]).result()
 
+    async def record_async(self, entries: Sequence[AuditEntry]) -> None:
+        """Write records from the event loop: waits for the commit without holding a worker thread."""
+        await asyncio.wrap_future(self.submit(entries))
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread (later records are written by their caller)."""
+        self._writer.close()
+
+    def _start_chain(self) -> None:
+        """The chain's head, made once: records already in the trail stay before it, unchained.
+
+        A trail chained under another key is refused here, at start-up (ConfigurationError): a
+        worker with another key would fork the chain, and every one of its requests would fail.
+        """
+        with self.engines.reader.connect() as connection:
+            key_id = connection.execute(select(AUDIT_CHAIN.c.key_id)).scalar()
+        if key_id is None:
+            self._make_head()
+        elif key_id != self.key.id:
+            raise ConfigurationError(
+                f"the audit trail is chained under key id {key_id}, this configuration's key is {self.key.id}: "
+                "every worker (and `audit verify`) needs the same site secret, or FHIR_BRIDGE_AUDIT_KEY_FILE"
+            )
+
+    def _make_head(self) -> None:
+        with self.engines.writer.begin() as connection:
+            if connection.execute(select(AUDIT_CHAIN.c.id)).first() is not None:
+                return
+            start = connection.execute(select(func.coalesce(func.max(AUDIT.c.id), 0))).scalar_one()
+            head = {"start_id": start, "last_id": start, "last_hash": self.key.genesis(start), "key_id": self.key.id}
+            try:
+                with connection.begin_nested():  # another worker starting at once made it first: theirs stands
+                    connection.execute(insert(AUDIT_CHAIN).values(id=CHAIN_HEAD_ID, **head))
+            except IntegrityError:
+                pass
+
+    def _locked_head(self, connection: Connection) -> Head:
+        """The chain's head, locked until the transaction ends (PostgreSQL; SQLite's writer holds the file)."""
+        row = connection.execute(select(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == CHAIN_HEAD_ID).with_for_update()).one()
+        head = Head(row.start_id, row.last_id, row.last_hash, row.key_id)
+        if head.key_id != self.key.id:
+            raise ChainKeyMismatch(
+                f"the audit chain is keyed with key id {head.key_id}, this process's key is {self.key.id}: "
+                "every worker must use the same site secret (or audit key file)"
+            )
+        return head
+
+    def _append(self, entries: Sequence[AuditEntry]) -> None:
+        """One batch, one transaction. When this process wrote the last batch it knows the head: the
+        rows go in with the head moved from there, if it is still there (another worker's batch in
+        between: the head is locked and read, and it is done again). Every statement saved is a
+        shorter hold of the chain for all workers (on PostgreSQL the batch is one statement)."""
+        known = self._head
+        try:
+            with AUDIT_WRITE.time(), self.engines.writer.begin() as connection:
+                if known is not None and self._append_if_head(connection, known, entries):
+                    return
+                self._append_in(connection, self._locked_head(connection), entries)
+        except BaseException:
+            self._head = None  # the head is unknown until read again
+            raise
+
+    def _chained_rows(self, head: Head, entries: Sequence[AuditEntry]) -> tuple[list[dict[str, Any]], Head]:
+        last_id, last_hash = head.last_id, head.last_hash
+        rows = []
+        for entry in entries:
+            last_id += 1
+            row: dict[str, Any] = {"id": last_id}
+            row.update((name, _storable(name, getattr(entry, name))) for name in _ENTRY_FIELDS)
+            last_hash = row["hash"] = self.key.link(last_hash, row)
+            rows.append(row)
+        return rows, Head(head.start_id, last_id, last_hash, head.key_id)
+
+    def _append_in(self, connection: Connection, head: Head, entries: Sequence[AuditEntry]) -> None:
+        """Insert ``entries`` after ``head`` (locked by the caller) and move the head past them."""
+        rows, moved = self._chained_rows(head, entries)
+        connection.execute(self._insert, rows)
+        connection.execute(
+            update(AUDIT_CHAIN)
+            .where(AUDIT_CHAIN.c.id == CHAIN_HEAD_ID)
+            .values(last_id=moved.last_id, last_hash=moved.last_hash)
+        )
+        self._head = moved
+
+    def _append_if_head(self, connection: Connection, known: Head, entries: Sequence[AuditEntry]) -> bool:
+        """Insert the rows and move the head, if the head is still ``known`` (False: nothing written).
+
+        PostgreSQL: one statement (the rows as one array per column). SQLite: the transaction holds
+        the file's write lock already; moving the head first tells whether it was still there."""
+        rows, moved = self._chained_rows(known, entries)
+        expected = {"last_id": moved.last_id, "last_hash": moved.last_hash, "expected": known.last_id}
+        expected["key_id"] = self.key.id
+        if self.engines.dialect == "postgresql":
+            arrays = {name: [row[name] for row in rows] for name in _ARRAY_TYPES}
+            if len(connection.execute(_APPEND_IF_HEAD, {**arrays, **expected}).all()) != len(rows):
+                return False
+        else:
+            if connection.execute(_MOVE_HEAD, expected).rowcount != 1:
+                return False
+            connection.execute(self._insert, rows)
+        self._head = moved
+        return True
+
+    # reading -----------------------------------------------------------------------------------------
     def read(self, record_id: int) -> Row | None:
         with self.engines.reader.connect() as connection:
             return connection.execute(select(AUDIT).where(AUDIT.c.id == record_id)).first()
@@ -166,3 +381,68 @@ class AuditLog:
         order = AUDIT.c.id.desc() if newest_first else AUDIT.c.id
         with self.engines.reader.connect() as connection:
             return list(connection.execute(statement.order_by(order).limit(count)).all())
+
+    # integrity and retention -------------------------------------------------------------------------
+    def verify(self, expect: tuple[int, str] | None = None) -> Report:
+        """Check the whole chain in one consistent snapshot (see ``audit.chain.verify``)."""
+        with self._snapshot() as connection:
+            head_row = connection.execute(select(AUDIT_CHAIN).where(AUDIT_CHAIN.c.id == CHAIN_HEAD_ID)).first()
+            head = Head(head_row.start_id, head_row.last_id, head_row.last_hash, head_row.key_id) if head_row else None
+            return verify(self.key, head, self._walk(connection), self._checkpoint(connection), expect)
+
+    def _snapshot(self) -> Any:
+        connection = self.engines.reader.connect()
+        if self.engines.dialect == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        connection.begin()  # one read transaction: the head and every page seen at one moment
+        return connection
+
+    @staticmethod
+    def _walk(connection: Connection) -> Iterator[dict[str, Any]]:
+        after = -1
+        while True:
+            page = connection.execute(
+                select(AUDIT).where(AUDIT.c.id > after).order_by(AUDIT.c.id).limit(VERIFY_PAGE)
+            ).all()
+            for row in page:
+                yield dict(row._mapping)
+            if len(page) < VERIFY_PAGE:
+                return
+            after = page[-1].id
+
+    @staticmethod
+    def _checkpoint(connection: Connection) -> Checkpoint | None:
+        """The latest purge's checkpoint (trusted only once the walk has verified its record)."""
+        rows = connection.execute(
+            select(AUDIT.c.query).where(AUDIT.c.path == PURGE_PATH, AUDIT.c.method == CLI).order_by(AUDIT.c.id.desc())
+        ).scalars()
+        return next((checkpoint for query in rows if (checkpoint := Checkpoint.of(query))), None)
+
+    def purge(self, before_us: int, operator: str) -> int:
+        """Delete the records older than ``before_us`` (µs since the epoch) and append the purge's record,
+        a checkpoint the chain verifies from, in one transaction. Returns how many were deleted.
+
+        The oldest records go, up to the first record newer than ``before_us``: the chain is cut once,
+        at its start. The purge's record is written whatever was deleted (it is an administrative action).
+        """
+        with self.engines.writer.begin() as connection:
+            head = self._locked_head(connection)
+            newer = connection.execute(select(func.min(AUDIT.c.id)).where(AUDIT.c.recorded >= before_us)).scalar()
+            through = (newer - 1) if newer is not None else head.last_id
+            deleted = 0
+            checkpoint = None
+            if through > 0:
+                chain_hash = (
+                    connection.execute(select(AUDIT.c.hash).where(AUDIT.c.id == through)).scalar()
+                    if through > head.start_id
+                    else self.key.genesis(head.start_id)  # only unchained records go: the chain starts as before
+                )
+                deleted = connection.execute(delete(AUDIT).where(AUDIT.c.id <= through)).rowcount
+                if deleted and chain_hash:
+                    checkpoint = Checkpoint(through, chain_hash)
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(before_us / 1_000_000))
+            entry = admin_entry(PURGE_PATH, "D", operator, "success", f"deleted {deleted} records older than {when}")
+            if checkpoint is not None:
+                entry = AuditEntry(**{**asdict(entry), "entity_type": "AuditEvent", "query": checkpoint.query()})
+            self._append_in(connection, head, [entry])
+        return deleted

@@ -1,8 +1,12 @@
-"""The audit trail's table, on a metadata of its own: on SQLite it lives in a file of its own
+"""The audit trail's tables, on a metadata of their own: on SQLite they live in a file of their own
 (``store.database.engines_beside``), so that recording a read never waits for a long write transaction;
-``AuditLog`` creates it there (``store.database.ensure_tables``).
+``AuditLog`` creates them there (``store.database.ensure_tables``).
 
-Only ``audit.log`` reads and writes it; ``audit.events`` turns its columns into search conditions.
+``audit_event`` holds the records; each record's ``hash`` chains it to the one before (``audit.chain``).
+``audit_chain`` is the chain's head, one row: the last record chained and its hash. Every writer locks
+it for the transaction that appends a batch, so the chain stays one line whatever the processes.
+
+Only ``audit.log`` reads and writes them; ``audit.events`` turns their columns into search conditions.
 """
 
 from __future__ import annotations
@@ -26,7 +30,17 @@ AUDIT = Table(
     Column("status", Integer, nullable=False),
     Column("detail", Text, nullable=True),  # why it failed
     Column("address", String(64), nullable=True),
+    Column("hash", String(64), nullable=True),  # HMAC chaining it to the record before; none before the chain
     Index("ix_audit_recorded", "recorded"),
     Index("ix_audit_client", "client_id", "id"),
     Index("ix_audit_entity", "entity", "id"),
+)
+AUDIT_CHAIN = Table(
+    "audit_chain",
+    AUDIT_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: the head
+    Column("start_id", BigInteger, nullable=False),  # records up to this id were written before the chain
+    Column("last_id", BigInteger, nullable=False),  # the newest chained record (start_id: none yet)
+    Column("last_hash", String(64), nullable=False),
+    Column("key_id", String(16), nullable=False),  # which key the chain is keyed with (never the key)
 )

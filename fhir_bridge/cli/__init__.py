@@ -5,7 +5,22 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from fhir_bridge.cli import clients, clinical, config, db, dicom, dimse, export, keys, openapi, patient, search, serve
+from fhir_bridge.cli import (
+    audit,
+    clients,
+    clinical,
+    config,
+    db,
+    dicom,
+    dimse,
+    export,
+    keys,
+    mllp,
+    openapi,
+    patient,
+    search,
+    serve,
+)
 from fhir_bridge.cli.common import add_config, refuse
 from fhir_bridge.cli.openapi import openapi_document
 from fhir_bridge.cli.search import explain_search
@@ -20,7 +35,22 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--version", action="version", version=f"fhir-bridge {package_version()}")
     add_config(main, default=None)
     commands = main.add_subparsers(dest="command", required=True)
-    for group in (serve, dimse, dicom, clinical, clients, keys, search, openapi, export, db, patient, config):
+    for group in (
+        serve,
+        dimse,
+        mllp,
+        dicom,
+        clinical,
+        clients,
+        keys,
+        audit,
+        search,
+        openapi,
+        export,
+        db,
+        patient,
+        config,
+    ):
         group.register(commands)
     for command in _leaves(main):  # `fhir-bridge --config F cmd` and `fhir-bridge cmd --config F` alike
         if command is not main:

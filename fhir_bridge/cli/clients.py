@@ -13,10 +13,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fhir_bridge.cli.common import EXIT_CONFIGURATION, add_database, services_from
+from fhir_bridge.cli.common import EXIT_CONFIGURATION, EXIT_FAILURES, add_database, record_admin, services_from
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.security.clients import RegistrationError
 from fhir_bridge.security.roles import ROLES, role_scopes
+from fhir_bridge.services import Services
 
 EXIT_REFUSED = EXIT_CONFIGURATION
 
@@ -33,6 +34,11 @@ def new_key_pair(private_key_path: Path, key_id: str) -> dict[str, Any]:
 
 
 def add(arguments: argparse.Namespace) -> int:
+    with services_from(arguments) as services:
+        return _add(arguments, services)
+
+
+def _add(arguments: argparse.Namespace, services: Services) -> int:
     jwks = None
     if not arguments.role and not arguments.scope:
         print(f"fhir-bridge: give {arguments.client_id} a --role or --scope (or both)", file=sys.stderr)
@@ -47,8 +53,7 @@ def add(arguments: argparse.Namespace) -> int:
             jwks = new_key_pair(Path(arguments.new_key), f"{arguments.client_id}-1")
         elif arguments.jwks:
             jwks = json.loads(Path(arguments.jwks).read_text(encoding="utf-8"))
-        with services_from(arguments) as services:
-            client = services.clients.add(arguments.client_id, scope, jwks=jwks, jwks_url=arguments.jwks_url)
+        client = services.clients.add(arguments.client_id, scope, jwks=jwks, jwks_url=arguments.jwks_url)
     except ConfigurationError:
         raise  # the settings or the database: said by main, like every command's
     except FileExistsError:
@@ -56,7 +61,13 @@ def add(arguments: argparse.Namespace) -> int:
         return EXIT_REFUSED
     except (OSError, ValueError, RegistrationError) as error:
         print(f"fhir-bridge: cannot register {arguments.client_id}: {error}", file=sys.stderr)
+        refused = f"refused to register client {arguments.client_id}: {type(error).__name__}"
+        record_admin(services, "clients add", "C", "refused", refused)
         return EXIT_REFUSED
+    keys = client.jwks_url or f"{len((client.jwks or {}).get('keys', []))} key(s)"
+    recorded = f"registered client {client.client_id} with scopes {client.scope}, keys: {keys}"
+    if not record_admin(services, "clients add", "C", "success", recorded):
+        return EXIT_FAILURES
     print(f"registered {client.client_id} with scopes: {client.scope}")
     if arguments.new_key:
         print(f"its private key is in {arguments.new_key} (kid {arguments.client_id}-1, ES384): give it to the client")
@@ -75,6 +86,9 @@ def list_clients(arguments: argparse.Namespace) -> int:
 def remove(arguments: argparse.Namespace) -> int:
     with services_from(arguments) as services:
         removed = services.clients.remove(arguments.client_id)
+        outcome, what = ("success", "removed") if removed else ("not-found", "found no")
+        if not record_admin(services, "clients remove", "D", outcome, f"{what} client {arguments.client_id}"):
+            return EXIT_FAILURES
     if not removed:
         print(f"fhir-bridge: no client {arguments.client_id!r}", file=sys.stderr)
         return EXIT_REFUSED

@@ -17,6 +17,7 @@ from fhir_bridge.cli.common import (
     EXIT_FAILURES,
     add_database,
     add_key_file,
+    record_admin,
     refuse,
     services_from,
 )
@@ -150,6 +151,14 @@ def ingest(arguments: argparse.Namespace) -> int:
                 setattr(total, key, getattr(total, key) + getattr(summary, key))
         if report is not None:
             report.close()
+        bad = total.failed + total.not_written
+        outcome = "success" if not bad else "partial" if total.records > bad else "failed"
+        detail = (
+            f"{total.records} records of {len(arguments.files)} files through the mapping {mapping.name}: "
+            f"{total.created} created, {total.updated} updated, {total.unchanged} unchanged, {total.failed} failed"
+            + (f", {total.not_written} not written" if total.not_written else "")
+        )
+        recorded = record_admin(services, "ingest-clinical", "C", outcome, detail)
     finally:
         services.close()
     elapsed = time.perf_counter() - started
@@ -166,7 +175,7 @@ def ingest(arguments: argparse.Namespace) -> int:
             print(f"  {line}")
         if len(failures) > LISTED_FAILURES:
             print(f"  ... and {len(failures) - LISTED_FAILURES} more" + ("" if arguments.report else " (see --report)"))
-    return EXIT_FAILURES if total.failed or total.not_written else 0
+    return EXIT_FAILURES if total.failed or total.not_written or not recorded else 0
 
 
 def register(commands: Any) -> None:

@@ -8,10 +8,16 @@ to the database ``serve`` runs on when both are given the same config file.
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import signal
+import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+from fhir_bridge.audit.log import admin_entry
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
@@ -30,6 +36,7 @@ _FLAGS = (
     "auth",
     "mappings_dir",
     "dimse_port",
+    "mllp_port",
     "token_key_file",
     "upgrade_schema",
 )
@@ -43,6 +50,21 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
     if "pseudonym_key_file" in overrides:
         overrides["pseudonym_key"] = None  # the flag wins over FHIR_BRIDGE_PSEUDONYM_KEY
     return Settings(getattr(arguments, "config", None), **overrides)
+
+
+def settings_environment(arguments: argparse.Namespace) -> dict[str, str | None]:
+    """The command's flags as ``FHIR_BRIDGE_*`` variables (None: unset it), for processes it starts
+    that read their settings from the environment (``serve --workers``)."""
+    found: dict[str, str | None] = {
+        f"FHIR_BRIDGE_{name.upper()}": str(getattr(arguments, name))
+        for name in _FLAGS
+        if getattr(arguments, name, None) is not None
+    }
+    if "FHIR_BRIDGE_PSEUDONYM_KEY_FILE" in found:
+        found["FHIR_BRIDGE_PSEUDONYM_KEY"] = None  # the flag wins over FHIR_BRIDGE_PSEUDONYM_KEY
+    if getattr(arguments, "config", None) is not None:
+        found["FHIR_BRIDGE_CONFIG"] = str(Path(arguments.config).resolve())  # the same config file
+    return found
 
 
 def services_from(arguments: argparse.Namespace) -> Services:
@@ -62,9 +84,43 @@ def add_config(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS
     parser.add_argument("--config", type=Path, default=default, help=CONFIG_HELP)
 
 
+def run_until_stopped(listener: Any) -> None:
+    """Run a started listener (``stop()``) until SIGINT or SIGTERM."""
+    stopping = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stopping.set())
+    try:
+        stopping.wait()
+    finally:
+        listener.stop()
+
+
 def add_database(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help=DATABASE_HELP)
 
 
 def add_key_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudonym-key-file", type=Path, help=KEY_FILE_HELP)
+
+
+def operator() -> str:
+    """Who runs this command, for the audit trail: the operating-system user at this host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def record_admin(services: Services, command: str, action: str, outcome: str, detail: str) -> bool:
+    """Record an administrative command in the audit trail (durably, before the command reports);
+    False, with a message, when the record could not be written: the command must then fail."""
+    try:
+        services.audit_log.record(admin_entry(command, action, operator(), outcome, detail))
+    except Exception as error:  # the database refused: said, never hidden
+        print(
+            f"fhir-bridge: the audit record of `{command}` could not be written ({type(error).__name__})",
+            file=sys.stderr,
+        )
+        return False
+    return True

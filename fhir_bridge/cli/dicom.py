@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from fhir_bridge.cli.common import EXIT_FAILURES, add_database, add_key_file, refuse, services_from
+from fhir_bridge.cli.common import EXIT_FAILURES, add_database, add_key_file, record_admin, refuse, services_from
 from fhir_bridge.errors import ConfigurationError
 
 
@@ -38,6 +38,12 @@ def ingest(arguments: argparse.Namespace) -> int:
             )
         finally:
             bar.close()
+        outcome = "success" if not summary.failed else "partial" if summary.instances else "failed"
+        detail = (
+            f"stored {summary.instances} instances of {len(summary.studies)} studies; {len(summary.failed)} files "
+            f"failed, {len(summary.skipped)} skipped"  # counts only: file names can name patients
+        )
+        recorded = record_admin(services, "ingest", "C", outcome, detail)
     elapsed = time.perf_counter() - started
     rate = summary.instances / elapsed if elapsed > 0 else 0.0
     print(
@@ -53,7 +59,7 @@ def ingest(arguments: argparse.Namespace) -> int:
         reasons = Counter(reason for _, reason in summary.skipped)
         listed = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
         print(f"skipped: {len(summary.skipped)} files that are not instances ({listed})")
-    return EXIT_FAILURES if summary.failed else 0
+    return EXIT_FAILURES if summary.failed or not recorded else 0
 
 
 def register(commands: Any) -> None:

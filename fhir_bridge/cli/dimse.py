@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, settings_from
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, run_until_stopped, settings_from
 from fhir_bridge.logs import configure as configure_logging
 from fhir_bridge.services import Services
 from fhir_bridge.settings import ConfigurationError
@@ -24,14 +22,8 @@ def dimse(arguments: argparse.Namespace) -> int:
             listener = DimseListener.from_settings(services.settings, services.dicom_ingest, services.audit_log.record)
         except ConfigurationError as error:
             return refuse(error)
-        stopping = threading.Event()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, lambda *_: stopping.set())
         listener.start()
-        try:
-            stopping.wait()
-        finally:
-            listener.stop()
+        run_until_stopped(listener)
     return 0
 
 

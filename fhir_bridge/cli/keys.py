@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, refuse, settings_from
+from fhir_bridge.cli.common import EXIT_FAILURES, add_database, record_admin, refuse, settings_from
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.services import Services
 
@@ -36,7 +36,10 @@ def rotate_signing(arguments: argparse.Namespace) -> int:
             keys = services.token_keys
             new = keys.rotate()
         except ConfigurationError as error:
+            record_admin(services, "keys rotate", "U", "refused", str(error))
             return refuse(error)
+        if not record_admin(services, "keys rotate", "U", "success", f"new signing key {new.kid}"):
+            return EXIT_FAILURES
     kept = ", ".join(key.kid for key in keys.keys[:-1]) or "none"
     print(f"{keys.path}: new signing key {new.kid}; still verifying: {kept}")
     print("running servers sign with the new key within seconds; rotate again only after the token lifetime")

@@ -1,16 +1,23 @@
-"""``fhir-bridge serve``: the FHIR API, STOW-RS, bulk export and the catalogue over HTTP."""
+"""``fhir-bridge serve``: the FHIR API, STOW-RS, bulk export and the catalogue over HTTP (and the listeners)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, settings_from
+from fhir_bridge.cli.common import add_database, add_key_file, refuse, settings_environment, settings_from
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.logs import configure as configure_logging
+from fhir_bridge.logs import dict_config as log_config
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
+
+APP_FACTORY = "fhir_bridge.api.app:create_app"  # each worker process builds its own app and Services
+# uvicorn restarts a worker that does not answer its supervisor's ping in time: a worker importing the
+# app on a busy machine takes longer than uvicorn's 5 s default before it can answer
+WORKER_HEALTHCHECK_S = 60
 
 
 def serve(arguments: argparse.Namespace) -> int:
@@ -18,13 +25,18 @@ def serve(arguments: argparse.Namespace) -> int:
 
     from fhir_bridge.api.app import create_app
 
+    workers = arguments.workers or 1
     try:
         settings = settings_from(arguments)
         configure_logging(settings.log_level, json_lines=settings.log_format == "json")  # uvicorn's lines too
         services = Services.from_settings(settings)
-        app = create_app(services=services)
+        if workers == 1:
+            app = create_app(services=services)
+        else:  # refuse a bad configuration here, once, and set the schema up before the workers start
+            services.start()
     except ConfigurationError as error:
         return refuse(error)
+    settings = services.settings
     logging.getLogger("fhir_bridge").info(
         "FHIR base URL http://%s:%s%s, STOW-RS http://%s:%s%s/studies (database: %s)",
         settings.host,
@@ -44,11 +56,42 @@ def serve(arguments: argparse.Namespace) -> int:
         except ConfigurationError as error:
             return refuse(error)
         listener.start()
+    mllp = None
+    if settings.mllp_port is not None:  # the MLLP listener too: the clinical ingest, mappings and audit
+        from fhir_bridge.listeners.mllp import MllpListener
+
+        try:
+            mllp = MllpListener.from_settings(
+                settings, services.clinical_ingest, services.mappings, services.audit_log.record
+            )
+            mllp.start()
+        except ConfigurationError as error:
+            if listener is not None:
+                listener.stop()
+            return refuse(error)
     try:
-        uvicorn.run(app, **uvicorn_options(settings))
+        if workers == 1:
+            uvicorn.run(app, **uvicorn_options(settings))
+        else:
+            for name, value in settings_environment(arguments).items():  # what the workers' Settings() read
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            uvicorn.run(
+                APP_FACTORY,
+                factory=True,
+                workers=workers,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+                **uvicorn_options(settings),
+            )
     finally:
         if listener is not None:
             listener.stop()
+        if mllp is not None:
+            mllp.stop()
+        if workers > 1:
+            services.close()
     return 0
 
 
@@ -59,16 +102,27 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "access_log": settings.access_log,
         "log_level": settings.log_level,
-        "log_config": None,  # uvicorn's loggers propagate to the handler configure_logging set up
+        "log_config": log_config(settings.log_level, json_lines=settings.log_format == "json"),  # in each worker
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
     }
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 or more)")
+    return int(text)
 
 
 def register(commands: Any) -> None:
     run = commands.add_parser("serve", help="run the FHIR API and STOW-RS (settings also from FHIR_BRIDGE_* variables)")
     run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        help="worker processes sharing the port (default 1); each builds its own services over the same database",
+    )
     add_database(run)
     add_key_file(run)
     run.add_argument(

@@ -93,8 +93,18 @@ CODE_ATTRIBUTES = (
     "ReasonForRequestedProcedureCodeSequence",
 )
 # Read for the values nested in them; they are flattened into the attributes above.
-NESTED_ATTRIBUTES = ("IssuerOfPatientIDQualifiersSequence", "RequestAttributesSequence")
-ATTRIBUTES = TEXT_ATTRIBUTES + CODE_ATTRIBUTES + ("UniversalEntityID", "UniversalEntityIDType")
+NESTED_ATTRIBUTES = (
+    "IssuerOfPatientIDQualifiersSequence",
+    "RequestAttributesSequence",
+    "IssuerOfAccessionNumberSequence",
+)
+# The Issuer of Accession Number, lifted as one item {LocalNamespaceEntityID, UniversalEntityID, UniversalEntityIDType}.
+ISSUER_PARTS = ("LocalNamespaceEntityID", "UniversalEntityID", "UniversalEntityIDType")
+ATTRIBUTES = (
+    TEXT_ATTRIBUTES
+    + CODE_ATTRIBUTES
+    + ("UniversalEntityID", "UniversalEntityIDType", "IssuerOfAccessionNumberSequence", "LocalNamespaceEntityID")
+)
 _CODE_PARTS = ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")
 _TAGS: list[int] = [
     *(tag for k in TEXT_ATTRIBUTES + CODE_ATTRIBUTES + NESTED_ATTRIBUTES if (tag := tag_for_keyword(k)) is not None),
@@ -108,8 +118,7 @@ _TAG_OF: dict[str, int] = {
         *CODE_ATTRIBUTES,
         *NESTED_ATTRIBUTES,
         *_CODE_PARTS,
-        "UniversalEntityID",
-        "UniversalEntityIDType",
+        *ISSUER_PARTS,
         "MediaStorageSOPClassUID",
         "SourceApplicationEntityTitle",
         "TransferSyntaxUID",
@@ -326,12 +335,17 @@ def _encodings(dataset: Dataset, defects: list[str]) -> list[str]:
 
 
 def _flatten_nested(dataset: Dataset, attributes: dict[str, Any], defects: list[str]) -> None:
-    """Issuer qualifiers and the request's reason live in sequences; lift the values fhir-bridge maps."""
+    """Issuer qualifiers (of the patient id, of the accession number) and the request's reason live in
+    sequences; lift the values fhir-bridge maps."""
     for item in _items(dataset, "IssuerOfPatientIDQualifiersSequence", defects)[:1]:
         for keyword in ("UniversalEntityID", "UniversalEntityIDType"):
             value = _read(item, keyword, defects)
             if isinstance(value, str):
                 attributes[keyword] = value
+    for item in _items(dataset, "IssuerOfAccessionNumberSequence", defects)[:1]:
+        issuer = {keyword: value for keyword in ISSUER_PARTS if isinstance(value := _read(item, keyword, defects), str)}
+        if issuer:
+            attributes["IssuerOfAccessionNumberSequence"] = [issuer]
     for item in _items(dataset, "RequestAttributesSequence", defects):
         reason = _read(item, "ReasonForTheRequestedProcedure", defects)
         if isinstance(reason, str):

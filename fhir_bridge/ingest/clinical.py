@@ -22,6 +22,7 @@ reads, and a ConceptMap the mapping translates with that the store does not hold
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +36,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from fhir_bridge.errors import FhirError
+from fhir_bridge.ingest.links import await_study, can_await, study_key, subject_of
 from fhir_bridge.ingest.provenance import Source, provenance
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.writes import UNREAD, Transaction
@@ -52,6 +54,7 @@ from fhir_bridge.store.versions import StoredVersion
 
 log = logging.getLogger("fhir_bridge.ingest")
 BATCH_SIZE = 200
+_MATCHES = 50  # stored resources a lookup considers (accession numbers repeat across patients)
 _CHUNK = 100  # ids per Patient search (an _id search is an index lookup however many)
 _KEYS = {"identifier:of-type": "accession number", "identifier": "identifier"}
 
@@ -161,6 +164,20 @@ class ClinicalIngest:
         self.default_system = default_system
         self.zone = zone
 
+    def committed(self, provenance_id: str) -> bool:
+        """Whether the ingest that was given ``provenance_id`` committed (its Provenance is stored)."""
+        return self.interactions.store.read("Provenance", provenance_id) is not None
+
+    def message_key(self, *parts: str) -> str:
+        """A Provenance id for a message (e.g. sender, control ID and content): keyed with the site secret
+        when there is one, so that it says nothing of the content to whoever lacks the secret."""
+        text = "\x00".join(parts)
+        pseudonymiser = self.policy.pseudonymiser
+        digest = (
+            pseudonymiser.keyed_hash("message", text) if pseudonymiser else hashlib.sha256(text.encode()).hexdigest()
+        )
+        return digest[:64]
+
     def mapper(self, mapping: Mapping) -> ClinicalMapper:
         return ClinicalMapper(mapping, self.policy, self.default_system, self.zone, self.translations(mapping))
 
@@ -211,13 +228,18 @@ class ClinicalIngest:
         atomic: bool = False,
         on_result: Callable[[RecordResult], None] | None = None,
         batch_size: int = BATCH_SIZE,
+        provenance_id: str | None = None,
         dry_run: bool = False,
     ) -> Summary:
         """Ingest ``records``; each one's result goes to ``on_result`` (in input order) once it is final.
 
         ``dry_run``: everything but the commit; each result carries the resources that would be written.
+        ``provenance_id`` (atomic ingests only) names the one Provenance the ingest writes, so that a
+        sender's retry can be recognised (``committed``) in the same transaction as the data it stored.
         Raises IngestRefused, before any record is mapped, when the input or the store cannot serve the mapping.
         """
+        if provenance_id is not None and not atomic:
+            raise ValueError("a given provenance_id needs an atomic ingest (one transaction, one Provenance)")
         mapper = self.mapper(mapping)
         records = self.check_header(mapping, records)
         summary = Summary()
@@ -229,7 +251,7 @@ class ClinicalIngest:
 
         batches = self._batches(mapper, records, batch_size)
         if atomic:
-            self._atomic(mapping, batches, source, summary, report, dry_run)
+            self._atomic(mapping, batches, source, summary, report, dry_run, provenance_id)
         else:
             for batch in batches:
                 for result in self._commit(mapping, batch, source, summary, dry_run=dry_run):
@@ -324,15 +346,19 @@ class ClinicalIngest:
         summary: Summary,
         report: Callable[[RecordResult], None],
         dry_run: bool = False,
+        provenance_id: str | None = None,
     ) -> None:
         results: list[RecordResult] = []
         provenance: list[str] = []
         problem: str | None = None
         try:
             with self._transaction(dry_run) as transaction:
-                for batch in batches:
+                for batch in batches:  # the given Provenance id goes to the transaction's first Provenance
+                    given = None if provenance else provenance_id
                     results.extend(
-                        self._write(transaction, mapping, batch, source, provenance, fast=False, dry_run=dry_run)
+                        self._write(
+                            transaction, mapping, batch, source, provenance, fast=False, dry_run=dry_run, given=given
+                        )
                     )
                 if any(r.status == "failed" for r in results):
                     raise _Rollback
@@ -358,6 +384,7 @@ class ClinicalIngest:
         provenance: list[str],
         fast: bool,
         dry_run: bool = False,
+        given: str | None = None,
     ) -> list[RecordResult]:
         """Write a batch in ``transaction``.
 
@@ -369,7 +396,7 @@ class ClinicalIngest:
         mapped_records = [p.mapped for p in batch if p.mapped is not None]
         existing = self._resolve(transaction, mapped_records)
         state = _BatchState(existing, self._patients(transaction, mapped_records) if fast else None)
-        found: dict[tuple[str, str, str], list[str] | str] = {}
+        found: dict[tuple[str, str, str], list[tuple[str, str | None]]] = {}
         results: list[RecordResult] = []
         written = state.written
         for prepared in batch:
@@ -380,7 +407,7 @@ class ClinicalIngest:
             result = self._record(transaction, prepared, state, found, dry_run)
             results.append(result)
         if written:
-            record = self._provenance(mapping, source, batch, written, transaction.recorded)
+            record = self._provenance(mapping, source, batch, written, transaction.recorded, given)
             transaction.create(record, new_id=record["id"])
             provenance.append(record["id"])
         return results
@@ -391,7 +418,7 @@ class ClinicalIngest:
         transaction: Transaction,
         prepared: _Prepared,
         state: _BatchState,
-        found: dict[tuple[str, str, str], list[str] | str],
+        found: dict[tuple[str, str, str], list[tuple[str, str | None]]],
         dry_run: bool = False,
     ) -> RecordResult:
         mapped, row, line = prepared.mapped, prepared.source.row, prepared.source.line
@@ -412,7 +439,14 @@ class ClinicalIngest:
                 )
             elif ids and ids[0] != produced.resource["id"]:
                 self._retarget(mapped, produced, ids[0])
-        unresolved = [lookup for lookup in mapped.lookups if not self._lookup(transaction, lookup, found, errors)]
+        patient = f"Patient/{mapped.patient['id']}" if mapped.patient is not None else None
+        unresolved = []
+        for lookup in mapped.lookups:
+            outcome = self._lookup(transaction, lookup, found, errors, patient, _owner(mapped, lookup))
+            if outcome == "deferred":  # the study is not stored yet: kept, linked when it arrives
+                _await(mapped, lookup)
+            elif outcome == "missing":
+                unresolved.append(lookup)
         if errors:
             return RecordResult(row, "failed", line, errors=errors)
         _prune(mapped, unresolved)
@@ -464,30 +498,43 @@ class ClinicalIngest:
         self,
         transaction: Transaction,
         lookup: PendingLookup,
-        found: dict[tuple[str, str, str], list[str] | str],
+        found: dict[tuple[str, str, str], list[tuple[str, str | None]]],
         errors: list[FieldError],
-    ) -> bool:
-        """Fill ``lookup.reference``; False when nothing matches (an error unless the lookup is optional)."""
+        patient: str | None,
+        owner: str,
+    ) -> str:
+        """Fill ``lookup.reference`` by the linking rules (``ingest.links``): "linked", "failed" (an error is
+        added), "deferred" (a study not stored yet, of a record with a patient) or "missing" (an error
+        unless the lookup is optional)."""
         for criterion in lookup.criteria:
             key = (lookup.resource_type, *criterion)
             if key not in found:
-                matches = transaction.find(parse_search(lookup.resource_type, [criterion], strict=True), limit=2)
-                found[key] = [m.res_id for m in matches]
-            ids = found[key]
-            if len(ids) > 1:
-                errors.append(
-                    FieldError(
-                        lookup.column, f"several {lookup.resource_type} resources have this {_lookup_key(criterion)}"
-                    )
-                )
-                return True
-            if ids:
-                lookup.reference["reference"] = f"{lookup.resource_type}/{ids[0]}"
-                return True
+                query = parse_search(lookup.resource_type, [criterion], strict=True)
+                matches = transaction.find(query, limit=_MATCHES)
+                found[key] = [(m.res_id, subject_of(m.resource)) for m in matches]
+            candidates = found[key]
+            what = _lookup_key(criterion)
+            if candidates and patient is not None and lookup.resource_type == "ImagingStudy":
+                own = [c for c in candidates if c[1] == patient]
+                if not own:  # named by what identifies a study of someone else
+                    reason = f"the ImagingStudy with this {what} is of another patient than the record's"
+                    errors.append(FieldError(lookup.column, reason))
+                    return "failed"
+                candidates = own
+            if len(candidates) > 1:
+                errors.append(FieldError(lookup.column, f"several {lookup.resource_type} resources have this {what}"))
+                return "failed"
+            if candidates:
+                lookup.reference["reference"] = f"{lookup.resource_type}/{candidates[0][0]}"
+                return "linked"
+        names_study = any(study_key(criterion) for criterion in lookup.criteria)
+        waits = lookup.resource_type == "ImagingStudy" and patient is not None and can_await(owner)
+        if waits and not lookup.optional and names_study:
+            return "deferred"
         if not lookup.optional:
             keys = " or ".join(_lookup_key(c) for c in lookup.criteria)
             errors.append(FieldError(lookup.column, f"no {lookup.resource_type} with this {keys} is stored (yet)"))
-        return False
+        return "missing"
 
     @staticmethod
     def _patients(transaction: Transaction, records: list[MappedRecord]) -> dict[str, StoredVersion]:
@@ -528,7 +575,13 @@ class ClinicalIngest:
 
     # Provenance ------------------------------------------------------------------------------------
     def _provenance(
-        self, mapping: Mapping, source: Source, batch: list[_Prepared], written: list[StoredVersion], recorded: str
+        self,
+        mapping: Mapping,
+        source: Source,
+        batch: list[_Prepared],
+        written: list[StoredVersion],
+        recorded: str,
+        provenance_id: str | None = None,
     ) -> dict[str, Any]:
         """Who sent which records through which mapping: one Provenance per committed batch."""
         rows = [p.source.row for p in batch]
@@ -542,6 +595,7 @@ class ClinicalIngest:
             f"{escape(description)}.</p>",
             entities=[{"role": "source", "what": {"display": description}}],
             security_labels=self.policy.security_labels or None,
+            provenance_id=provenance_id,
         )
         validate_resource(record, "Provenance")
         return record
@@ -560,6 +614,30 @@ def _overlay(current: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
     if current is None:
         return new
     return fill_missing(new, current)
+
+
+def _owner(mapped: MappedRecord, lookup: PendingLookup) -> str:
+    """The type of the resource a lookup's reference stands in."""
+    return next((p.resource_type for p in mapped.produced if _holds(p.resource, lookup.reference)), "")
+
+
+def _await(mapped: MappedRecord, lookup: PendingLookup) -> None:
+    """Keep the record with a logical reference to its study, tagged as waiting for it (``ingest.links``)."""
+    keys = [key for criterion in lookup.criteria if (key := study_key(criterion)) is not None]
+    for produced in mapped.produced:
+        if _holds(produced.resource, lookup.reference):
+            await_study(produced.resource, lookup.reference, keys)
+            return
+
+
+def _holds(value: Any, target: dict[str, Any]) -> bool:
+    if value is target:
+        return True
+    if isinstance(value, dict):
+        return any(_holds(v, target) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds(v, target) for v in value)
+    return False
 
 
 def _prune(mapped: MappedRecord, unresolved: list[PendingLookup]) -> None:

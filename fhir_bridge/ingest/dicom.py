@@ -26,6 +26,7 @@ from fhir_bridge.dicom.reader import (
     DicomReadError,
 )
 from fhir_bridge.errors import FhirError
+from fhir_bridge.ingest.links import link_awaiting
 from fhir_bridge.ingest.provenance import Source, provenance
 from fhir_bridge.interactions.service import FhirInteractions
 from fhir_bridge.interactions.writes import Transaction
@@ -213,6 +214,8 @@ class DicomIngest:
                     targets.append(self._fill(transaction, self.endpoint))
                 for group in groups:
                     targets.extend(self._write_study(transaction, group, result))
+                studies = [t for t in targets if t.res_type == "ImagingStudy"]
+                targets.extend(link_awaiting(transaction, studies))  # clinical records that came before the images
                 record = self._provenance(targets, groups, source, transaction.recorded, provenance_id)
                 validate_resource(record, "Provenance")
                 transaction.create(record, new_id=record["id"])

@@ -129,9 +129,9 @@ def run_search(
         position = signer.decode(cursor)
         query.at_seq = int(position["s"])
         query.after = position if "pk" in position else None  # a ``first`` link: the pinned first page
-    else:
-        query.at_seq = store.last_seq()
     counting_only = query.summary == "count" or query.count == 0
+    if query.at_seq is None and counting_only:
+        query.at_seq = store.last_seq()  # otherwise search_page reads it with the page
     with _within_database_limits():
         page = [] if counting_only else search_page(store, query)
     has_next = len(page) > query.count

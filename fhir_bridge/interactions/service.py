@@ -17,7 +17,7 @@ from fhir_bridge.interactions.history import history_bundle
 from fhir_bridge.interactions.limits import Limits
 from fhir_bridge.interactions.patching import Patch
 from fhir_bridge.interactions.searchset import run_search
-from fhir_bridge.interactions.writes import Outcome, Transaction, parse_criteria, parse_if_match
+from fhir_bridge.interactions.writes import Guard, Outcome, Transaction, parse_criteria, parse_if_match
 from fhir_bridge.search.query import Compartment, SearchQuery
 from fhir_bridge.spec.registry import resource_types
 from fhir_bridge.spec.validation import check_id, validate_resource
@@ -38,16 +38,21 @@ def check_type_in_url(resource_type: str) -> None:
 class FhirInteractions:
     """The FHIR interactions over one store."""
 
-    def __init__(self, store: Store, signer: CursorSigner, limits: Limits = Limits()) -> None:
+    def __init__(
+        self, store: Store, signer: CursorSigner, limits: Limits = Limits(), rest_guard: Guard | None = None
+    ) -> None:
         self.store = store
         self.signer = signer
         self.limits = limits
+        self.rest_guard = rest_guard  # checks what REST clients write (the ingest paths de-identify themselves)
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """An atomic write transaction: everything written in it commits together or not at all."""
+    def transaction(self, *, rest: bool = False) -> Iterator[Transaction]:
+        """An atomic write transaction: everything written in it commits together or not at all.
+
+        ``rest``: the writes come from a REST client as sent, and pass ``rest_guard`` when one is set."""
         with self.store.write() as session:
-            yield Transaction(session, self.limits)
+            yield Transaction(session, self.limits, self.rest_guard if rest else None)
 
     @contextmanager
     def dry_run(self) -> Iterator[Transaction]:
@@ -98,7 +103,7 @@ class FhirInteractions:
         check_type_in_url(resource_type)
         validate_resource(resource, resource_type, strict=strict)
         query = self.criteria(resource_type, if_none_exist, "If-None-Exist") if if_none_exist else None
-        with self.transaction() as transaction:
+        with self.transaction(rest=True) as transaction:
             return transaction.create(resource, query)
 
     def update(
@@ -124,7 +129,7 @@ class FhirInteractions:
                 code="invalid",
                 expression=f"{resource_type}.id",
             )
-        with self.transaction() as transaction:
+        with self.transaction(rest=True) as transaction:
             return transaction.update(resource, parse_if_match(if_match))
 
     def conditional_update(
@@ -139,13 +144,13 @@ class FhirInteractions:
         check_type_in_url(resource_type)
         validate_resource(resource, resource_type, strict=strict)
         query = self.criteria(resource_type, query_string, "a conditional update")
-        with self.transaction() as transaction:
+        with self.transaction(rest=True) as transaction:
             return transaction.conditional_update(query, resource, parse_if_match(if_match))
 
     def patch(self, resource_type: str, resource_id: str, patch: Patch, if_match: str | None = None) -> Outcome:
         check_type_in_url(resource_type)
         check_id(resource_id)
-        with self.transaction() as transaction:
+        with self.transaction(rest=True) as transaction:
             current = transaction.current(resource_type, resource_id)
             return transaction.patch(current, f"{resource_type}/{resource_id}", patch, parse_if_match(if_match))
 
@@ -154,7 +159,7 @@ class FhirInteractions:
     ) -> Outcome:
         check_type_in_url(resource_type)
         query = self.criteria(resource_type, query_string, "a conditional patch")
-        with self.transaction() as transaction:
+        with self.transaction(rest=True) as transaction:
             current = transaction.single_match(query, "a conditional patch")
             if current is None:
                 raise FhirError(404, "no resource matches the conditional patch's criteria", code="not-found")

@@ -124,7 +124,7 @@ class BundleProcessor:
         _refuse_duplicates(entries)
         outcomes: dict[int, Outcome] = {}
         try:
-            with self.interactions.transaction() as transaction:
+            with self.interactions.transaction(rest=True) as transaction:
                 for entry in sorted(entries, key=lambda e: ORDER[e.method]):
                     if entry.method == "DELETE":
                         outcomes[entry.index] = self._delete(transaction, entry)
@@ -257,7 +257,7 @@ class BundleProcessor:
             if entry.method in ("GET", "HEAD"):
                 return self._read_entry(entry, base)
             self._validate(entry)
-            with self.interactions.transaction() as transaction:
+            with self.interactions.transaction(rest=True) as transaction:
                 if entry.method == "DELETE":
                     outcome = self._delete(transaction, entry)
                 else:

@@ -14,6 +14,7 @@ transaction holds the store's commit lock); what is written here has been valida
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.limits import Limits
 from fhir_bridge.interactions.patching import Patch, apply_patch
+from fhir_bridge.privacy.fhir import direct_identifiers
 from fhir_bridge.search.query import SearchQuery, parse_search
 from fhir_bridge.search.runner import find_in_session
 from fhir_bridge.spec.validation import validate_resource
@@ -88,12 +90,33 @@ def _check_version(current: StoredVersion | None, wanted: int | None, reference:
         raise FhirError(412, f"{reference} has {have}, not the version {wanted} that If-Match names", code="conflict")
 
 
-class Transaction:
-    """One atomic write transaction of FHIR interactions (see the module docstring)."""
+Guard = Callable[[dict[str, Any]], None]  # raises FhirError for a resource a transaction must not write
 
-    def __init__(self, session: WriteSession, limits: Limits) -> None:
+
+def refuse_direct_identifiers(resource: dict[str, Any]) -> None:
+    """The REST guard of ``FHIR_BRIDGE_REFUSE_IDENTIFIED_PATIENTS``: a Patient (also a contained one) that
+    still carries direct identifiers is refused, naming them."""
+    found = direct_identifiers(resource)
+    if found:
+        raise FhirError(
+            422,
+            "this server stores only pseudonymised Patient data over the REST API, and this write carries direct "
+            f"identifiers ({', '.join(found)}): remove them, or push identifiable FHIR to /ingest/fhir, which "
+            "pseudonymises it",
+            code="security",
+            expression=found,
+        )
+
+
+class Transaction:
+    """One atomic write transaction of FHIR interactions (see the module docstring).
+
+    ``guard`` (REST writes, when the site sets one) checks every resource written by create, update or patch."""
+
+    def __init__(self, session: WriteSession, limits: Limits, guard: Guard | None = None) -> None:
         self._session = session
         self.limits = limits
+        self.guard = guard
 
     # what the transaction sees --------------------------------------------------------------------
     @property
@@ -138,6 +161,8 @@ class Transaction:
                 return Outcome(
                     200, existing, message="a resource matching If-None-Exist exists already: nothing was created"
                 )
+        if self.guard is not None:
+            self.guard(resource)
         resource["id"] = new_id or str(uuid.uuid4())
         return Outcome(201, self._session.put(resource, "POST", None), changed=True)
 
@@ -152,6 +177,8 @@ class Transaction:
         ``current`` lets a batched caller pass what it read for many resources at once; None then
         promises that the id was never used (the insert fails, and the transaction with it, if it was).
         """
+        if self.guard is not None:
+            self.guard(resource)
         resource_type, resource_id = resource["resourceType"], resource["id"]
         if isinstance(current, _Unread):
             current = self._session.current(resource_type, resource_id)

@@ -45,6 +45,7 @@ from fhir_bridge.dicom.reader import (
 )
 from fhir_bridge.ingest.dicom import DicomIngest, IngestResult
 from fhir_bridge.ingest.provenance import Source
+from fhir_bridge.listeners.peers import Peer, parse_peers, record
 from fhir_bridge.listeners.spool import Segment, Spool, SpoolInUse, provenance_id, read_segment
 from fhir_bridge.settings import ConfigurationError, Settings
 
@@ -57,34 +58,12 @@ MAX_COMMENT = 64  # Error Comment (0000,0902) is an LO
 RETRY_S = (1, 2, 5, 10, 30, 60)  # waits between attempts to write a batch while the store fails
 
 
-@dataclass(frozen=True)
-class Caller:
-    """One entry of the allow-list: an AE title ("*": any) and, if pinned, the addresses it may call from."""
-
-    ae_title: str
-    addresses: frozenset[str] | None = None
-
-    def admits(self, ae_title: str, address: str) -> bool:
-        return self.ae_title in ("*", ae_title) and (self.addresses is None or address in self.addresses)
+Caller = Peer  # one entry of the allow-list: a calling AE title ("*": any), pinned to addresses or not
 
 
 def parse_callers(entries: list[str]) -> list[Caller]:
     """``AE``, ``AE@host`` or ``*@host`` entries; host names are resolved once, here."""
-    callers = []
-    for entry in entries:
-        title, _, host = entry.strip().partition("@")
-        if not title or len(title) > 16:
-            raise ConfigurationError(f"FHIR_BRIDGE_DIMSE_ALLOWED_CALLERS: {entry!r} has no valid AE title")
-        addresses = None
-        if host:
-            try:
-                addresses = frozenset(str(info[4][0]) for info in socket.getaddrinfo(host, None))
-            except OSError:
-                raise ConfigurationError(
-                    f"FHIR_BRIDGE_DIMSE_ALLOWED_CALLERS: the host of {entry!r} cannot be resolved"
-                ) from None
-        callers.append(Caller(title, addresses))
-    return callers
+    return parse_peers(entries, "FHIR_BRIDGE_DIMSE_ALLOWED_CALLERS", "AE title", 16)
 
 
 @dataclass(frozen=True)
@@ -348,12 +327,7 @@ class DimseListener:
         )
 
     def _record(self, entry: AuditEntry) -> None:
-        if self.audit is None:
-            return
-        try:
-            self.audit(entry)
-        except Exception as error:  # the trail's database is down: say so, loudly, but keep the data flowing
-            log.error("the audit record of a DICOM association could not be written (%s)", type(error).__name__)
+        record(self.audit, entry, "a DICOM association")
 
     # C-STORE ------------------------------------------------------------------------------------
     def _on_store(self, event: evt.Event) -> Dataset:

@@ -22,6 +22,7 @@ from fhir_bridge.mapping.study_context import StudyContext
 from fhir_bridge.privacy.profile import AttributePolicy
 
 ACSN = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]}
+ACCESSION_ISSUER = "urn:fhir-bridge:accession-issuer"  # prefix of the system of an issuer named only locally
 GENDERS = {"M": "male", "F": "female", "O": "other"}
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
@@ -51,22 +52,35 @@ class StudyResources:
 
 def patient_system(attributes: dict[str, Any], default: str) -> str:
     """Patient.identifier.system: the issuer as OID or URI when it is one, else ``<default>:<issuer>``."""
-    universal = codes.text(attributes.get("UniversalEntityID"))
-    kind = (codes.text(attributes.get("UniversalEntityIDType")) or "").upper()
+    return issuer_system(attributes, codes.text(attributes.get("IssuerOfPatientID")), default) or default
+
+
+def issuer_system(qualifiers: dict[str, Any], local: str | None, default: str) -> str | None:
+    """An issuer (DICOM's Universal Entity ID and its type, else its local name) as an identifier system: an
+    OID, UUID or URI as itself, another name as ``<default>:<name>``; None when there is no issuer."""
+    universal = codes.text(qualifiers.get("UniversalEntityID"))
+    kind = (codes.text(qualifiers.get("UniversalEntityIDType")) or "").upper()
     if universal and kind == "ISO" and _OID.match(universal):
         return f"urn:oid:{universal}"
     if universal and kind == "UUID":
         return f"urn:uuid:{universal.lower()}"
     if universal and kind in ("URI", "URL") and _URI.match(universal):
         return universal
-    issuer = codes.text(attributes.get("IssuerOfPatientID"))
-    if not issuer:
-        return default
-    if _OID.match(issuer):
-        return f"urn:oid:{issuer}"
-    if issuer.startswith(("urn:", "http://", "https://")) and _URI.match(issuer):
-        return issuer
-    return f"{default}:{re.sub(r'[^A-Za-z0-9._~-]', '_', issuer)}"
+    if not local:
+        return None
+    if _OID.match(local):
+        return f"urn:oid:{local}"
+    if local.startswith(("urn:", "http://", "https://")) and _URI.match(local):
+        return local
+    return f"{default}:{re.sub(r'[^A-Za-z0-9._~-]', '_', local)}"
+
+
+def accession_system(attributes: dict[str, Any]) -> str | None:
+    """The accession number's Identifier.system: its issuer (Issuer of Accession Number Sequence) as for a
+    patient's issuer, a local name as ``urn:fhir-bridge:accession-issuer:<name>``; None when the file names none."""
+    items = attributes.get("IssuerOfAccessionNumberSequence") or []
+    issuer = items[0] if items and isinstance(items[0], dict) else {}
+    return issuer_system(issuer, codes.text(issuer.get("LocalNamespaceEntityID")), ACCESSION_ISSUER)
 
 
 class DicomMapper:
@@ -220,7 +234,11 @@ class DicomMapper:
         ]
         accession = codes.text(attributes.get("AccessionNumber"))
         if accession:
-            identifiers.append({"type": ACSN, "value": accession})
+            identifier: dict[str, Any] = {"type": ACSN, "value": accession}
+            issuer = accession_system(attributes)
+            if issuer:
+                identifier["system"] = issuer
+            identifiers.append(identifier)
         return identifiers
 
     def _endpoint_references(self) -> list[dict[str, str]]:

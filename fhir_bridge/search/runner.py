@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import Select, distinct, func, select
 
 from fhir_bridge.search.compiler import compile_search
 from fhir_bridge.search.includes import include_statement
@@ -21,8 +21,18 @@ _WIDTH = len(VERSION_COLUMNS)
 
 
 def search_page(store: Store, query: SearchQuery) -> list[tuple[StoredVersion, list[Any]]]:
-    """One page (plus one row) of matches at ``query.at_seq``, each with its sort values."""
-    return [(StoredVersion.of_row(row), list(row[_WIDTH:])) for row in store.rows(compile_search(query))]
+    """One page (plus one row) of matches at ``query.at_seq``, each with its sort values; without
+    ``at_seq``, at the newest commit (``query.at_seq`` is then set to it)."""
+    if query.at_seq is None:
+
+        def at(seq: int) -> Select[Any]:
+            query.at_seq = seq
+            return compile_search(query)
+
+        _, rows = store.rows_at_newest(at)
+    else:
+        rows = store.rows(compile_search(query))
+    return [(StoredVersion.of_row(row), list(row[_WIDTH:])) for row in rows]
 
 
 def count_matches(store: Store, query: SearchQuery) -> int:

@@ -34,6 +34,10 @@ from fhir_bridge.store.tables import INFO, SQLModel
 
 _log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_S = 60
+# Connections kept open per SQLite engine: as many as the threads that run requests at once (anyio's
+# default limiter, 40). With fewer, each request beyond the pool opened an overflow connection (its
+# PRAGMAs included) and closed it again: hundreds of reconnects a second at 16 clients.
+SQLITE_POOL_SIZE = 40
 _MIGRATION_LOCK_KEY = 7_301_001  # advisory lock id for schema set-up on PostgreSQL
 
 
@@ -58,7 +62,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
-        pool_size=8,
+        pool_size=SQLITE_POOL_SIZE,
         max_overflow=8,
     )
 
@@ -93,7 +97,10 @@ def create_engines(database_url: str) -> Engines:
         return Engines(
             reader=_sqlite_engine(database_url, "BEGIN"), writer=_sqlite_engine(database_url, "BEGIN IMMEDIATE")
         )
-    engine = create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # 16 kept open: 16 clients at once do not open and close overflow connections (a PostgreSQL
+    # connection costs milliseconds to open); 22 at most per process, so 4 workers stay under
+    # PostgreSQL's default max_connections (100)
+    engine = create_engine(database_url, pool_size=16, max_overflow=6, pool_pre_ping=True)
     return Engines(reader=engine, writer=engine)
 
 
@@ -119,7 +126,7 @@ def engines_beside(database_url: str, engines: Engines, name: str) -> Engines:
 
 
 def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
-    """Make sure a package's ``tables`` and their indexes exist in ``engines``' database.
+    """Make sure a package's ``tables``, their indexes and their (nullable) columns exist in ``engines``' database.
 
     Owners call it when their service is built: their tables then exist even in a database prepared
     by a process that never imported them (``migration.prepare_schema`` creates the schema its revisions describe),
@@ -132,7 +139,7 @@ def ensure_tables(engines: Engines, tables: Sequence[Table]) -> None:
     with engines.writer.begin() as connection:
         if engines.dialect == "postgresql":
             lock_schema_setup(connection)
-        _create(connection, tables)
+        _create(connection, tables, add_columns=True)
 
 
 def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
@@ -141,17 +148,34 @@ def _lacks(connection: Connection, tables: Sequence[Table]) -> bool:
     for table in tables:
         if table.name not in existing:
             return True
+        columns = {column["name"] for column in inspector.get_columns(table.name)}
+        if any(column.name not in columns for column in table.columns):
+            return True
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         if any(index.name not in indexes for index in table.indexes):
             return True
     return False
 
 
-def _create(connection: Connection, tables: Sequence[Table]) -> None:
+def _create(connection: Connection, tables: Sequence[Table], *, add_columns: bool = False) -> None:
     for table in sort_tables(tables):  # referenced tables first
         table.create(connection, checkfirst=True)
+        if add_columns:
+            _add_columns(connection, table)
         for index in table.indexes:  # indexes added by an upgrade, on existing tables
             index.create(connection, checkfirst=True)
+
+
+def _add_columns(connection: Connection, table: Table) -> None:
+    """Columns added to an existing table by an upgrade: nullable ones only, which old rows leave empty."""
+    present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for column in table.columns:
+        if column.name in present:
+            continue
+        if not column.nullable:
+            raise RuntimeError(f"cannot add the required column {table.name}.{column.name} to existing rows")
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 STATISTICS_FROM = 1024  # writes before the first refresh of planner statistics

@@ -63,6 +63,7 @@ _RESOURCE_COLUMNS = (
 _SELECT_CURRENT = select(*_RESOURCE_COLUMNS).where(
     RESOURCE.c.res_type == bindparam("res_type"), RESOURCE.c.res_id == bindparam("res_id")
 )
+_SELECT_SEQ = select(CLOCK.c.seq).where(CLOCK.c.id == 1)  # built once: its cache key is computed once
 _INSERT_RESOURCES = insert(RESOURCE).returning(RESOURCE.c.pk, sort_by_parameter_order=True)
 _SELECT_VERSION = select(*VERSION_COLUMNS).where(
     VERSION.c.res_type == bindparam("res_type"),
@@ -408,6 +409,13 @@ class Store:
         with self.reading() as connection:
             return connection.execute(statement).all()
 
+    def rows_at_newest(self, build: Callable[[int], Executable]) -> tuple[int, Sequence[Row[Any]]]:
+        """The newest commit's sequence number and the rows of ``build(seq)``, in one read transaction
+        (one connection and one round of BEGIN/ROLLBACK where two reads took two)."""
+        with self.reading() as connection:
+            seq: int = connection.execute(_SELECT_SEQ).scalar_one()
+            return seq, connection.execute(build(seq)).all()
+
     def scalar(self, statement: Executable) -> Any:
         """The one value of a read statement (a count)."""
         with self.reading() as connection:
@@ -501,7 +509,7 @@ class Store:
     def last_seq(self) -> int:
         """The sequence number of the newest committed write."""
         with self.reading() as connection:
-            seq: int = connection.execute(select(CLOCK.c.seq).where(CLOCK.c.id == 1)).scalar_one()
+            seq: int = connection.execute(_SELECT_SEQ).scalar_one()
         return seq
 
     # erasure ------------------------------------------------------------------------------------
