@@ -297,12 +297,13 @@ def test_number_search(client, query, expected):
 
 def test_a_bounded_date_range_finds_wide_values_too(settings) -> None:  # type: ignore[no-untyped-def]
     """A range search is bounded below by the widest indexed value (idx_date_width): a study that
-    started "in 2024" (a year wide) overlaps March 2024 and must be found, also in a store whose
-    widths were never recorded (they are rebuilt when the service starts)."""
+    started "in 2024" (a year wide) overlaps March 2024 and must be found, also in a store made before
+    the widths were recorded (the baseline migration that adopts such a store records them)."""
     from fastapi.testclient import TestClient
-    from sqlalchemy import delete
+    from sqlalchemy import delete, text
 
     from fhir_bridge import create_app
+    from fhir_bridge.store.migration import VERSION_TABLE
     from fhir_bridge.store.tables import DATE_WIDTH
 
     started = {"year": "2024", "march": "2024-03-15T10:00:00Z", "february": "2024-02-10T10:00:00Z"}
@@ -326,10 +327,11 @@ def test_a_bounded_date_range_finds_wide_values_too(settings) -> None:  # type: 
             }
             assert client.put(f"/fhir/ImagingStudy/{name}", json=study).status_code == 201
         assert ids(client, march, "ImagingStudy") == ["march", "year"]
-        with app.state.services.engines.writer.begin() as connection:
+        with app.state.services.engines.writer.begin() as connection:  # as a store of before migrations
             connection.execute(delete(DATE_WIDTH))
+            connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
     app.state.services.close()
-    restarted = create_app(settings)
+    restarted = create_app(settings.model_copy(update={"upgrade_schema": True}))
     with TestClient(restarted) as client:
         assert ids(client, march, "ImagingStudy") == ["march", "year"]
     restarted.state.services.close()

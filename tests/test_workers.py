@@ -25,7 +25,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from fhir_bridge.security.clients import ClientRegistry
-from fhir_bridge.store.database import create_engines, prepare_schema
+from fhir_bridge.store.database import create_engines
+from fhir_bridge.store.migration import prepare_schema
 from tests.bulk_client import wait
 from tests.conftest import free_port
 from tests.dicom_samples import Patient, instance, multipart, uid
