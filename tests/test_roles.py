@@ -27,6 +27,9 @@ from tests.test_clinical_preview import CONCEPT_MAP, GRADING
 STOW = 'multipart/related; type="application/dicom"; boundary=fhir-bridge-test-boundary'
 MAPPING_EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
 SAMPLES = Path(__file__).parent / "data" / "clinical"
+# The CSV radiology reports name the same studies as the HL7 ones (study UID, accession number) under patient ids
+# without the HL7 issuer: in one store they are refused as another patient's (a data check, after the scope check).
+SAME_STUDIES_AS_HL7 = {"radiology-report"}
 CLINICAL_UPLOADS = {  # every shipped mapping, with an export it reads
     "cancer-diagnosis": (MAPPING_EXAMPLES / "cancer-diagnosis.csv", "text/csv"),
     "patient-demographics": (MAPPING_EXAMPLES / "patient-demographics.csv", "text/csv"),
@@ -138,7 +141,10 @@ def test_clinical_sender_uploads_through_every_shipped_mapping_and_reads_nothing
         status, result = _upload(client, sender, mapping)
         assert status == 200, (mapping, status)
         summary = result["summary"]
-        assert summary["created"] + summary["updated"] + summary["unchanged"] >= 1, (mapping, result)
+        if mapping in SAME_STUDIES_AS_HL7:  # linked to these studies only under another patient identity: refused
+            assert all("another patient" in json.dumps(record) for record in result["records"]), result
+            continue
+        assert summary["created"] + summary["updated"] + summary["unchanged"] >= 1, (mapping, result["records"])
     translated = client.post(
         "/ingest/clinical",
         params={"mapping": "grading"},
