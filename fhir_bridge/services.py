@@ -113,6 +113,8 @@ class Services:
 
     def start(self) -> Services:
         """Build every service now (the long-running edges call this: mistakes surface at start-up)."""
+        if self.settings.auth != "none":
+            _check_public_base_url(self.settings)  # before the database is touched
         for name in _STARTED:
             getattr(self, name)
         return self

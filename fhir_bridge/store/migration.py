@@ -16,6 +16,7 @@ workers starting together see one another's work and never migrate twice:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from sqlalchemy import Connection, MetaData, inspect
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.store.database import Engines, lock_schema_setup
 
+log = logging.getLogger(__name__)
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start context lines are noise; we say what changed
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
 _STORE_MARK = "store_info"  # a database holding this table holds a store (versioned or not)
@@ -109,7 +112,9 @@ def _locked(engines: Engines) -> Iterator[Connection]:
 
 
 def _upgrade(connection: Connection) -> None:
+    before = state_of(connection).describe()
     command.upgrade(_config(connection), "head")
+    log.info("database schema: %s -> %s", before, head())
 
 
 def prepare_schema(engines: Engines, *, upgrade: bool = False) -> SchemaState:
