@@ -354,6 +354,11 @@ def _history_conditions(
     conditions = list(scope)
     if since is not None:
         conditions.append(VERSION.c.last_updated >= since)
+        # and the same versions' seq range, from the first of them on (one range of the lastUpdated
+        # index): a history is ordered by seq, and without that bound the planner walks the seq
+        # order from the oldest version of the store to reach the few recent ones of `_since`.
+        first = select(func.min(VERSION.c.seq)).where(VERSION.c.last_updated >= since).scalar_subquery()
+        conditions.append(VERSION.c.seq >= first)
     if at is not None:
         current_at_start = (
             select(func.max(VERSION.c.seq))
