@@ -354,10 +354,12 @@ def _history_conditions(
     conditions = list(scope)
     if since is not None:
         conditions.append(VERSION.c.last_updated >= since)
-        # and the same versions' seq range, from the first of them on (one range of the lastUpdated
-        # index): a history is ordered by seq, and without that bound the planner walks the seq
-        # order from the oldest version of the store to reach the few recent ones of `_since`.
-        first = select(func.min(VERSION.c.seq)).where(VERSION.c.last_updated >= since).scalar_subquery()
+        # and the same versions' seq range, from the first of them on: a history is ordered by seq,
+        # and without that bound the planner walks the seq order from the oldest version of the
+        # store to reach the few recent ones of `_since`. The first is found in the range of the
+        # lastUpdated index; `seq + 0` keeps the planners from answering min() by walking the seq
+        # order from the start (the same walk).
+        first = select(func.min(VERSION.c.seq + 0)).where(VERSION.c.last_updated >= since).scalar_subquery()
         conditions.append(VERSION.c.seq >= first)
     if at is not None:
         current_at_start = (
