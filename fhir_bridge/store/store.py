@@ -354,13 +354,6 @@ def _history_conditions(
     conditions = list(scope)
     if since is not None:
         conditions.append(VERSION.c.last_updated >= since)
-        # and the same versions' seq range, from the first of them on: a history is ordered by seq,
-        # and without that bound the planner walks the seq order from the oldest version of the
-        # store to reach the few recent ones of `_since`. The first is found in the range of the
-        # lastUpdated index; `seq + 0` keeps the planners from answering min() by walking the seq
-        # order from the start (the same walk).
-        first = select(func.min(VERSION.c.seq + 0)).where(VERSION.c.last_updated >= since).scalar_subquery()
-        conditions.append(VERSION.c.seq >= first)
     if at is not None:
         current_at_start = (
             select(func.max(VERSION.c.seq))
@@ -471,6 +464,18 @@ class Store:
             conditions.append(VERSION.c.seq < before_seq)
         if after_seq is not None:
             conditions.append(VERSION.c.seq > after_seq)
+        if oldest_first and since is not None and not after_seq:
+            # The oldest versions since an instant (a history's last page): without a lower bound on
+            # seq the planner walks the seq order from the store's oldest version to reach the recent
+            # ones. The bound is the first seq among them, found in the lastUpdated index's range
+            # (`seq + 0`: a bare min(seq) is answered by that same walk); it costs what the history's
+            # total, counted on the same first page, costs.
+            first = select(func.min(VERSION.c.seq + 0)).where(VERSION.c.last_updated >= since)
+            if res_type:
+                first = first.where(VERSION.c.res_type == res_type)
+            if res_id:
+                first = first.where(VERSION.c.res_id == res_id)
+            conditions.append(VERSION.c.seq >= first.scalar_subquery())
         order = VERSION.c.seq.asc() if oldest_first else VERSION.c.seq.desc()
         statement = select(*VERSION_COLUMNS).where(*conditions).order_by(order).limit(count)
         with self.reading() as connection:
