@@ -15,11 +15,12 @@ with ``_count=1000`` is timed page by page, so that a growing cost would show.
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,15 @@ def patient(index: int) -> dict[str, Any]:
     }
 
 
-def study(index: int, rng: random.Random) -> dict[str, Any]:
+def study(
+    index: int,
+    rng: random.Random,
+    *,
+    series_count: int = SERIES_PER_STUDY,
+    instances: int = INSTANCES_PER_SERIES,
+    subject: int | None = None,
+) -> dict[str, Any]:
+    """The ImagingStudy ``s{index}`` of Patient ``p{subject}`` (default: STUDIES_PER_PATIENT studies a Patient)."""
     modality = MODALITIES[rng.randrange(len(MODALITIES))]
     site = BODY_SITES[rng.randrange(len(BODY_SITES))]
     started = f"20{rng.randrange(15, 25):02d}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T10:00:00Z"
@@ -68,30 +77,44 @@ def study(index: int, rng: random.Random) -> dict[str, Any]:
             "number": s,
             "modality": {"system": DCM, "code": modality},
             "bodySite": {"system": SNOMED, "code": site},
-            "numberOfInstances": INSTANCES_PER_SERIES,
+            "numberOfInstances": instances,
             "instance": [
                 {
                     "uid": f"{uid}.{s}.{i}",
                     "sopClass": {"system": "urn:ietf:rfc:3986", "code": "urn:oid:1.2.840.10008.5.1.4.1.1.2"},
                     "number": i,
                 }
-                for i in range(1, INSTANCES_PER_SERIES + 1)
+                for i in range(1, instances + 1)
             ],
         }
-        for s in range(1, SERIES_PER_STUDY + 1)
+        for s in range(1, series_count + 1)
     ]
     return {
         "resourceType": "ImagingStudy",
         "id": f"s{index}",
         "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}],
         "status": "available",
-        "subject": {"reference": f"Patient/p{index // STUDIES_PER_PATIENT}"},
+        "subject": {"reference": f"Patient/p{index // STUDIES_PER_PATIENT if subject is None else subject}"},
         "started": started,
         "modality": [{"system": DCM, "code": modality}],
-        "numberOfSeries": SERIES_PER_STUDY,
-        "numberOfInstances": SERIES_PER_STUDY * INSTANCES_PER_SERIES,
+        "numberOfSeries": series_count,
+        "numberOfInstances": series_count * instances,
         "series": series,
     }
+
+
+def write_all(store: Store, resources: Iterable[dict[str, Any]], label: str, previous: Any = None) -> int:
+    """Write ``resources`` through Store.write() (index extraction included, validation skipped), BATCH
+    to a transaction; ``previous=None`` promises new ids (no lookup), ``LOOKUP`` updates. Returns the count."""
+    written, iterator = 0, iter(resources)
+    while batch := list(itertools.islice(iterator, BATCH)):
+        with store.write() as session:
+            for resource in batch:
+                session.put(resource, "PUT", previous)
+        written += len(batch)
+        if written % 20000 < BATCH:
+            print(f"    {label}: {written:,}", file=sys.stderr, flush=True)
+    return written
 
 
 def load(database_url: str, studies: int, seed: int) -> float:
@@ -102,20 +125,8 @@ def load(database_url: str, studies: int, seed: int) -> float:
     rng = random.Random(seed)
     patients = (studies + STUDIES_PER_PATIENT - 1) // STUDIES_PER_PATIENT
     started = time.perf_counter()
-    written = 0
-    resources = [patient(i) for i in range(patients)]
-    for first in range(0, len(resources), BATCH):
-        with store.write() as session:
-            for resource in resources[first : first + BATCH]:
-                session.put(resource, "PUT", None)
-        written += len(resources[first : first + BATCH])
-    for first in range(0, studies, BATCH):
-        with store.write() as session:
-            for index in range(first, min(studies, first + BATCH)):
-                session.put(study(index, rng), "PUT", None)
-        written += min(BATCH, studies - first)
-        if first and first % 20000 == 0:
-            print(f"    loaded {first:,} studies", file=sys.stderr)
+    written = write_all(store, (patient(i) for i in range(patients)), "Patients")
+    written += write_all(store, (study(i, rng) for i in range(studies)), "studies")
     seconds = time.perf_counter() - started
     refresh_statistics(engines)  # what the store does by itself as it grows
     engines.dispose()

@@ -92,3 +92,39 @@ def test_report_renders_the_performance_page_and_its_plots_from_saved_figures(tm
         assert heading in text
     for plot in ("throughput-connections.png", "throughput-workers.png", "latency-size.png"):
         assert (tmp_path / "performance" / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_archive_benchmark_runs_on_postgresql_and_prints_every_row(postgres_server: str) -> None:
+    """The archive-size benchmark (issue 16, part 3) at a tiny scale: it loads, measures every row and
+    checks its own answers (counts, history and export totals); the figures themselves mean nothing here."""
+    command = [sys.executable, "-m", "benchmarks.archive", "--scale", "0.0003", "--samples", "6"]
+    command += ["--catalogue-samples", "1", "--postgres-url", postgres_server, "--json"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:] + finished.stdout[-3000:]
+    result = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert result["mix"] == {"patients": 90, "studies": 300, "observations": 600}
+    labels = [row["label"] for row in result["results"]]
+    for label in (
+        "load through Store.write",
+        "size on disk",
+        "read by id (Patient, ImagingStudy, Observation)",
+        "Patient?identifier=",
+        "ImagingStudy?patient=",
+        "ImagingStudy?modality=&started= (one month)",
+        "Observation?subject=&code=",
+        "ImagingStudy?_summary=count",
+        "Observation?_summary=count",
+        "_history?_since= paged with _count=1000",
+        "GET /catalogue (statistics computed afresh)",
+        "GET /catalogue/counts?stratify=modality",
+        "$export (system, all resources)",
+        "$export: server RSS peak, first half / second half",
+    ):
+        assert label in labels
+    for row in result["results"]:
+        (printed,) = [line for line in finished.stdout.splitlines() if line.startswith(f"  {row['label']} ")]
+        if row["pass"] is not None:
+            assert printed.endswith("PASS" if row["pass"] else "MISS"), printed
+    assert result["load"]["updated"] == 10  # 1 % of 990 resources
+    assert result["export"]["resources"] == 990 + 1  # and the Patient the catalogue samples wrote
+    assert result["sizes"]["resource"] > 0 and result["sizes"]["idx_token"] > 0

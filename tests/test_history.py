@@ -122,3 +122,25 @@ def test_a_history_on_one_page_has_a_total_and_no_paging_links(client):
     assert set(_links(bundle)) == {"self"}
     empty = client.get("/fhir/Observation/_history").json()
     assert empty["total"] == 0 and "entry" not in empty
+
+
+def test_history_since_pages_and_last_link_list_exactly_the_versions_since(client):
+    """The versions of a _since history, read through next links and from the last page back, are
+    those written at or after the instant: none before it, none missed at either end."""
+    before = [client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"] for _ in range(4)]
+    time.sleep(0.01)
+    since = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    time.sleep(0.01)
+    client.put(f"/fhir/Patient/{before[0]}", json={"resourceType": "Patient", "id": before[0], "gender": "male"})
+    after = [client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"] for _ in range(4)]
+    expected = [*reversed(after), before[0]]
+    first = client.get("/fhir/_history", params={"_since": since, "_count": 2}).json()
+    assert first["total"] == 5
+    pages = [first]
+    while "next" in _links(pages[-1]):
+        pages.append(client.get(_links(pages[-1])["next"]).json())
+    assert [e["resource"]["id"] for page in pages for e in page["entry"]] == expected
+    last = client.get(_links(first)["last"]).json()
+    assert [e["resource"]["id"] for e in last["entry"]] == [before[0]]
+    back = client.get(_links(last)["previous"]).json()
+    assert [e["resource"]["id"] for e in back["entry"]] == expected[2:4]

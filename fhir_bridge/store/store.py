@@ -464,6 +464,18 @@ class Store:
             conditions.append(VERSION.c.seq < before_seq)
         if after_seq is not None:
             conditions.append(VERSION.c.seq > after_seq)
+        if oldest_first and since is not None and not after_seq:
+            # The oldest versions since an instant (a history's last page): without a lower bound on
+            # seq the planner walks the seq order from the store's oldest version to reach the recent
+            # ones. The bound is the first seq among them, found in the lastUpdated index's range
+            # (`seq + 0`: a bare min(seq) is answered by that same walk); it costs what the history's
+            # total, counted on the same first page, costs.
+            first = select(func.min(VERSION.c.seq + 0)).where(VERSION.c.last_updated >= since)
+            if res_type:
+                first = first.where(VERSION.c.res_type == res_type)
+            if res_id:
+                first = first.where(VERSION.c.res_id == res_id)
+            conditions.append(VERSION.c.seq >= first.scalar_subquery())
         order = VERSION.c.seq.asc() if oldest_first else VERSION.c.seq.desc()
         statement = select(*VERSION_COLUMNS).where(*conditions).order_by(order).limit(count)
         with self.reading() as connection:
