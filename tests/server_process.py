@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,22 @@ import httpx
 from tests.conftest import free_port
 
 START_TIMEOUT_S = 60.0
+
+
+def first_answer(url: str, process: subprocess.Popen, output: Callable[[], str], timeout: float = START_TIMEOUT_S):  # type: ignore[type-arg]
+    """The first HTTP answer of ``url`` from a server starting in ``process``; AssertionError with the
+    server's ``output`` when it exits first or does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}:\n{output()[-3000:]}")
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server did not answer {url} within {timeout} s:\n{output()[-3000:]}")
+        time.sleep(0.05)
 
 
 class ServerProcess:
@@ -46,19 +63,13 @@ class ServerProcess:
         command = [sys.executable, "-m", "fhir_bridge", "serve", "--database-url", self.database_url]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([*command, "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.fhir}/metadata", timeout=5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"the server did not answer in {START_TIMEOUT_S} s:\n{self.log()}")
-            time.sleep(0.05)
+        try:
+            answer = first_answer(f"{self.fhir}/metadata", self.process, self.log)
+        except AssertionError:
+            self.kill()
+            raise
+        assert answer.status_code == 200, answer.text
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler, no rollback, no flush; the process is gone when this returns."""

@@ -5,25 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.server_process import first_answer
 
 
 def _wait_for(url: str, process: subprocess.Popen) -> httpx.Response:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not answer within 30 s")
+    return first_answer(url, process, lambda: process.stdout.read() if process.stdout else "")
 
 
 @pytest.mark.parametrize("command", [["fhir-bridge"], [sys.executable, "-m", "fhir_bridge"]])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from fhir_bridge import Settings
 from fhir_bridge.errors import ConfigurationError
 from tests.conftest import POSTGRES_URL, TEST_PSEUDONYM_KEY, free_port
 from tests.security_helpers import ClientKey, assertion
+from tests.server_process import first_answer
 
 EXECUTABLE = str(Path(sys.executable).parent / "fhir-bridge")
 
@@ -39,19 +39,6 @@ def run(arguments: list[str], cwd: Path, **variables: str) -> subprocess.Complet
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def wait_until_up(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {process.stderr.read() if process.stderr else ''}")
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not answer within 60 s")
 
 
 def test_clients_add_writes_to_the_database_the_config_file_names_and_serve_accepts_its_token(
@@ -83,7 +70,7 @@ def test_clients_add_writes_to_the_database_the_config_file_names_and_serve_acce
     )
     try:
         base = f"http://127.0.0.1:{port}/fhir"
-        wait_until_up(f"{base}/metadata", server)
+        first_answer(f"{base}/metadata", server, lambda: server.stderr.read() if server.stderr else "")
         pem = (work / "harvester.pem").read_bytes()
         key = ClientKey(serialization.load_pem_private_key(pem, None), "harvester-1", "ES384")
         answer = httpx.post(

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import httpx
 from tests.annotation_samples import annotated_study
 from tests.conftest import free_port
 from tests.dicom_samples import multipart
+from tests.server_process import first_answer
 
 STOW = 'multipart/related; type="application/dicom"; boundary=fhir-bridge-test-boundary'
 EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
@@ -42,14 +42,7 @@ def test_a_realistic_workload_logs_json_lines_with_request_ids_and_no_patient_da
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, log_path.read_text()
-                time.sleep(0.1)
+        first_answer(f"{base}/healthz", server, log_path.read_text)
         with httpx.Client(base_url=base, timeout=60) as client:
             stored = client.post("/dicomweb/studies", content=multipart(study.all), headers={"Content-Type": STOW})
             assert stored.status_code == 200

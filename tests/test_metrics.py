@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
@@ -26,6 +25,7 @@ from tests.conftest import TEST_PSEUDONYM_KEY, free_port
 from tests.dicom_samples import multipart, study_set
 from tests.dimse_peers import AE_TITLE, listening
 from tests.security_helpers import bearer, ec_key
+from tests.server_process import first_answer
 
 STOW = 'multipart/related; type="application/dicom"; boundary=fhir-bridge-test-boundary'
 EXAMPLES = Path(__file__).parent.parent / "mappings" / "examples"
@@ -144,14 +144,7 @@ def test_several_processes_sum_their_metrics_in_multiprocess_mode(tmp_path: Path
             [*fhir_bridge, "serve", "--port", str(port)], env=environment, stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                exposition = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, log.read_text()
-                time.sleep(0.1)
+        exposition = first_answer(f"http://127.0.0.1:{port}/metrics", server, log.read_text)
         found = samples(exposition.text)
         assert value(found, "fhir_bridge_ingest_total", path="folder", outcome="stored") == 2, json.dumps(
             [k for k in found if "ingest" in k[0]]

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from tests.bulk_client import wait
 from tests.conftest import free_port
 from tests.dicom_samples import Patient, instance, multipart, uid
 from tests.security_helpers import assertion, ec_key
+from tests.server_process import first_answer
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +52,8 @@ class Worker:
         self.base = f"http://127.0.0.1:{self.port}/fhir"
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.base}/metadata", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
-            time.sleep(0.1)
+        answer = first_answer(f"{self.base}/metadata", self.process, self.log.read_text, START_TIMEOUT_S)
+        assert answer.status_code == 200, answer.text
 
     def here(self, url: str) -> str:
         """A URL the server handed out (on the public base), sent to this worker."""
