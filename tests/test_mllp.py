@@ -379,3 +379,16 @@ def test_serve_runs_the_mllp_listener_beside_the_api_when_an_mllp_port_is_set(tm
         assert len(bundle["entry"]) == 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_mllp_command_without_a_port_is_a_one_line_refusal(database_url: str) -> None:
+    finished = subprocess.run(
+        [str(Path(sys.executable).parent / "fhir-bridge"), "mllp", "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 2
+    refusal = finished.stderr.strip()
+    assert "\n" not in refusal and "FHIR_BRIDGE_MLLP_PORT" in refusal, refusal

@@ -14,11 +14,13 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fhir_bridge.audit.log import admin_entry
 from fhir_bridge.errors import ConfigurationError
+from fhir_bridge.logs import configure as configure_logging
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
 
@@ -82,6 +84,21 @@ def refuse(error: ConfigurationError) -> int:
 
 def add_config(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
     parser.add_argument("--config", type=Path, default=default, help=CONFIG_HELP)
+
+
+def run_listener(arguments: argparse.Namespace, build: Callable[[Services], Any]) -> int:
+    """``fhir-bridge dimse`` and ``mllp``: the service's logging, the listener ``build`` makes of the
+    services, started and run until SIGINT or SIGTERM; a configuration mistake is one line, exit 2."""
+    settings = settings_from(arguments)
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    with Services.from_settings(settings) as services:
+        try:
+            listener = build(services)
+            listener.start()
+        except ConfigurationError as error:
+            return refuse(error)
+        run_until_stopped(listener)
+    return 0
 
 
 def run_until_stopped(listener: Any) -> None:

@@ -5,26 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, run_until_stopped, settings_from
-from fhir_bridge.logs import configure as configure_logging
-from fhir_bridge.services import Services
-from fhir_bridge.settings import ConfigurationError
+from fhir_bridge.cli.common import add_database, add_key_file, run_listener
 
 
 def dimse(arguments: argparse.Namespace) -> int:
     """Run the listener until SIGINT or SIGTERM."""
     from fhir_bridge.listeners.dimse import DimseListener
 
-    settings = settings_from(arguments)
-    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
-    with Services.from_settings(settings) as services:
-        try:
-            listener = DimseListener.from_settings(services.settings, services.dicom_ingest, services.audit_log.record)
-        except ConfigurationError as error:
-            return refuse(error)
-        listener.start()
-        run_until_stopped(listener)
-    return 0
+    return run_listener(
+        arguments,
+        lambda services: DimseListener.from_settings(
+            services.settings, services.dicom_ingest, services.audit_log.record
+        ),
+    )
 
 
 def register(commands: Any) -> None:

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fhir_bridge.cli.common import add_database, add_key_file, refuse, run_until_stopped, services_from
+from fhir_bridge.cli.common import add_database, add_key_file, run_listener
+from fhir_bridge.services import Services
 from fhir_bridge.settings import ConfigurationError
+
+if TYPE_CHECKING:
+    from fhir_bridge.listeners.mllp import MllpListener
 
 
 def mllp(arguments: argparse.Namespace) -> int:
     """Run the listener until SIGINT or SIGTERM."""
     from fhir_bridge.listeners.mllp import MllpListener
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with services_from(arguments) as services:
+    def build(services: Services) -> MllpListener:
         if services.settings.mllp_port is None:
-            return refuse(ConfigurationError("no MLLP port: set FHIR_BRIDGE_MLLP_PORT or --port"))
-        try:
-            listener = MllpListener.from_settings(
-                services.settings, services.clinical_ingest, services.mappings, services.audit_log.record
-            )
-            listener.start()
-        except ConfigurationError as error:
-            return refuse(error)
-        run_until_stopped(listener)
-    return 0
+            raise ConfigurationError("no MLLP port: set FHIR_BRIDGE_MLLP_PORT or --port")
+        return MllpListener.from_settings(
+            services.settings, services.clinical_ingest, services.mappings, services.audit_log.record
+        )
+
+    return run_listener(arguments, build)
 
 
 def register(commands: Any) -> None:
