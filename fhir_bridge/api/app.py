@@ -27,11 +27,12 @@ from fhir_bridge.api import (
 from fhir_bridge.api.access import AccessControl, annotate
 from fhir_bridge.api.observe import Observe
 from fhir_bridge.api.rendering import error_response
-from fhir_bridge.api.routing import include_routes
+from fhir_bridge.api.routing import include_routes, index_routes
 from fhir_bridge.errors import ConfigurationError, FhirError
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
 from fhir_bridge.ui.routes import install as install_ui
+from fhir_bridge.ui.routes import router as ui_router
 from fhir_bridge.version import package_version
 
 log = logging.getLogger("fhir_bridge")
@@ -74,11 +75,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # what the CapabilityStatement describes: the routes of the FHIR routers included above
     app.state.fhir_routers = (audit.router, bulk.router, operations.router, fhir.router)
     include_routes(app, dicomweb.router, prefix=settings.dicomweb_path, tags=["DICOMweb STOW-RS"])
-    install_ui(app)  # the data steward's web UI at /ui (not in the OpenAPI document: HTML pages)
+    include_routes(app, ui_router)  # the data steward's web UI at /ui (not in the OpenAPI document: HTML pages)
+    install_ui(app)
     if settings.fhir_path:
         for endpoint, methods in fhir.BASE_ROUTES:
             app.add_api_route(settings.fhir_path, endpoint, methods=methods, include_in_schema=False)
     ops.install(app, settings.fhir_path, settings.metrics)  # /, /healthz, /readyz, /metrics
+    index_routes(app)  # every route is added: look them up by method and path segments
     _install_error_handlers(app)
     limits.install(app, settings)  # request body sizes (413) and idle timeout (408), per media type
     _install_access_control(app, services)  # refuse, and audit, before anything else runs

@@ -291,8 +291,7 @@ def _cookie_path(request: Request) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """Add the UI's routes and what turns a missing login or scope into a page rather than an error."""
-    app.include_router(router)
+    """What turns a missing login or scope into a page rather than an error (the app adds ``router``)."""
 
     @app.exception_handler(LoginNeeded)
     async def _login(request: Request, error: LoginNeeded) -> Response:
