@@ -99,13 +99,19 @@ def commit_clock(connection: Connection) -> tuple[int, int]:
 
 def _current(row: Sequence[Any]) -> StoredVersion:
     res_type, res_id, version, seq, last_updated, deleted, content, pk = row
-    return StoredVersion(res_type, res_id, version, seq, last_updated, deleted, content, "", pk)
+    return StoredVersion(res_type, res_id, version, seq, last_updated, bool(deleted), content, "", pk)
 
 
 @cache
 def _insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
     compiled = insert(table).values({c: bindparam(c) for c in columns}).compile(dialect=dialect)
     return compiled.string, tuple(compiled.positiontup) if compiled.positional else None  # type: ignore[arg-type]
+
+
+@cache
+def _select_sql(dialect: Dialect, statement: Executable) -> tuple[str, tuple[str, ...] | None]:
+    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    return compiled.string, tuple(compiled.positiontup) if compiled.positional else None
 
 
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -432,14 +438,30 @@ class Store:
         return sql, plan
 
     def read(self, res_type: str, res_id: str) -> StoredVersion | None:
-        with self.reading() as connection:
-            row = connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
+        row = self._first(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id})
         return _current(row) if row else None
 
+    def _first(self, statement: Executable, parameters: dict[str, Any]) -> Sequence[Any] | None:
+        """The first row of one read statement (built once, at import), run on the driver itself.
+
+        One statement needs no transaction of its own (it is atomic alone), and SQLAlchemy's work
+        per execution (BEGIN, the statement, ROLLBACK, their events) was most of a read by id's CPU.
+        """
+        engine = self.engines.reader
+        raw = engine.raw_connection()  # the pool's connection: set up (PRAGMAs), pinged, reset on return
+        try:
+            cursor = raw.cursor()
+            try:
+                sql, order = _select_sql(engine.dialect, statement)
+                cursor.execute(sql, tuple(parameters[name] for name in order) if order else parameters)
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
+
     def vread(self, res_type: str, res_id: str, version: int) -> StoredVersion | None:
-        with self.reading() as connection:
-            parameters = {"res_type": res_type, "res_id": res_id, "version": version}
-            row = connection.execute(_SELECT_VERSION, parameters).first()
+        row = self._first(_SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version})
         return StoredVersion.of_row(row) if row else None
 
     def history(

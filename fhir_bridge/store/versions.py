@@ -42,7 +42,8 @@ class StoredVersion:
     @classmethod
     def of_row(cls, row: Sequence[Any]) -> StoredVersion:
         """A version from a row that starts with ``store.schema.VERSION_COLUMNS`` (one per field, in order)."""
-        return cls(*row[:_FIELDS])
+        res_type, res_id, version, seq, last_updated, deleted, *rest = row[:_FIELDS]
+        return cls(res_type, res_id, version, seq, last_updated, bool(deleted), *rest)  # the driver's 0/1 too
 
     @property
     def resource(self) -> dict[str, Any] | None:
