@@ -36,10 +36,13 @@ class Presentation:
 
 
 async def presentation(request: Request) -> Presentation:
-    """Read ``_format``, ``Accept``, ``_pretty`` and ``Prefer``; 406 for formats other than JSON.
+    """``presentation_of`` as a dependency: ``async`` although it does no I/O, as a plain ``def``
+    dependency costs a thread-pool hop per request."""
+    return presentation_of(request)
 
-    ``async`` although it does no I/O: a plain ``def`` dependency costs a thread-pool hop per request.
-    """
+
+def presentation_of(request: Request) -> Presentation:
+    """Read ``_format``, ``Accept``, ``_pretty`` and ``Prefer``; 406 for formats other than JSON."""
     wanted = request.query_params.get("_format")
     if wanted is not None:
         media_type = FORMAT_ALIASES.get(wanted.strip().lower())
