@@ -51,7 +51,7 @@ BULK_DURATION = Histogram(
 )
 AUDIT_WRITE = Histogram(
     "fhir_bridge_audit_write_seconds",
-    "Time to write one audit record (in its own transaction, before the answer leaves)",
+    "Time to write one batch of audit records: one transaction, before the answers of its requests leave",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 DATABASE_CONNECTIONS = Gauge(

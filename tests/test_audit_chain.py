@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, MetaData, Table, event, insert, select, text
+from prometheus_client import REGISTRY
+from sqlalchemy import Column, MetaData, Table, insert, select, text
 
 from fhir_bridge import Settings, cli, create_app
 from fhir_bridge.audit.chain import ChainKey, ChainKeyMismatch
+from fhir_bridge.audit.commit import GroupCommit
 from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us
 from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
 from fhir_bridge.errors import ConfigurationError
@@ -230,9 +232,13 @@ def test_a_worker_with_another_key_refuses_to_write_and_to_verify(
     assert code == 2 and "audit trail is chained under key id" in capsys.readouterr().err
 
 
+def _batches_written() -> float:
+    """Transactions the trail's writers have written, from the metric /metrics publishes."""
+    return REGISTRY.get_sample_value("fhir_bridge_audit_write_seconds_count") or 0.0
+
+
 def test_waiting_requests_share_one_commit_and_none_is_answered_before_it(trail: AuditLog) -> None:
-    commits: list[int] = []
-    event.listen(trail.engines.writer, "commit", lambda _connection: commits.append(1))
+    before = _batches_written()
     with trail.engines.writer.connect() as blocker:
         blocker.begin()  # holds the chain's head (SQLite: the file's write lock), as a busy writer elsewhere would
         blocker.execute(select(AUDIT_CHAIN).with_for_update())
@@ -245,9 +251,40 @@ def test_waiting_requests_share_one_commit_and_none_is_answered_before_it(trail:
     first.result(timeout=60)
     for future in waiting:
         future.result(timeout=60)
-    assert len(commits) <= 2  # the first request's, then all that waited behind it
+    assert _batches_written() - before <= 2  # the first request's, then all that waited behind it
     assert _ids(trail) == list(range(1, 24))
     assert trail.verify().intact
+
+
+def test_records_announced_by_requests_in_progress_join_one_commit() -> None:
+    """As under many clients: requests announce their records when they start, and the writer waits
+    for those still to come before it commits (``audit.commit``), instead of a commit per request."""
+    batches: list[list[int]] = []
+    writer = GroupCommit(batches.append, delay=3600)  # only what is announced is waited for
+    for _ in range(3):
+        writer.expect()
+    futures = []
+    for n in range(3):
+        futures.append(writer.submit([n], announced=True))
+        time.sleep(0.01)  # each request finishes a while after the one before
+    for future in futures:
+        future.result(timeout=60)
+    alone = writer.submit([3])  # nothing announced: written at once, not held for the delay
+    alone.result(timeout=60)
+    writer.close()
+    assert batches == [[0, 1, 2], [3]] and writer.expected == 0
+
+
+def test_a_withdrawn_announcement_does_not_hold_back_the_records_of_others() -> None:
+    batches: list[list[int]] = []
+    writer = GroupCommit(batches.append, delay=3600)  # it would wait an hour for the announced record
+    writer.expect()
+    writer.expect()
+    written = writer.submit([1], announced=True)
+    writer.withdraw()  # the other request failed before its record: the writer stops waiting for it
+    written.result(timeout=60)
+    writer.close()
+    assert batches == [[1]] and writer.expected == 0
 
 
 def test_a_record_that_cannot_be_written_fails_its_own_request_only(trail: AuditLog, database_url: str) -> None:
@@ -270,6 +307,7 @@ def test_a_request_whose_record_cannot_be_written_fails(database_url: str) -> No
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/fhir/Patient/refused").status_code == 500  # 404 if it went unrecorded
         assert client.get("/fhir/Patient/other").status_code == 404
+    assert trail.announced == 0  # neither request left the writer waiting for a record
     app.state.services.close()
     assert [trail.read(i).path for i in _ids(trail)] == ["/fhir/Patient/other"]
 

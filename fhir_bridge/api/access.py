@@ -117,12 +117,24 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         trail = _Trail(self, scope, classified, parameters)
+        self.audit.expect()  # this request's record will come: the writer may wait for it (audit.commit)
+        trail.announced = True
+        try:
+            await self._handle(scope, receive, send, headers, classified.needs, trail)
+        finally:
+            if trail.announced:  # it failed before its record was handed over
+                trail.announced = False
+                self.audit.withdraw()
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], needs: set[Permission], trail: _Trail
+    ) -> None:
         principal: Principal | None = None
         if self.verifier is not None:
             try:
                 principal = self._authenticate(scope, headers)
                 trail.client_id = principal.client_id
-                _check(principal, classified.needs)
+                _check(principal, needs)
             except FhirError as error:
                 trail.client_id = trail.client_id or _claimed_client(headers)
                 await trail.refuse(error, send)
@@ -130,7 +142,7 @@ class AccessControl:
             trail.client_id = principal.client_id
         state = scope.setdefault("state", {})
         state["principal"] = principal
-        state["audit"] = classified.extra
+        state["audit"] = trail.classified.extra
         await trail.run(receive, send)
 
     def _authenticate(self, scope: Scope, headers: dict[str, str]) -> Principal:
@@ -170,6 +182,7 @@ class _Trail:
         self.parameters = parameters
         self.client_id: str | None = None
         self.written = False
+        self.announced = False  # told the trail's writer this record will come, and not handed it over yet
 
     async def run(self, receive: Receive, send: Send) -> None:
         async def audited_send(message: Message) -> None:
@@ -237,7 +250,8 @@ class _Trail:
                     address=address,
                 )
             )
-        await self.access.audit.record_async(entries)
+        announced, self.announced = self.announced, False
+        await self.access.audit.record_async(entries, announced=announced)
 
 
 def require(request: Request, needs: set[Permission]) -> None:

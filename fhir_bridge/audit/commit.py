@@ -5,6 +5,13 @@ writer takes everything queued (up to ``max_batch`` records) and writes it with 
 then answers every waiting request. Under one connection a batch is one request's records, so
 nothing waits longer than before; under many, each commit (and its fsync) serves many requests.
 
+Where commits cost CPU rather than waiting (SQLite in WAL mode does not sync at commit), the
+writer keeps up with one request at a time and batches stay at one record. So, like PostgreSQL's
+``commit_delay``/``commit_siblings``, a request can announce its records (``expect``) when it
+starts: while requests that announced records have not handed them over, the writer waits for
+them (at most ``delay`` seconds) before it commits, and under many clients one commit serves many.
+With one client nothing is announced beyond the batch in hand, and nothing waits.
+
 A batch that fails is retried one request at a time, so only the requests whose own records
 cannot be written fail (as when each request wrote its own transaction). A request cancelled while
 it waits (the client went away) still has its records written: the trail does not depend on the
@@ -16,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -23,24 +31,53 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 log = logging.getLogger("fhir_bridge.audit")
 _STOP = object()
+_WAKE = object()  # a withdrawn announcement: the writer looks again at what it waits for
 
 
 class GroupCommit(Generic[T]):
     """Batches of ``T`` handed to ``write`` (one transaction each) by a writer thread started on first use."""
 
-    def __init__(self, write: Callable[[Sequence[T]], None], *, max_batch: int = 512, name: str = "group-commit"):
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], None],
+        *,
+        max_batch: int = 512,
+        delay: float = 0.002,
+        name: str = "group-commit",
+    ):
         self._write = write
         self._max_batch = max_batch
+        self._delay = delay
         self._name = name
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._expected = 0  # requests that announced records and have not submitted them yet
 
-    def submit(self, items: Sequence[T]) -> Future[None]:
+    def expect(self) -> None:
+        """Announce that this request will ``submit`` (with ``announced=True``) or ``withdraw``."""
+        with self._lock:
+            self._expected += 1
+
+    def withdraw(self) -> None:
+        """An announced request that will not submit after all (the writer stops waiting for it)."""
+        with self._lock:
+            self._expected -= 1
+            if self._thread is not None:
+                self._queue.put(_WAKE)
+
+    @property
+    def expected(self) -> int:
+        """Requests that announced records and have neither submitted nor withdrawn them."""
+        return self._expected
+
+    def submit(self, items: Sequence[T], *, announced: bool = False) -> Future[None]:
         """Queue one request's ``items`` (written together, in one transaction); done once they are durable."""
         future: Future[None] = Future()
         with self._lock:
+            if announced:
+                self._expected -= 1
             if self._stopped:  # after close (a late listener thread): write it here and now
                 self._commit([(items, future)])
                 return future
@@ -66,16 +103,27 @@ class GroupCommit(Generic[T]):
             first = self._queue.get()
             if first is _STOP:
                 return
+            if first is _WAKE:
+                continue
             batch: list[tuple[Sequence[T], Future[None]]] = [first]  # type: ignore[list-item]
             size = len(batch[0][0])
+            deadline = time.monotonic() + self._delay
             while size < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    wait = deadline - time.monotonic()
+                    if self._expected <= 0 or wait <= 0:
+                        break
+                    try:  # announced records are on their way: take them into this commit
+                        item = self._queue.get(timeout=wait)
+                    except queue.Empty:
+                        break
                 if item is _STOP:
                     stopping = True
                     break
+                if item is _WAKE:
+                    continue
                 batch.append(item)  # type: ignore[arg-type]
                 size += len(batch[-1][0])
             self._commit(batch)

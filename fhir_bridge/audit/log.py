@@ -281,18 +281,32 @@ class AuditLog:
         self._writer: GroupCommit[AuditEntry] = GroupCommit(self._append, name="audit-writer")
 
     # writing -----------------------------------------------------------------------------------------
-    def submit(self, entries: Sequence[AuditEntry]) -> Future[None]:
+    def submit(self, entries: Sequence[AuditEntry], *, announced: bool = False) -> Future[None]:
         """Queue records that belong together (a Bundle and its entries: one transaction); the future
-        is done once they are committed, or holds why they could not be."""
-        return self._writer.submit(entries)
+        is done once they are committed, or holds why they could not be. ``announced``: by a request
+        that called ``expect`` when it started."""
+        return self._writer.submit(entries, announced=announced)
+
+    def expect(self) -> None:
+        """A request that will write its record has started: the writer may wait for it to batch it
+        with others (``audit.commit``); it must then ``record_async(..., announced=True)`` or ``withdraw``."""
+        self._writer.expect()
+
+    def withdraw(self) -> None:
+        self._writer.withdraw()
+
+    @property
+    def announced(self) -> int:
+        """Requests that announced a record (``expect``) and have neither written nor withdrawn it."""
+        return self._writer.expected
 
     def record(self, entry: AuditEntry) -> None:
         """Write one record (from a worker thread); raises if it could not be written."""
         self.submit([entry]).result()
 
-    async def record_async(self, entries: Sequence[AuditEntry]) -> None:
+    async def record_async(self, entries: Sequence[AuditEntry], *, announced: bool = False) -> None:
         """Write records from the event loop: waits for the commit without holding a worker thread."""
-        await asyncio.wrap_future(self.submit(entries))
+        await asyncio.wrap_future(self.submit(entries, announced=announced))
 
     def close(self) -> None:
         """Write what is queued and stop the writer thread (later records are written by their caller)."""
