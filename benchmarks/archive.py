@@ -482,6 +482,15 @@ def run(database_url: str, options: argparse.Namespace, directory: Path) -> dict
         print(f"  (already loaded in schema {options.schema}: measured again; the load figures are the first run's)")
         engines = create_engines(database_url)
         prepare_schema(engines, upgrade=True)  # a kept schema of an older revision is upgraded, as an operator would
+        with engines.writer.begin() as connection:
+            # the last run's audit trail (chained under that run's throw-away key) and export files
+            connection.execute(text("DROP TABLE IF EXISTS audit_event, audit_chain"))
+            connection.execute(text("TRUNCATE bulk_chunk, bulk_file, bulk_job, bulk_job_client CASCADE"))
+            # the versions since the instant: the updates and the last runs' catalogue touches
+            since_us = int(datetime.fromisoformat(loaded["since"].replace("Z", "+00:00")).timestamp() * 1_000_000)
+            loaded["updated"] = connection.execute(
+                text("SELECT count(*) FROM resource_version WHERE last_updated >= :since"), {"since": since_us}
+            ).scalar_one()
         engines.dispose()
         print(f"  VACUUM (ANALYZE) of the store's tables: {_vacuum(database_url):,.1f} s", flush=True)
     steps = loaded["steps"]

@@ -47,7 +47,8 @@ def count_matches(store: Store, query: SearchQuery) -> int:
     commit (``query.at_seq`` is then set to it).
 
     A whole type at the newest commit is the count the write path keeps (read with the commit clock,
-    one snapshot); otherwise, or pinned to an older commit, the matches are counted.
+    one snapshot); otherwise, or pinned to an older commit, the matches are counted, exactly unless
+    the search asked for ``_total=estimate`` (then, on PostgreSQL, the planner's estimate).
     """
     whole = _whole_type(query)
     if whole is not None:
@@ -57,6 +58,10 @@ def count_matches(store: Store, query: SearchQuery) -> int:
             return count
     if query.at_seq is None:
         query.at_seq = store.last_seq()
+    if query.total == "estimate":  # search.html#total: an estimate is acceptable
+        estimate = store.estimate_rows(compile_search(query, counting=True).with_only_columns(VERSION.c.res_pk))
+        if estimate is not None:
+            return estimate
     counted: int = store.scalar(compile_search(query, counting=True))
     return counted
 

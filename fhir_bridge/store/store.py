@@ -473,6 +473,16 @@ class Store:
         plan = [" | ".join(str(v) for v in row) if self.engines.dialect == "sqlite" else row[0] for row in rows]
         return sql, plan
 
+    def estimate_rows(self, statement: Executable) -> int | None:
+        """How many rows the query planner expects ``statement`` to return (PostgreSQL, from its
+        statistics: no row is read); None where the database gives no estimate (SQLite)."""
+        if self.engines.dialect != "postgresql":
+            return None
+        with self.reading() as connection:
+            compiled = statement.compile(dialect=connection.dialect)  # type: ignore[attr-defined]
+            plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar_one()
+        return int(plan[0]["Plan"]["Plan Rows"])
+
     def read(self, res_type: str, res_id: str) -> StoredVersion | None:
         with self.reading() as connection:
             row = connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
