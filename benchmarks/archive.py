@@ -21,6 +21,8 @@ uvicorn (as ``fhir-bridge serve``) and one keep-alive client measures, in one ru
     python -m benchmarks.archive                 # scale 0.1: 30,000 Patients, 100,000 studies, 200,000 Observations
     python -m benchmarks.archive --scale 1       # the issue's full size
     python -m benchmarks.archive --explain       # + the plan of every search that misses its target
+    python -m benchmarks.archive --schema arch   # load into schema "arch" and keep it; a later run
+                                                 # with the same --schema measures it again, unloaded
 
 Load rate and the size on disk of every table (``pg_total_relation_size``) are printed first.
 """
@@ -193,6 +195,31 @@ def load(database_url: str, mix: Mix, seed: int) -> dict[str, Any]:
     return {"steps": steps, "vacuum_seconds": vacuum, "since": since, "updated": len(chosen)}
 
 
+_LOADED = "benchmark.archive.load"  # a store_info key: the load's figures, kept with a --schema
+
+
+def _remember(database_url: str, loaded: dict[str, Any]) -> None:
+    engines = create_engines(database_url)
+    with engines.writer.begin() as connection:
+        connection.execute(
+            text("INSERT INTO store_info (key, value) VALUES (:k, :v)"), {"k": _LOADED, "v": json.dumps(loaded)}
+        )
+    engines.dispose()
+
+
+def _loaded(database_url: str) -> dict[str, Any] | None:
+    """The load figures of a kept schema, None when it holds no loaded store."""
+    engines = create_engines(database_url)
+    try:
+        with engines.reader.connect() as connection:
+            if connection.execute(text("SELECT to_regclass('store_info')")).scalar() is None:
+                return None
+            value = connection.execute(text("SELECT value FROM store_info WHERE key = :k"), {"k": _LOADED}).scalar()
+    finally:
+        engines.dispose()
+    return json.loads(value) if value else None
+
+
 def sizes(database_url: str) -> dict[str, int]:
     """Bytes on disk of each table of the schema (pg_total_relation_size: heap, TOAST and indexes)."""
     engine = create_engines(database_url)
@@ -324,6 +351,8 @@ def catalogue(client: httpx.Client, root: str, samples: int) -> list[Row]:
             raise RuntimeError(f"PUT Patient: {response.status_code} {response.text[:300]}")
         for row in rows:
             row.milliseconds.append(_get(client, row.query, headers={"accept": "application/ld+json"})[0])
+    for sample in range(samples):  # gone again: the store holds the mix alone (a kept schema is measured again)
+        client.delete(f"/Patient/catalogue-touch-{sample}")
     return rows
 
 
@@ -444,7 +473,26 @@ def run(database_url: str, options: argparse.Namespace, directory: Path) -> dict
         f"instances), {mix.observations:,} Observations through Store.write (validation skipped)",
         flush=True,
     )
-    loaded = load(database_url, mix, options.seed)
+    loaded = _loaded(database_url) if options.schema else None
+    if loaded is None:
+        loaded = load(database_url, mix, options.seed)
+        if options.schema:
+            _remember(database_url, loaded)
+    else:
+        print(f"  (already loaded in schema {options.schema}: measured again; the load figures are the first run's)")
+        engines = create_engines(database_url)
+        prepare_schema(engines, upgrade=True)  # a kept schema of an older revision is upgraded, as an operator would
+        with engines.writer.begin() as connection:
+            # the last run's audit trail (chained under that run's throw-away key) and export files
+            connection.execute(text("DROP TABLE IF EXISTS audit_event, audit_chain"))
+            connection.execute(text("TRUNCATE bulk_chunk, bulk_file, bulk_job, bulk_job_client CASCADE"))
+            # the versions since the instant: the updates and the last runs' catalogue touches
+            since_us = int(datetime.fromisoformat(loaded["since"].replace("Z", "+00:00")).timestamp() * 1_000_000)
+            loaded["updated"] = connection.execute(
+                text("SELECT count(*) FROM resource_version WHERE last_updated >= :since"), {"since": since_us}
+            ).scalar_one()
+        engines.dispose()
+        print(f"  VACUUM (ANALYZE) of the store's tables: {_vacuum(database_url):,.1f} s", flush=True)
     steps = loaded["steps"]
     load_seconds = sum(steps[kind]["seconds"] for kind in ("Patient", "ImagingStudy", "Observation"))
     disk = sizes(database_url)
@@ -474,7 +522,7 @@ def run(database_url: str, options: argparse.Namespace, directory: Path) -> dict
         print("== catalogue", flush=True)
         described = catalogue(client, server.base, options.catalogue_samples)
         print("== $export", flush=True)
-        exported = export(client, server.pid, mix.total + options.catalogue_samples)
+        exported = export(client, server.pid, mix.total)
     results: list[dict[str, Any]] = []
 
     def add(label: str, value: str, target: str, passed: bool | None, query: str = "") -> None:
@@ -574,14 +622,36 @@ def parser() -> argparse.ArgumentParser:
     arguments.add_argument("--seed", type=int, default=7)
     arguments.add_argument("--explain", action="store_true", help="print the plan of searches that miss the target")
     arguments.add_argument("--json", action="store_true", help="also print every figure as one line of JSON, last")
+    arguments.add_argument(
+        "--schema",
+        help="load into this schema and keep it (not dropped at the end); when it already holds a loaded store, "
+        "measure that (upgraded to the newest revision first) without loading again",
+    )
     return arguments
+
+
+@contextmanager
+def kept_schema(server_url: str, schema: str) -> Iterator[str]:
+    """A URL whose search_path is ``schema``, created when missing and kept on exit."""
+    from sqlalchemy import create_engine
+
+    admin = create_engine(server_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    admin.dispose()
+    separator = "&" if "?" in server_url else "?"
+    yield f"{server_url}{separator}options=-csearch_path%3D{schema}"
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parser().parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="fhir-bridge-archive-") as scratch,
-        postgres_schema(options.postgres_url) as url,
+        (
+            kept_schema(options.postgres_url, options.schema)
+            if options.schema
+            else postgres_schema(options.postgres_url)
+        ) as url,
     ):
         result = run(url, options, Path(scratch))
     if options.json:

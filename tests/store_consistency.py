@@ -3,7 +3,8 @@
 Meant for after a crash, a kill or a storm of concurrent writes: every version chain is whole,
 every resource row names its current version, every index row belongs to a version that exists
 (and every version has exactly the index rows its content gives), every local reference of a
-current resource resolves, and every ImagingStudy agrees with itself. It reads through one
+current resource resolves, every ImagingStudy agrees with itself, and the per-type counts the write
+path keeps (``resource_count``) are the current resources of each type. It reads through one
 snapshot, so it may run while a server is still writing.
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy import create_engine, select, text
 
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.store.database import create_engines
-from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, VERSION
+from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, RESOURCE_COUNT, VERSION
 from fhir_bridge.store.versions import format_instant
 
 _BOOKKEEPING = {"id", "res_pk", "res_type", "seq_from", "seq_to"}  # index columns that are not the value
@@ -54,6 +55,7 @@ def assert_store_consistent(database_url: str, *, references: bool = True) -> Co
             if engines.dialect == "postgresql":  # one snapshot for every query below
                 connection = connection.execution_options(isolation_level="REPEATABLE READ")
             clock = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated)).all()
+            kept_counts = dict(connection.execute(select(RESOURCE_COUNT.c.res_type, RESOURCE_COUNT.c.current)).all())
             resources = connection.execute(
                 select(
                     RESOURCE.c.pk,
@@ -179,6 +181,11 @@ def assert_store_consistent(database_url: str, *, references: bool = True) -> Co
         if res_type == "ImagingStudy":
             problems.extend(f"ImagingStudy/{res_id}: {p}" for p in imaging_study_problems(resource))
 
+    for res_type in sorted(set(counts) | set(kept_counts)):
+        if kept_counts.get(res_type, 0) != counts[res_type]:
+            problems.append(
+                f"resource_count says {kept_counts.get(res_type, 0)} current {res_type}, not {counts[res_type]}"
+            )
     assert not problems, f"{len(problems)} inconsistencies in the store:\n" + "\n".join(problems[:MAX_REPORTED])
     return counts
 

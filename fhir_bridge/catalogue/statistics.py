@@ -32,7 +32,6 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, distinct, func, 
 
 from fhir_bridge.search.index_rows import (
     Rows,
-    count_current,
     current_versions,
     index_rows,
     resource_rows,
@@ -40,7 +39,7 @@ from fhir_bridge.search.index_rows import (
 )
 from fhir_bridge.search.parameter_types.token import token_any
 from fhir_bridge.search.values import indexed_text
-from fhir_bridge.store.store import Store, commit_clock
+from fhir_bridge.store.store import Store, current_counts
 
 DIMENSIONS = ("sex", "modality", "bodypart", "manufacturer", "condition", "segmentation")
 YEAR_MICROS = 31_556_952_000_000  # 365.2425 days
@@ -234,14 +233,16 @@ class Statistics:
         self.store = store
 
     @staticmethod
-    def _clock(connection: Connection) -> tuple[int, int | None]:
-        seq, last_updated = commit_clock(connection)
-        return seq, (last_updated if seq else None)
+    def _clock(connection: Connection) -> tuple[int, int | None, dict[str, int]]:
+        """The newest commit, its time, and the Patients and ImagingStudies current at it (the
+        write path's per-type counts, read with the clock)."""
+        seq, last_updated, counts = current_counts(connection, ("Patient", "ImagingStudy"))
+        return seq, (last_updated if seq else None), counts
 
     def counts(self, criteria: Sequence[Criterion], stratify: str | None = None) -> tuple[int, int, list[Stratum]]:
         """(subjects, studies) meeting ``criteria``, and with ``stratify`` the same per value of that dimension."""
         with self.store.reading() as connection:
-            seq, _ = self._clock(connection)
+            seq, _, current = self._clock(connection)
             if criteria:
                 studies = _studies(seq, criteria).subquery("studies")
                 subjects, total = connection.execute(
@@ -249,7 +250,7 @@ class Statistics:
                 ).one()
                 matching: Select[Any] | None = select(studies.c.pk)
             else:
-                subjects, total = self._totals(connection, seq)
+                subjects, total = self._subjects(connection, seq), current["ImagingStudy"]
                 matching = None
             strata = []
             if stratify:
@@ -263,8 +264,7 @@ class Statistics:
     def collect(self) -> StoreStatistics:
         """Everything the catalogue description needs, as of the newest commit."""
         with self.store.reading() as connection:
-            seq, modified = self._clock(connection)
-            n_subjects, n_studies = self._totals(connection, seq)
+            seq, modified, current = self._clock(connection)
             by_value = {
                 dimension: {
                     Value(system, str(code)): subjects
@@ -275,9 +275,9 @@ class Statistics:
             return StoreStatistics(
                 seq=seq,
                 modified=modified,
-                patients=connection.execute(count_current("Patient", seq)).scalar_one(),
-                studies=n_studies,
-                study_subjects=n_subjects,
+                patients=current["Patient"],
+                studies=current["ImagingStudy"],
+                study_subjects=self._subjects(connection, seq),
                 sexes=self._sexes(connection, seq),
                 modalities=by_value["modality"],
                 body_parts=by_value["bodypart"],
@@ -291,14 +291,13 @@ class Statistics:
             )
 
     @staticmethod
-    def _totals(connection: Connection, seq: int) -> tuple[int, int]:
-        """(distinct subjects, studies) of all current ImagingStudies."""
-        studies = connection.execute(count_current("ImagingStudy", seq)).scalar_one()
+    def _subjects(connection: Connection, seq: int) -> int:
+        """Distinct subjects of all current ImagingStudies."""
         subject = _subject_rows(seq)
-        subjects = connection.execute(
+        subjects: int = connection.execute(
             select(func.count(distinct(subject.c.target_id))).where(_study_subject(subject, subject.c.res_pk))
         ).scalar_one()
-        return subjects, studies
+        return subjects
 
     @staticmethod
     def _annotated(connection: Connection, seq: int) -> tuple[int, int]:

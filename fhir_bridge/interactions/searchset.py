@@ -130,8 +130,7 @@ def run_search(
         query.at_seq = int(position["s"])
         query.after = position if "pk" in position else None  # a ``first`` link: the pinned first page
     counting_only = query.summary == "count" or query.count == 0
-    if query.at_seq is None and counting_only:
-        query.at_seq = store.last_seq()  # otherwise search_page reads it with the page
+    # without a cursor, search_page reads the newest commit with the page (a count alone: count_matches)
     with _within_database_limits():
         page = [] if counting_only else search_page(store, query)
     has_next = len(page) > query.count

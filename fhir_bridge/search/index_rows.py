@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, func, select
+from sqlalchemy import ColumnElement, FromClause
 
 from fhir_bridge.search.parameter_types.token import token_any
 from fhir_bridge.store.schema import INDEX_TABLES, RESOURCE, VERSION, index_valid, version_valid
@@ -70,8 +70,3 @@ def resource_rows(resource_type: str, name: str | None) -> Rows:
 def current_versions(resource_type: str, at_seq: int) -> Rows:
     """The versions of ``resource_type`` current and not deleted at ``at_seq`` (``res_pk``, ``res_id``...)."""
     return Rows(VERSION, (VERSION.c.res_type == resource_type, VERSION.c.deleted.is_(False), version_valid(at_seq)))
-
-
-def count_current(resource_type: str, at_seq: int) -> Select[Any]:
-    """How many resources of ``resource_type`` exist at ``at_seq``."""
-    return select(func.count()).where(*current_versions(resource_type, at_seq).scope)

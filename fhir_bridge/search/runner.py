@@ -35,10 +35,35 @@ def search_page(store: Store, query: SearchQuery) -> list[tuple[StoredVersion, l
     return [(StoredVersion.of_row(row), list(row[_WIDTH:])) for row in rows]
 
 
+def _whole_type(query: SearchQuery) -> str | None:
+    """The type ``query`` counts every current resource of (no criterion, no compartment), if it does."""
+    if query.resource_type and not query.clauses and not query.compartment and not query.types:
+        return query.resource_type
+    return None
+
+
 def count_matches(store: Store, query: SearchQuery) -> int:
-    """How many resources match ``query`` at ``query.at_seq``."""
-    count: int = store.scalar(compile_search(query, counting=True))
-    return count
+    """How many resources match ``query`` at ``query.at_seq``; without ``at_seq``, at the newest
+    commit (``query.at_seq`` is then set to it).
+
+    A whole type at the newest commit is the count the write path keeps (read with the commit clock,
+    one snapshot); otherwise, or pinned to an older commit, the matches are counted, exactly unless
+    the search asked for ``_total=estimate`` (then, on PostgreSQL, the planner's estimate).
+    """
+    whole = _whole_type(query)
+    if whole is not None:
+        kept = store.count_current(whole, query.at_seq)
+        if kept is not None:
+            query.at_seq, count = kept
+            return count
+    if query.at_seq is None:
+        query.at_seq = store.last_seq()
+    if query.total == "estimate":  # search.html#total: an estimate is acceptable
+        estimate = store.estimate_rows(compile_search(query, counting=True).with_only_columns(VERSION.c.res_pk))
+        if estimate is not None:
+            return estimate
+    counted: int = store.scalar(compile_search(query, counting=True))
+    return counted
 
 
 def explain_plan(store: Store, query: SearchQuery) -> tuple[str, list[str]]:

@@ -41,7 +41,17 @@ from sqlalchemy.sql import ClauseElement
 from fhir_bridge.errors import FhirError
 from fhir_bridge.store.database import Engines, forget_deleted_pages, refresh_statistics, statistics_due
 from fhir_bridge.store.schema import VERSION_COLUMNS
-from fhir_bridge.store.tables import CLOCK, DATE_WIDTH, INDEX_TABLES, REFERENCE, RESOURCE, TOKEN, URI, VERSION
+from fhir_bridge.store.tables import (
+    CLOCK,
+    DATE_WIDTH,
+    INDEX_TABLES,
+    REFERENCE,
+    RESOURCE,
+    RESOURCE_COUNT,
+    TOKEN,
+    URI,
+    VERSION,
+)
 from fhir_bridge.store.versions import StoredVersion, format_instant
 
 # The index rows of a resource by index table (search parameter type); each row names its parameter
@@ -95,6 +105,32 @@ def commit_clock(connection: Connection) -> tuple[int, int]:
     """The newest committed ``seq`` and its ``lastUpdated`` (microseconds), read together."""
     row = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated).where(CLOCK.c.id == 1)).one()
     return row.seq, row.last_updated
+
+
+def current_counts(connection: Connection, res_types: Collection[str]) -> tuple[int, int, dict[str, int]]:
+    """The newest committed ``seq``, its ``lastUpdated`` and how many resources of each of
+    ``res_types`` are current at it, read together (one statement: one snapshot)."""
+    counts = [
+        func.coalesce(
+            select(RESOURCE_COUNT.c.current).where(RESOURCE_COUNT.c.res_type == res_type).scalar_subquery(), 0
+        )
+        for res_type in res_types
+    ]
+    row = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated, *counts).where(CLOCK.c.id == 1)).one()
+    return row[0], row[1], dict(zip(res_types, row[2:], strict=True))
+
+
+def _count_changes(connection: Connection, changes: Mapping[str, int]) -> None:
+    """Add ``changes`` (type -> resources more or fewer) to the per-type counts of current resources."""
+    upsert = sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert
+    for res_type, change in changes.items():
+        if change:
+            statement = upsert(RESOURCE_COUNT).values(res_type=res_type, current=change)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["res_type"], set_={"current": RESOURCE_COUNT.c.current + change}
+                )
+            )
 
 
 def _current(row: Sequence[Any]) -> StoredVersion:
@@ -169,6 +205,7 @@ class WriteSession:
         self._written: dict[tuple[str, str], StoredVersion] = {}
         self._deleted: set[tuple[str, str]] = set()
         self._references: dict[tuple[str, str], str] = {}  # target -> the resource that points at it
+        self._counted: dict[str, int] = {}  # type -> current resources more (or fewer) when this commits
 
     # reading inside the transaction -------------------------------------------------------
     def current(self, res_type: str, res_id: str) -> StoredVersion | None:
@@ -209,6 +246,8 @@ class WriteSession:
         if isinstance(previous, _Lookup) or (previous is not None and previous.pk is None):
             previous = self.current(res_type, res_id)  # (a version written earlier in this session gets its pk)
         version = previous.version + 1 if previous else 1
+        if previous is None or previous.deleted:
+            self._counted[res_type] = self._counted.get(res_type, 0) + 1
         seq = self._next_seq()
         meta = dict(resource.get("meta") or {})
         meta["versionId"] = str(version)
@@ -240,6 +279,8 @@ class WriteSession:
         if current.pk is None:  # created in this session: make sure its row exists
             current = self.current(current.res_type, current.res_id) or current
         version, seq = current.version + 1, self._next_seq()
+        if not current.deleted:
+            self._counted[current.res_type] = self._counted.get(current.res_type, 0) - 1
         values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": True, "content": None}
         pk = self._upsert_current(current.res_type, current.res_id, current, values)
         self._versions.append(
@@ -345,6 +386,7 @@ class WriteSession:
         self._flush()
         if self.enforce_references:
             self._check_references()
+        _count_changes(self.connection, self._counted)
         self.connection.execute(update(CLOCK).where(CLOCK.c.id == 1).values(seq=self._seq, last_updated=self.now))
 
 
@@ -436,6 +478,16 @@ class Store:
             rows = connection.exec_driver_sql(prefix + sql).all()
         plan = [" | ".join(str(v) for v in row) if self.engines.dialect == "sqlite" else row[0] for row in rows]
         return sql, plan
+
+    def estimate_rows(self, statement: Executable) -> int | None:
+        """How many rows the query planner expects ``statement`` to return (PostgreSQL, from its
+        statistics: no row is read); None where the database gives no estimate (SQLite)."""
+        if self.engines.dialect != "postgresql":
+            return None
+        with self.reading() as connection:
+            compiled = statement.compile(dialect=connection.dialect)  # type: ignore[attr-defined]
+            plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar_one()
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     def read(self, res_type: str, res_id: str) -> StoredVersion | None:
         row = self._first(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id})
@@ -540,6 +592,13 @@ class Store:
                 newest = newest.where(RESOURCE.c.res_type == res_type)
             return found, connection.execute(newest).scalar()
 
+    def count_current(self, res_type: str, at_seq: int | None = None) -> tuple[int, int] | None:
+        """The newest commit's seq and how many resources of ``res_type`` are current at it (the
+        per-type count the write path keeps); None when ``at_seq`` is given and is not the newest."""
+        with self.reading() as connection:
+            seq, _, counts = current_counts(connection, [res_type])
+        return (seq, counts[res_type]) if at_seq is None or at_seq == seq else None
+
     def last_seq(self) -> int:
         """The sequence number of the newest committed write."""
         with self.reading() as connection:
@@ -590,6 +649,12 @@ class Store:
                 )
                 if not pks:
                     continue
+                current = connection.execute(
+                    select(RESOURCE.c.res_type, func.count())
+                    .where(RESOURCE.c.pk.in_(pks), RESOURCE.c.deleted.is_(False))
+                    .group_by(RESOURCE.c.res_type)
+                ).all()
+                _count_changes(connection, {res_type: -n for res_type, n in current})
                 for table in INDEX_TABLES.values():
                     erased.index_rows += connection.execute(delete(table).where(table.c.res_pk.in_(pks))).rowcount
                 erased.versions += connection.execute(delete(VERSION).where(VERSION.c.res_pk.in_(pks))).rowcount
