@@ -175,11 +175,12 @@ class WriteSession:
         row = self.connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _current(row) if row else None
 
-    def rows(self, statement: Executable) -> Sequence[Row[Any]]:
-        """The rows of a read statement as this transaction sees them: its own writes included
-        (everything buffered is written first), as of ``last_seq`` (conditional writes search so)."""
+    def rows(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of a read statement (run with ``parameters``) as this transaction sees them: its own
+        writes included (everything buffered is written first), as of ``last_seq`` (conditional writes
+        search so)."""
         self._flush()
-        return self.connection.execute(statement).all()
+        return self.connection.execute(statement, parameters).all()
 
     @property
     def last_seq(self) -> int:
@@ -404,22 +405,26 @@ class Store:
         with self.engines.reader.connect() as connection:
             yield connection
 
-    def rows(self, statement: Executable) -> Sequence[Row[Any]]:
-        """The rows of a read statement (a search compiled by the search package, for one)."""
+    def rows(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of a read statement run with ``parameters`` (a search compiled by the search package,
+        for one)."""
         with self.reading() as connection:
-            return connection.execute(statement).all()
+            return connection.execute(statement, parameters).all()
 
-    def rows_at_newest(self, build: Callable[[int], Executable]) -> tuple[int, Sequence[Row[Any]]]:
-        """The newest commit's sequence number and the rows of ``build(seq)``, in one read transaction
-        (one connection and one round of BEGIN/ROLLBACK where two reads took two)."""
+    def rows_at_newest(
+        self, build: Callable[[int], tuple[Executable, Mapping[str, Any] | None]]
+    ) -> tuple[int, Sequence[Row[Any]]]:
+        """The newest commit's sequence number and the rows of the statement ``build(seq)`` gives, run
+        with the parameters it gives, in one read transaction (one connection and one round of
+        BEGIN/ROLLBACK where two reads took two)."""
         with self.reading() as connection:
             seq: int = connection.execute(_SELECT_SEQ).scalar_one()
-            return seq, connection.execute(build(seq)).all()
+            return seq, connection.execute(*build(seq)).all()
 
-    def scalar(self, statement: Executable) -> Any:
-        """The one value of a read statement (a count)."""
+    def scalar(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Any:
+        """The one value of a read statement run with ``parameters`` (a count)."""
         with self.reading() as connection:
-            return connection.execute(statement).scalar_one()
+            return connection.execute(statement, parameters).scalar_one()
 
     def explain(self, statement: ClauseElement) -> tuple[str, list[str]]:
         """The SQL of a read statement and the database's plan for it (PostgreSQL: with actual timings)."""
