@@ -8,7 +8,7 @@ from sqlalchemy import Select
 
 from fhir_bridge.search.compiler import compile_search
 from fhir_bridge.search.query import parse_search
-from fhir_bridge.search.shapes import ShapeCache, parametrize
+from fhir_bridge.search.shapes import ShapeCache, parametrize, placeholders
 
 
 def _compiled(resource_type: str, search: str, at_seq: int = 7, after: dict | None = None) -> tuple[Select, dict]:
@@ -152,8 +152,10 @@ def test_the_shape_cache_keeps_the_most_recently_used_shapes_only():
 
 
 def test_a_plan_splits_into_its_shape_and_its_values():
-    shape, _, values = parametrize((7, None, ("a", True, ("b", 2.5))))
+    shape, values = parametrize((7, None, ("a", True, ("b", 2.5))))
     assert shape == ("int", None, ("str", True, ("str", "float")))
     assert values == {"p0": 7, "p1": "a", "p2": "b", "p3": 2.5}
+    bound = placeholders((7, None, ("a", True, ("b", 2.5))))
+    assert [bound[0].key, bound[2][0].key, bound[2][2][1].key] == ["p0", "p1", "p3"] and bound[2][1] is True
     with pytest.raises(TypeError):
         parametrize(([1],))

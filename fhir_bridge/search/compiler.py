@@ -19,7 +19,7 @@ from fhir_bridge.search.criteria import Plan, criterion_plan
 from fhir_bridge.search.paging import keyset_position, page_statement
 from fhir_bridge.search.planner import clause_conditions
 from fhir_bridge.search.query import Criterion, SearchQuery
-from fhir_bridge.search.shapes import ShapeCache, parametrize
+from fhir_bridge.search.shapes import ShapeCache, parametrize, placeholders
 from fhir_bridge.store.schema import VERSION, version_valid
 
 # The statements of the searches compiled last, by shape (``search.shapes``).
@@ -77,16 +77,16 @@ def compile_search(query: SearchQuery, *, counting: bool = False, limit: int | N
     rows = None if counting else query.count + 1 if limit is None else limit
     plans = [criterion_plan(c) if isinstance(c, Criterion) else None for c in query.clauses]
     if query.compartment is None and all(plan is not None for plan in plans):
+        plan = (at_seq, rows, after, tuple(plans))
         try:
-            shape, (seq, bound_rows, bound_after, bound_plans), values = parametrize(
-                (at_seq, rows, after, tuple(plans))
-            )
+            shape, values = parametrize(plan)
         except TypeError:  # a cursor's sort value of another kind: not shared
             pass
         else:
             key = (_shape(query, counting), shape)
             statement = SEARCH_SHAPES.get(key)
             if statement is None:
+                seq, bound_rows, bound_after, bound_plans = placeholders(plan)
                 statement = _statement(query, counting, seq, bound_rows, bound_after, list(bound_plans))
                 SEARCH_SHAPES.put(key, statement)
             return statement, values

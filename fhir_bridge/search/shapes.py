@@ -9,8 +9,8 @@ What decides the shape is written down as a plan of the search's values (``searc
 tree of tuples and frozen dataclasses whose leaves are either *values* (``str``, ``int``, ``float``:
 bound, they never change the SQL) or *structure* (``None``, ``bool``, the dataclasses' classes and
 the tuples' lengths: they do). ``parametrize`` splits a plan into its shape (the key) and its values
-(the statement's parameters), and gives the plan with each value replaced by a named placeholder,
-from which the shared statement is built. The code that builds SQL from a plan never inspects a
+(the statement's parameters); ``placeholders`` gives the plan with each value replaced by a named
+placeholder, from which the shared statement is built. The code that builds SQL from a plan never inspects a
 value (a placeholder cannot be compared or tested for truth), so a statement built from one plan
 is the statement of every plan of its shape.
 """
@@ -27,31 +27,35 @@ from sqlalchemy import Select, bindparam
 _VALUES = (str, int, float)
 
 
-def _walk(plan: Any, params: dict[str, Any]) -> tuple[Any, Any]:
-    """(shape, plan with placeholders) of ``plan``, its values added to ``params`` as p0, p1..."""
+def _walk(plan: Any, params: dict[str, Any], bind: bool) -> tuple[Any, Any]:
+    """(shape, plan with placeholders when ``bind``) of ``plan``, its values added to ``params`` as p0, p1..."""
     if plan is None or isinstance(plan, bool):
         return plan, plan
     if isinstance(plan, _VALUES):
         name = f"p{len(params)}"
         params[name] = plan
         # untyped: compared with a column, a placeholder takes the column's type
-        return type(plan).__name__, bindparam(name, required=True)
+        return type(plan).__name__, bindparam(name, required=True) if bind else None
     if isinstance(plan, tuple):
-        pairs = [_walk(item, params) for item in plan]
+        pairs = [_walk(item, params, bind) for item in plan]
         return tuple(shape for shape, _ in pairs), tuple(bound for _, bound in pairs)
     if dataclasses.is_dataclass(plan) and not isinstance(plan, type):
-        fields = [getattr(plan, f.name) for f in dataclasses.fields(plan)]
-        pairs = [_walk(item, params) for item in fields]
-        bound = type(plan)(*(b for _, b in pairs))
+        pairs = [_walk(getattr(plan, f.name), params, bind) for f in dataclasses.fields(plan)]
+        bound = type(plan)(*(b for _, b in pairs)) if bind else None
         return (type(plan).__name__, *(shape for shape, _ in pairs)), bound
     raise TypeError(f"a search plan holds values, tuples and dataclasses, not {type(plan).__name__}")
 
 
-def parametrize(plan: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """(shape, plan with each value a placeholder, the values by placeholder name) of ``plan``."""
+def parametrize(plan: Any) -> tuple[Any, dict[str, Any]]:
+    """(shape, the values by placeholder name) of ``plan``."""
     params: dict[str, Any] = {}
-    shape, bound = _walk(plan, params)
-    return shape, bound, params
+    shape, _ = _walk(plan, params, bind=False)
+    return shape, params
+
+
+def placeholders(plan: Any) -> Any:
+    """``plan`` with each value replaced by its placeholder (named as ``parametrize`` names its values)."""
+    return _walk(plan, {}, bind=True)[1]
 
 
 class ShapeCache:
