@@ -12,7 +12,8 @@ and runs the statements compiled here.
     planner            which clause drives; date ranges bounded through idx_date_width
     compartments       Patient compartment membership
     paging             sorting and keyset paging
-    compiler           compile_search: one SELECT (or COUNT) for a SearchQuery
+    shapes             compiled statements shared by searches that differ only in their values
+    compiler           compile_search: one SELECT (or COUNT) for a SearchQuery, with the values to bind
     includes           _include / _revinclude
     runner             run searches through the store's read and write-session APIs
     batches            pk-ordered batches of the versions at one commit (bulk export)

@@ -68,8 +68,9 @@ def resource_batch(
     merged: dict[int, str] = {}
     for query in filters:
         query.at_seq, query.after, query.count = scope.at_seq, {"pk": after_pk}, limit
-        statement = compile_search(query).with_only_columns(*columns).where(*conditions).limit(limit)
-        merged.update((pk, content) for pk, content in connection.execute(statement))
+        statement, values = compile_search(query, limit=limit)
+        statement = statement.with_only_columns(*columns).where(*conditions)
+        merged.update((pk, content) for pk, content in connection.execute(statement, values))
     return sorted(merged.items())[:limit]
 
 

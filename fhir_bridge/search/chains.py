@@ -11,20 +11,26 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, or_, select, tuple_
 
-from fhir_bridge.search.criteria import criterion_condition, index_scope
+from fhir_bridge.search.criteria import Plan, criterion_condition, index_scope
 from fhir_bridge.search.query import Chain, Clause, ReverseChain
 from fhir_bridge.store.schema import REFERENCE, VERSION, index_valid, version_valid
 
 
 def clause_condition(
-    clause: Clause, versions: FromClause, resource_type: str | None, at_seq: int, driving: bool = True
+    clause: Clause,
+    versions: FromClause,
+    resource_type: str | None,
+    at_seq: int,
+    driving: bool = True,
+    plan: Plan | None = None,
 ) -> ColumnElement[bool]:
-    """The condition that one search clause puts on the rows of ``versions`` (the version table or an alias)."""
+    """The condition that one search clause puts on the rows of ``versions`` (the version table or an alias);
+    ``plan``: a criterion's plan with placeholders (``criteria.criterion_condition``)."""
     if isinstance(clause, Chain):
         return _chain_condition(clause, versions, resource_type, at_seq)
     if isinstance(clause, ReverseChain):
         return _reverse_chain_condition(clause, versions, at_seq)
-    return criterion_condition(clause, versions, resource_type, at_seq, driving)
+    return criterion_condition(clause, versions, resource_type, at_seq, driving, plan)
 
 
 def _current(versions: FromClause, resource_type: str, at_seq: int) -> list[ColumnElement[bool]]:

@@ -15,14 +15,23 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 
 from fhir_bridge.search.compartments import in_compartment
-from fhir_bridge.search.paging import page_statement
+from fhir_bridge.search.criteria import Plan, criterion_plan
+from fhir_bridge.search.paging import keyset_position, page_statement
 from fhir_bridge.search.planner import clause_conditions
-from fhir_bridge.search.query import SearchQuery
+from fhir_bridge.search.query import Criterion, SearchQuery
+from fhir_bridge.search.shapes import ShapeCache, parametrize, placeholders
 from fhir_bridge.store.schema import VERSION, version_valid
 
+# The statements of the searches compiled last, by shape (``search.shapes``).
+SEARCH_SHAPES = ShapeCache(512)
 
-def search_conditions(query: SearchQuery, at_seq: int) -> list[ColumnElement[bool]]:
-    """What a version must meet to match ``query`` at ``at_seq``."""
+Compiled = tuple[Select[Any], dict[str, Any]]  # a statement and the values of its placeholders
+
+
+def search_conditions(
+    query: SearchQuery, at_seq: int, plans: list[Plan | None] | None = None
+) -> list[ColumnElement[bool]]:
+    """What a version must meet to match ``query`` at ``at_seq`` (``plans``: see ``planner.clause_conditions``)."""
     conditions: list[ColumnElement[bool]] = [version_valid(at_seq), VERSION.c.deleted.is_(False)]
     if query.resource_type:
         conditions.append(VERSION.c.res_type == query.resource_type)
@@ -30,14 +39,55 @@ def search_conditions(query: SearchQuery, at_seq: int) -> list[ColumnElement[boo
         conditions.append(VERSION.c.res_type.in_(query.types))
     if query.compartment:
         conditions.append(in_compartment(query.compartment, query.resource_type, at_seq, query.types))
-    return conditions + clause_conditions(query, at_seq)
+    return conditions + clause_conditions(query, at_seq, plans or ())
 
 
-def compile_search(query: SearchQuery, *, counting: bool = False) -> Select[Any]:
-    """One SELECT over the versions current at ``query.at_seq`` (or its COUNT)."""
-    at_seq = query.at_seq
-    assert at_seq is not None, "a search is answered as of a commit"
-    conditions = search_conditions(query, at_seq)
+def _statement(
+    query: SearchQuery,
+    counting: bool,
+    at_seq: int,
+    limit: int,
+    after: tuple[tuple[Any, ...], int] | None,
+    plans: list[Plan | None] | None,
+) -> Select[Any]:
+    conditions = search_conditions(query, at_seq, plans)
     if counting:
         return select(func.count()).select_from(VERSION).where(*conditions)
-    return page_statement(query, conditions, at_seq)
+    return page_statement(query, conditions, at_seq, after, limit)
+
+
+def _shape(query: SearchQuery, counting: bool) -> tuple[Any, ...]:
+    """What of ``query`` besides its plan the statement is built from."""
+    clauses = tuple((c.parameter.code, c.modifier) for c in query.clauses if isinstance(c, Criterion))
+    sort = tuple((key.name, key.descending) for key in query.sort)
+    return query.resource_type, query.types, clauses, sort, counting
+
+
+def compile_search(query: SearchQuery, *, counting: bool = False, limit: int | None = None) -> Compiled:
+    """One SELECT over the versions current at ``query.at_seq`` (or its COUNT), at most ``limit`` rows
+    (a page and one more by default), and the values to run it with.
+
+    The searches whose every clause is planned (``criteria.criterion_plan``) share the statement of
+    their shape (``SEARCH_SHAPES``): the search's values are bound when it runs. Chains, ``_has``,
+    compartments and the types that build SQL from their values directly get a statement of their own.
+    """
+    at_seq = query.at_seq
+    assert at_seq is not None, "a search is answered as of a commit"
+    after = None if counting else keyset_position(query)
+    rows = None if counting else query.count + 1 if limit is None else limit
+    plans = [criterion_plan(c) if isinstance(c, Criterion) else None for c in query.clauses]
+    if query.compartment is None and all(plan is not None for plan in plans):
+        plan = (at_seq, rows, after, tuple(plans))
+        try:
+            shape, values = parametrize(plan)
+        except TypeError:  # a cursor's sort value of another kind: not shared
+            pass
+        else:
+            key = (_shape(query, counting), shape)
+            statement = SEARCH_SHAPES.get(key)
+            if statement is None:
+                seq, bound_rows, bound_after, bound_plans = placeholders(plan)
+                statement = _statement(query, counting, seq, bound_rows, bound_after, list(bound_plans))
+                SEARCH_SHAPES.put(key, statement)
+            return statement, values
+    return _statement(query, counting, at_seq, rows or 0, after, plans), {}

@@ -8,9 +8,12 @@ and ``:not`` are about the whole set of a resource's rows, so they are decided h
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import ColumnElement, FromClause, exists, not_, or_, select, true
 
-from fhir_bridge.search.parameter_types import PARAMETER_TYPES
+from fhir_bridge.search.parameter_types import PARAMETER_TYPES, PLANNED_TYPES
 from fhir_bridge.search.parameter_types.date import date_condition
 from fhir_bridge.search.query import Criterion
 from fhir_bridge.store.schema import INDEX_TABLES, index_valid
@@ -27,32 +30,80 @@ def index_scope(table: FromClause, parameter: str, resource_type: str | None, at
     return scope
 
 
-def _row_condition(criterion: Criterion, versions: FromClause) -> ColumnElement[bool]:
-    """``_id`` and ``_lastUpdated`` are columns of the version row."""
-    if criterion.parameter.code == "_id":
-        condition = versions.c.res_id.in_(criterion.values)
-        return not_(condition) if criterion.modifier == "not" else condition
+@dataclass(frozen=True)
+class Ids:
+    """The plan of ``_id`` (``search.shapes``): the ids ORed."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Missing:
+    """The plan of ``:missing``: whether the resources without a value are wanted."""
+
+    missing: bool
+
+
+Plan = tuple[Any, ...]
+
+
+def criterion_plan(criterion: Criterion) -> Plan | None:
+    """The plan of the criterion's values (``search.shapes``): () when it is ignored (no value); None
+    when its SQL is built from the values directly (its searches are not shared)."""
+    parameter = criterion.parameter
+    values = [v for v in criterion.values if v != ""]
+    if not values:
+        return ()
+    if parameter.code == "_id":
+        return (Ids(criterion.values),)
+    if parameter.code in ROW_PARAMETERS:
+        return None
+    if criterion.modifier == "missing":
+        return (Missing(values[-1].lower() == "true"),)
+    planned = PLANNED_TYPES.get(parameter.type)
+    return planned.terms(criterion, values) if planned else None
+
+
+def _last_updated(criterion: Criterion, versions: FromClause) -> ColumnElement[bool]:
+    """``_lastUpdated`` is a column of the version row."""
     column = versions.c.last_updated
     return or_(*(date_condition(column, column, value, "_lastUpdated") for value in criterion.values))
 
 
 def criterion_condition(
-    criterion: Criterion, versions: FromClause, resource_type: str | None, at_seq: int, driving: bool = True
+    criterion: Criterion,
+    versions: FromClause,
+    resource_type: str | None,
+    at_seq: int,
+    driving: bool = True,
+    plan: Plan | None = None,
 ) -> ColumnElement[bool]:
     """``driving``: the clause produces the candidate rows (an IN list from its index); otherwise it
-    is an EXISTS checked on each candidate, which is what a broad clause (a date range) should be."""
+    is an EXISTS checked on each candidate, which is what a broad clause (a date range) should be.
+
+    ``plan``: the criterion's plan with its values as placeholders (``search.shapes``); by default
+    its own plan, with its values."""
     parameter, pk = criterion.parameter, versions.c.res_pk
-    values = [v for v in criterion.values if v != ""]
-    if not values:
+    if plan is None:
+        plan = criterion_plan(criterion)
+    if plan == ():
         return true()  # an empty value is ignored, as the spec allows
+    if parameter.code == "_id":
+        assert plan is not None and isinstance(plan[0], Ids)
+        condition = versions.c.res_id.in_(plan[0].ids)
+        return not_(condition) if criterion.modifier == "not" else condition
     if parameter.code in ROW_PARAMETERS:
-        return _row_condition(criterion, versions)
+        return _last_updated(criterion, versions)
     table = INDEX_TABLES[parameter.type]
     scope = index_scope(table, parameter.code, resource_type, at_seq)
     if criterion.modifier == "missing":
+        assert plan is not None and isinstance(plan[0], Missing)
         has_any = pk.in_(select(table.c.res_pk).where(*scope))
-        return not_(has_any) if values[-1].lower() == "true" else has_any
-    matches = PARAMETER_TYPES[parameter.type].matches(table, criterion, values)
+        return not_(has_any) if plan[0].missing else has_any
+    if plan is None:
+        matches = PARAMETER_TYPES[parameter.type].matches(table, criterion, [v for v in criterion.values if v != ""])
+    else:
+        matches = PLANNED_TYPES[parameter.type].terms_matches(table, plan)
     if criterion.modifier == "not":
         return pk.not_in(select(table.c.res_pk).where(*scope, matches))
     if not driving:  # checked per candidate through the res_pk index

@@ -53,14 +53,28 @@ def after_condition(expressions: SortExpressions, values: list[Any], last_pk: in
     return or_(*alternatives)
 
 
-def page_statement(query: SearchQuery, conditions: list[ColumnElement[bool]], at_seq: int) -> Select[Any]:
-    """The versions meeting ``conditions``, sorted, after the query's keyset position, with their sort
-    values (the next page's cursor), one row more than a page: that row tells whether a next page exists."""
+def page_statement(
+    query: SearchQuery,
+    conditions: list[ColumnElement[bool]],
+    at_seq: int,
+    after: tuple[tuple[Any, ...], int] | None,
+    limit: int,
+) -> Select[Any]:
+    """The versions meeting ``conditions``, sorted, after the keyset position ``after`` (sort values
+    and pk of the previous page's last row), with their sort values (the next page's cursor), at most
+    ``limit`` (a page and one row more: that row tells whether a next page exists)."""
     sort = [(sort_expression(key, at_seq), key.descending) for key in query.sort]
-    if query.after:
-        values = query.after.get("k", [None] * len(sort))
-        conditions = [*conditions, after_condition(sort, values, int(query.after["pk"]))]
+    if after is not None:
+        values, last_pk = after
+        conditions = [*conditions, after_condition(sort, list(values), last_pk)]
     order = [(expression.desc() if descending else expression.asc()).nulls_last() for expression, descending in sort]
     columns = [*VERSION_COLUMNS, *(expression.label(f"sort_{i}") for i, (expression, _) in enumerate(sort))]
     statement = select(*columns).where(*conditions).order_by(*order, VERSION.c.res_pk)
-    return statement.limit(query.count + 1)
+    return statement.limit(limit)
+
+
+def keyset_position(query: SearchQuery) -> tuple[tuple[Any, ...], int] | None:
+    """The query's keyset position (sort values, pk), None on a first page."""
+    if not query.after:
+        return None
+    return tuple(query.after.get("k", [None] * len(query.sort))), int(query.after["pk"])

@@ -13,13 +13,14 @@ instead of a scan of everything before April.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeGuard
 
 from sqlalchemy import ColumnElement, FromClause, exists, func, select
 
 from fhir_bridge.search.chains import clause_condition
-from fhir_bridge.search.criteria import index_scope
+from fhir_bridge.search.criteria import Plan, index_scope
 from fhir_bridge.search.parameter_types.date import date_condition, searched_range
 from fhir_bridge.search.query import Chain, Clause, Criterion, ReverseChain, SearchQuery
 from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, split_prefix
@@ -132,13 +133,19 @@ def _range_condition(
     return exists().where(DATE.c.res_pk == versions.c.res_pk, *conditions)
 
 
-def clause_conditions(query: SearchQuery, at_seq: int) -> list[ColumnElement[bool]]:
-    """The conditions of the query's clauses on the version table, the most selective first (driving)."""
+def clause_conditions(query: SearchQuery, at_seq: int, plans: Sequence[Plan | None] = ()) -> list[ColumnElement[bool]]:
+    """The conditions of the query's clauses on the version table, the most selective first (driving).
+
+    ``plans``: per clause of the query, its plan with placeholders (``search.shapes``) or None."""
+    plan_of = {id(clause): plan for clause, plan in zip(query.clauses, plans, strict=False)}
     ordered = sorted(merge_date_ranges(query.clauses), key=selectivity)
     conditions = []
     for index, clause in enumerate(ordered):
         if isinstance(clause, DateRange):
             conditions.append(_range_condition(clause, VERSION, query.resource_type, at_seq, index == 0))
         else:
-            conditions.append(clause_condition(clause, VERSION, query.resource_type, at_seq, driving=index == 0))
+            plan = plan_of.get(id(clause))
+            conditions.append(
+                clause_condition(clause, VERSION, query.resource_type, at_seq, driving=index == 0, plan=plan)
+            )
     return conditions

@@ -25,13 +25,13 @@ def search_page(store: Store, query: SearchQuery) -> list[tuple[StoredVersion, l
     ``at_seq``, at the newest commit (``query.at_seq`` is then set to it)."""
     if query.at_seq is None:
 
-        def at(seq: int) -> Select[Any]:
+        def at(seq: int) -> tuple[Select[Any], dict[str, Any]]:
             query.at_seq = seq
             return compile_search(query)
 
         _, rows = store.rows_at_newest(at)
     else:
-        rows = store.rows(compile_search(query))
+        rows = store.rows(*compile_search(query))
     return [(StoredVersion.of_row(row), list(row[_WIDTH:])) for row in rows]
 
 
@@ -59,16 +59,18 @@ def count_matches(store: Store, query: SearchQuery) -> int:
     if query.at_seq is None:
         query.at_seq = store.last_seq()
     if query.total == "estimate":  # search.html#total: an estimate is acceptable
-        estimate = store.estimate_rows(compile_search(query, counting=True).with_only_columns(VERSION.c.res_pk))
+        statement, values = compile_search(query, counting=True)
+        estimate = store.estimate_rows(statement.with_only_columns(VERSION.c.res_pk), values)
         if estimate is not None:
             return estimate
-    counted: int = store.scalar(compile_search(query, counting=True))
+    counted: int = store.scalar(*compile_search(query, counting=True))
     return counted
 
 
 def explain_plan(store: Store, query: SearchQuery) -> tuple[str, list[str]]:
     """The SQL of ``query``'s first page and the database's plan for it."""
-    return store.explain(compile_search(query))
+    statement, values = compile_search(query)
+    return store.explain(statement.params(values) if values else statement)
 
 
 def included(
@@ -85,8 +87,7 @@ def find_in_session(session: WriteSession, query: SearchQuery, limit: int = 2) -
     """Current resources matching ``query`` as the write transaction ``session`` sees them
     (its own writes included), for conditional writes; at most ``limit``."""
     query.at_seq = session.last_seq
-    statement = compile_search(query).limit(limit)
-    return [StoredVersion.of_row(row) for row in session.rows(statement)]
+    return [StoredVersion.of_row(row) for row in session.rows(*compile_search(query, limit=limit))]
 
 
 def count_distinct_targets(store: Store, query: SearchQuery, parameter: str, target_type: str) -> int:
@@ -97,7 +98,8 @@ def count_distinct_targets(store: Store, query: SearchQuery, parameter: str, tar
     two criteria are met by different studies). Federated search publishes counts resting on it.
     """
     assert query.resource_type is not None and query.at_seq is not None
-    matching = compile_search(query, counting=True).with_only_columns(VERSION.c.res_pk)
+    counting, values = compile_search(query, counting=True)
+    matching = counting.with_only_columns(VERSION.c.res_pk)
     target = REFERENCE.alias("target")
     statement = select(func.count(distinct(target.c.target_id))).where(
         target.c.res_pk.in_(matching),
@@ -106,5 +108,5 @@ def count_distinct_targets(store: Store, query: SearchQuery, parameter: str, tar
         target.c.target_type == target_type,
         index_valid(target, query.at_seq),
     )
-    count: int = store.scalar(statement)
+    count: int = store.scalar(statement, values)
     return count

@@ -218,11 +218,12 @@ class WriteSession:
         row = self.connection.execute(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
         return _current(row) if row else None
 
-    def rows(self, statement: Executable) -> Sequence[Row[Any]]:
-        """The rows of a read statement as this transaction sees them: its own writes included
-        (everything buffered is written first), as of ``last_seq`` (conditional writes search so)."""
+    def rows(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of a read statement (run with ``parameters``) as this transaction sees them: its own
+        writes included (everything buffered is written first), as of ``last_seq`` (conditional writes
+        search so)."""
         self._flush()
-        return self.connection.execute(statement).all()
+        return self.connection.execute(statement, parameters).all()
 
     @property
     def last_seq(self) -> int:
@@ -452,22 +453,26 @@ class Store:
         with self.engines.reader.connect() as connection:
             yield connection
 
-    def rows(self, statement: Executable) -> Sequence[Row[Any]]:
-        """The rows of a read statement (a search compiled by the search package, for one)."""
+    def rows(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of a read statement run with ``parameters`` (a search compiled by the search package,
+        for one)."""
         with self.reading() as connection:
-            return connection.execute(statement).all()
+            return connection.execute(statement, parameters).all()
 
-    def rows_at_newest(self, build: Callable[[int], Executable]) -> tuple[int, Sequence[Row[Any]]]:
-        """The newest commit's sequence number and the rows of ``build(seq)``, in one read transaction
-        (one connection and one round of BEGIN/ROLLBACK where two reads took two)."""
+    def rows_at_newest(
+        self, build: Callable[[int], tuple[Executable, Mapping[str, Any] | None]]
+    ) -> tuple[int, Sequence[Row[Any]]]:
+        """The newest commit's sequence number and the rows of the statement ``build(seq)`` gives, run
+        with the parameters it gives, in one read transaction (one connection and one round of
+        BEGIN/ROLLBACK where two reads took two)."""
         with self.reading() as connection:
             seq: int = connection.execute(_SELECT_SEQ).scalar_one()
-            return seq, connection.execute(build(seq)).all()
+            return seq, connection.execute(*build(seq)).all()
 
-    def scalar(self, statement: Executable) -> Any:
-        """The one value of a read statement (a count)."""
+    def scalar(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Any:
+        """The one value of a read statement run with ``parameters`` (a count)."""
         with self.reading() as connection:
-            return connection.execute(statement).scalar_one()
+            return connection.execute(statement, parameters).scalar_one()
 
     def explain(self, statement: ClauseElement) -> tuple[str, list[str]]:
         """The SQL of a read statement and the database's plan for it (PostgreSQL: with actual timings)."""
@@ -479,14 +484,15 @@ class Store:
         plan = [" | ".join(str(v) for v in row) if self.engines.dialect == "sqlite" else row[0] for row in rows]
         return sql, plan
 
-    def estimate_rows(self, statement: Executable) -> int | None:
-        """How many rows the query planner expects ``statement`` to return (PostgreSQL, from its
-        statistics: no row is read); None where the database gives no estimate (SQLite)."""
+    def estimate_rows(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> int | None:
+        """How many rows the query planner expects ``statement`` (run with ``parameters``) to return
+        (PostgreSQL, from its statistics: no row is read); None where the database gives no estimate (SQLite)."""
         if self.engines.dialect != "postgresql":
             return None
         with self.reading() as connection:
             compiled = statement.compile(dialect=connection.dialect)  # type: ignore[attr-defined]
-            plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar_one()
+            values = compiled.construct_params(dict(parameters or {}))
+            plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), values).scalar_one()
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def read(self, res_type: str, res_id: str) -> StoredVersion | None:

@@ -1,13 +1,14 @@
 """One module per search parameter type, each with its index rows and its SQL predicate.
 
 ``PARAMETER_TYPES`` maps the SearchParameter ``type`` to its module; index extraction
-(``search.index``) and clause compilation (``search.criteria``) dispatch through it.
+(``search.index``) and clause compilation (``search.criteria``) dispatch through it; ``PLANNED_TYPES``
+those of them whose values are written as a plan first (``search.shapes``).
 """
 
 from __future__ import annotations
 
 from fhir_bridge.search.parameter_types import composite, date, number, quantity, reference, string, token, uri
-from fhir_bridge.search.parameter_types.protocol import ParameterType
+from fhir_bridge.search.parameter_types.protocol import ParameterType, PlannedType
 
 PARAMETER_TYPES: dict[str, ParameterType] = {
     "string": string,
@@ -19,3 +20,6 @@ PARAMETER_TYPES: dict[str, ParameterType] = {
     "uri": uri,
     "composite": composite,
 }
+
+# The types whose values are planned (``search.shapes``): their searches share compiled statements.
+PLANNED_TYPES: dict[str, PlannedType] = {"token": token, "reference": reference}

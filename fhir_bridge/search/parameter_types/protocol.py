@@ -36,3 +36,17 @@ class ParameterType(Protocol):
     def sort_column(self, table: FromClause, descending: bool) -> ColumnElement[Any]:
         """The column a resource is sorted by (its least value ascending, its greatest descending)."""
         ...
+
+
+class PlannedType(Protocol):
+    """A type whose values' SQL is written as a plan first (``search.shapes``), so that searches that
+    differ only in their values share one statement."""
+
+    def terms(self, criterion: Criterion, values: Sequence[str]) -> tuple[Any, ...] | None:
+        """The plan of ``values``: what of them the SQL depends on, as values (bound) and structure;
+        None under a modifier whose SQL is built from the values directly (``matches``)."""
+        ...
+
+    def terms_matches(self, table: FromClause, terms: tuple[Any, ...]) -> ColumnElement[bool]:
+        """What ``matches`` gives, from the plan (whose values may be placeholders)."""
+        ...

@@ -8,6 +8,7 @@ these rows: they are the links its referential integrity checks and compartments
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, or_
@@ -58,31 +59,75 @@ def entries(item: Item, parameter: SearchParameter | None = None) -> Iterator[En
     }
 
 
-def _identifier_matches(table: FromClause, value: str) -> ColumnElement[bool]:
-    system, _, identifier = value.rpartition("|")
-    conditions = [table.c.identifier_value == identifier]
-    if system:
-        conditions.append(table.c.identifier_system == system)
-    return and_(*conditions)
+@dataclass(frozen=True)
+class ByUrl:
+    """A reference by its URL (absolute or canonical), or by the type and id in it (``target_type`` set)."""
+
+    url: str
+    target_type: str | None
+    target_id: str | None
 
 
-def _value_matches(table: FromClause, value: str, modifier: str | None) -> ColumnElement[bool]:
+@dataclass(frozen=True)
+class ById:
+    """A reference to ``target_id`` (of ``target_type`` when set)."""
+
+    target_type: str | None
+    target_id: str
+
+
+@dataclass(frozen=True)
+class ByIdentifier:
+    """``:identifier``: a logical reference with this identifier (in ``system`` when set)."""
+
+    system: str | None
+    value: str
+
+
+ReferenceTerm = ByUrl | ById | ByIdentifier
+
+
+def _term(value: str, modifier: str | None) -> ReferenceTerm:
     """``[Type/]id``, an absolute URL, or (``:identifier``) ``[system|]value``; a type modifier
     (``subject:Patient=id``) names the target type of a bare id."""
     if modifier == "identifier":
-        return _identifier_matches(table, value)
+        system, _, identifier = value.rpartition("|")
+        return ByIdentifier(system or None, identifier)
     target_type, target_id = parse_reference(value) if "/" in value else (None, value)
     if target_id is None:
-        return table.c.url == value
+        return ByUrl(value, None, None)
     if "://" in value:
-        return or_(table.c.url == value, and_(table.c.target_type == target_type, table.c.target_id == target_id))
+        return ByUrl(value, target_type, target_id)
     wanted_type = modifier if modifier and modifier[:1].isupper() else target_type
-    condition = table.c.target_id == target_id
-    return and_(condition, table.c.target_type == wanted_type) if wanted_type else condition
+    return ById(wanted_type, target_id)
+
+
+def _term_matches(table: FromClause, term: ReferenceTerm) -> ColumnElement[bool]:
+    if isinstance(term, ByIdentifier):
+        conditions = [table.c.identifier_value == term.value]
+        if term.system is not None:
+            conditions.append(table.c.identifier_system == term.system)
+        return and_(*conditions)
+    if isinstance(term, ByUrl):
+        if term.target_id is None:
+            return table.c.url == term.url
+        same = and_(table.c.target_type == term.target_type, table.c.target_id == term.target_id)
+        return or_(table.c.url == term.url, same)
+    condition = table.c.target_id == term.target_id
+    return and_(condition, table.c.target_type == term.target_type) if term.target_type is not None else condition
+
+
+def terms(criterion: Criterion, values: Sequence[str]) -> tuple[ReferenceTerm, ...]:
+    """The plan of ``values`` (``search.shapes``)."""
+    return tuple(_term(value, criterion.modifier) for value in values)
+
+
+def terms_matches(table: FromClause, terms: tuple[ReferenceTerm, ...]) -> ColumnElement[bool]:
+    return or_(*(_term_matches(table, term) for term in terms))
 
 
 def matches(table: FromClause, criterion: Criterion, values: Sequence[str]) -> ColumnElement[bool]:
-    return or_(*(_value_matches(table, value, criterion.modifier) for value in values))
+    return terms_matches(table, terms(criterion, values))
 
 
 def sort_column(table: FromClause, descending: bool) -> ColumnElement[Any]:

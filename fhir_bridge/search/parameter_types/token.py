@@ -11,6 +11,7 @@ system, ``|code`` that code with no system, and ``system|`` any code of that sys
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, or_
@@ -80,26 +81,63 @@ def token_match(system: ColumnElement[Any], code: ColumnElement[Any], value: str
     return and_(*conditions)
 
 
-def token_any(system: ColumnElement[Any], code: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:
-    """Token values ORed, as IN lists grouped by system: ``system = ? AND code IN (...)``.
+@dataclass(frozen=True)
+class TokenTerm:
+    """Token values ORed on one system: ``system``'s ``codes`` (any code when empty).
 
-    An OR of many ``(system = ? AND code = ?)`` terms makes both planners give up the index and
-    scan the parameter's rows; an IN list per system is answered from the (system, code) index.
+    ``system`` None is any system, unless ``no_system``: then only codes without one match. The
+    terms of a search's values are its plan (``search.shapes``): the SQL depends on the fields
+    that are None or not, ``no_system`` and how many codes, never on the values themselves.
     """
+
+    system: str | None
+    no_system: bool
+    codes: tuple[str, ...]
+
+
+def token_terms(values: Sequence[str]) -> tuple[TokenTerm, ...]:
+    """Token values (see the module) as terms: the codes wanted in one system grouped in one term."""
+    others: list[TokenTerm] = []
     codes_by_system: dict[str | None, list[str]] = {}
-    others: list[ColumnElement[bool]] = []
     for value in values:
         wanted_system, bar, wanted_code = value.partition("|")
         if not bar:
             codes_by_system.setdefault(None, []).append(value)
         elif wanted_system and wanted_code:
             codes_by_system.setdefault(wanted_system, []).append(wanted_code)
-        else:
-            others.append(token_match(system, code, value))
-    for by_system, codes in codes_by_system.items():
-        matched = code == codes[0] if len(codes) == 1 else code.in_(codes)
-        others.append(matched if by_system is None else and_(system == by_system, matched))
-    return others[0] if len(others) == 1 else or_(*others)
+        else:  # |code, system| or |
+            codes = (wanted_code,) if wanted_code else ()
+            others.append(TokenTerm(wanted_system or None, wanted_system == "", codes))
+    grouped = [TokenTerm(system, False, tuple(codes)) for system, codes in codes_by_system.items()]
+    return (*others, *grouped)
+
+
+def token_condition(
+    system: ColumnElement[Any], code: ColumnElement[Any], terms: Sequence[TokenTerm]
+) -> ColumnElement[bool]:
+    """Token terms ORed, each ``system = ? AND code IN (...)``.
+
+    An OR of many ``(system = ? AND code = ?)`` terms makes both planners give up the index and
+    scan the parameter's rows; an IN list per system is answered from the (system, code) index.
+    """
+    alternatives = []
+    for term in terms:
+        conditions: list[ColumnElement[bool]] = []
+        if term.no_system:
+            conditions.append(system.is_(None))
+        elif term.system is not None:
+            conditions.append(system == term.system)
+        if len(term.codes) == 1:
+            conditions.append(code == term.codes[0])
+        elif term.codes:
+            conditions.append(code.in_(term.codes))
+        alternatives.append(conditions[0] if len(conditions) == 1 else and_(*conditions))
+    return alternatives[0] if len(alternatives) == 1 else or_(*alternatives)
+
+
+def token_any(system: ColumnElement[Any], code: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:
+    """Token values ORed, as IN lists grouped by system (``token_condition``)."""
+    return token_condition(system, code, token_terms(values))
 
 
 # predicates -----------------------------------------------------------------------------------
@@ -117,6 +155,15 @@ def _value_matches(table: FromClause, value: str, modifier: str | None, paramete
     if modifier == "of-type":
         return _of_type(table, value, parameter)
     return token_match(table.c.system, table.c.code, value)
+
+
+def terms(criterion: Criterion, values: Sequence[str]) -> tuple[TokenTerm, ...] | None:
+    """The plan of ``values`` (``search.shapes``); None under a modifier that compiles them directly."""
+    return token_terms(values) if criterion.modifier in (None, "not") else None
+
+
+def terms_matches(table: FromClause, terms: tuple[TokenTerm, ...]) -> ColumnElement[bool]:
+    return token_condition(table.c.system, table.c.code, terms)
 
 
 def matches(table: FromClause, criterion: Criterion, values: Sequence[str]) -> ColumnElement[bool]:

@@ -1,0 +1,161 @@
+"""Searches that differ only in their values share one compiled statement (search.shapes), and still
+each return their own matches; searches of different shapes never share one."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Select
+
+from fhir_bridge.search.compiler import compile_search
+from fhir_bridge.search.query import parse_search
+from fhir_bridge.search.shapes import ShapeCache, parametrize, placeholders
+
+
+def _compiled(resource_type: str, search: str, at_seq: int = 7, after: dict | None = None) -> tuple[Select, dict]:
+    parameters = [tuple(pair.split("=", 1)) for pair in search.split("&")]
+    query = parse_search(resource_type, parameters)
+    query.at_seq, query.after = at_seq, after
+    return compile_search(query)
+
+
+def _ids(client, query: str, resource_type: str = "Patient") -> list[str]:
+    bundle = client.get(f"/fhir/{resource_type}?{query}").json()
+    return sorted(e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match")
+
+
+@pytest.fixture
+def patients(client):
+    for pid, system, value, gender, born in [
+        ("a", "s", "1", "male", "2001"),
+        ("b", "s", "2", "female", "2008"),
+        ("c", "t", "1", "male", "2015"),
+    ]:
+        patient = {"resourceType": "Patient", "id": pid, "gender": gender, "birthDate": born}
+        patient["identifier"] = [{"system": system, "value": value}]
+        assert client.put(f"/fhir/Patient/{pid}", json=patient).status_code == 201
+        study = {"resourceType": "ImagingStudy", "id": f"study-{pid}", "status": "available"}
+        study["subject"] = {"reference": f"Patient/{pid}"}
+        assert client.put(f"/fhir/ImagingStudy/study-{pid}", json=study).status_code == 201
+    return client
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("identifier=s|1", "identifier=t|2"),
+        ("identifier=s|1,s|2", "identifier=t|3,t|4"),
+        ("identifier=s|1&gender=male", "identifier=t|9&gender=female"),
+        ("_id=a,b&_sort=-_lastUpdated&_count=5", "_id=c,d&_sort=-_lastUpdated&_count=50"),
+        ("gender:missing=true", "gender:missing=TRUE"),
+    ],
+)
+def test_searches_differing_in_values_share_one_statement(first, second):
+    (statement, values), (other, other_values) = _compiled("Patient", first), _compiled("Patient", second, 8)
+    assert statement is other
+    assert values != other_values
+
+
+def test_reference_searches_differing_in_values_share_one_statement():
+    first, values = _compiled("ImagingStudy", "patient=Patient/1")
+    second, other_values = _compiled("ImagingStudy", "patient=Patient/2")
+    assert first is second and values != other_values
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("identifier=s|1", "identifier:not=s|1"),  # modifier
+        ("identifier=s|1", "identifier=s|1,s|2"),  # number of values
+        ("identifier=s|1,s|2", "identifier=s|1,t|2"),  # one system's IN list or two systems
+        ("identifier=s|1", "identifier=|1"),  # a system or none
+        ("identifier=s|1", "identifier=1"),  # a system or any
+        ("identifier=s|1", "identifier=s|"),  # a code or any
+        ("gender:missing=true", "gender:missing=false"),
+        ("identifier=s|1", "identifier=s|1&_sort=gender"),  # _sort
+        ("identifier=s|1&_sort=gender", "identifier=s|1&_sort=-gender"),
+        ("identifier=s|1", "gender=s|1"),  # parameter
+        ("gender=male&identifier=s|1", "identifier=s|1&gender=male"),  # order of the clauses
+    ],
+)
+def test_searches_of_different_shapes_do_not_share(first, second):
+    assert _compiled("Patient", first)[0] is not _compiled("Patient", second)[0]
+
+
+def test_searches_on_types_whose_sql_holds_their_values_are_not_shared():
+    # dates and numbers compile their values (and prefixes) into the SQL: each search gets its own statement
+    for search in ("birthdate=ge2001", "birthdate=le2001", "name=a", "_lastUpdated=gt2020"):
+        statement, values = _compiled("Patient", search)
+        assert values == {} and statement is not _compiled("Patient", search)[0]
+    statement, values = _compiled("ImagingStudy", "patient.gender=male")  # a chain
+    assert values == {}
+
+
+def test_page_cursors_share_the_statement_of_their_shape():
+    first = _compiled("Patient", "identifier=s|1&_sort=gender", after={"pk": 3, "k": ["male"]})
+    second = _compiled("Patient", "identifier=s|2&_sort=gender", after={"pk": 9, "k": ["female"]})
+    absent = _compiled("Patient", "identifier=s|2&_sort=gender", after={"pk": 9, "k": [None]})
+    assert first[0] is second[0] and absent[0] is not first[0]
+    assert {3, "male"} <= set(first[1].values()) and {9, "female"} <= set(second[1].values())
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("identifier=s|1", ["a"]),
+        ("identifier=s|2", ["b"]),
+        ("identifier=t|1", ["c"]),
+        ("identifier=1", ["a", "c"]),
+        ("identifier=2", ["b"]),
+        ("identifier=s|1,s|2", ["a", "b"]),
+        ("identifier=t|1,t|2", ["c"]),
+        ("identifier=s|1,t|1", ["a", "c"]),
+        ("identifier:not=s|1", ["b", "c"]),
+        ("identifier:not=t|1", ["a", "b"]),
+        ("_id=a,b", ["a", "b"]),
+        ("_id=b,c", ["b", "c"]),
+        ("gender:missing=false", ["a", "b", "c"]),
+        ("gender:missing=true", []),
+        ("birthdate=ge2008", ["b", "c"]),
+        ("birthdate=le2008", ["a", "b"]),
+    ],
+)
+def test_each_search_of_a_shared_shape_returns_its_own_matches(patients, query, expected):
+    assert _ids(patients, query) == expected
+
+
+@pytest.mark.parametrize(("patient", "expected"), [("a", ["study-a"]), ("b", ["study-b"]), ("c", ["study-c"])])
+def test_reference_searches_of_one_shape_return_their_own_matches(patients, patient, expected):
+    assert _ids(patients, f"patient=Patient/{patient}", "ImagingStudy") == expected
+    assert _ids(patients, f"subject:Patient={patient}", "ImagingStudy") == expected
+
+
+def test_paging_through_a_shared_shape_returns_every_match_once(patients):
+    for sort in ("_id", "-_id", "gender", "-birthdate"):
+        seen, url = [], f"/fhir/Patient?identifier=s|1,s|2,t|1&_sort={sort}&_count=1"
+        while url:
+            bundle = patients.get(url.replace("http://testserver", "")).json()
+            seen += [e["resource"]["id"] for e in bundle.get("entry", [])]
+            url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+        assert sorted(seen) == ["a", "b", "c"], sort
+
+
+def test_the_shape_cache_keeps_the_most_recently_used_shapes_only():
+    cache = ShapeCache(size=2)
+    statements = {name: _compiled("Patient", f"{name}=x")[0] for name in ("identifier", "gender", "language")}
+    cache.put("identifier", statements["identifier"])
+    cache.put("gender", statements["gender"])
+    assert cache.get("identifier") is statements["identifier"]  # now the most recently used
+    cache.put("language", statements["language"])
+    assert len(cache) == 2
+    assert cache.get("gender") is None
+    assert cache.get("identifier") is statements["identifier"] and cache.get("language") is statements["language"]
+
+
+def test_a_plan_splits_into_its_shape_and_its_values():
+    shape, values = parametrize((7, None, ("a", True, ("b", 2.5))))
+    assert shape == ("int", None, ("str", True, ("str", "float")))
+    assert values == {"p0": 7, "p1": "a", "p2": "b", "p3": 2.5}
+    bound = placeholders((7, None, ("a", True, ("b", 2.5))))
+    assert [bound[0].key, bound[2][0].key, bound[2][2][1].key] == ["p0", "p1", "p3"] and bound[2][1] is True
+    with pytest.raises(TypeError):
+        parametrize(([1],))
