@@ -173,8 +173,13 @@ def history_system(request: Request, view: Presentation = Depends(presentation))
     return head_response(request, render(bundle, 200, view))
 
 
-@router.get("/{resource_type}", summary="search", responses=FHIR_RESPONSES)
-def search_type(resource_type: str, request: Request, view: Presentation = Depends(presentation)) -> Response:
+@router.get(
+    "/{resource_type}", summary="search", responses=FHIR_RESPONSES, openapi_extra=path_parameters("resource_type")
+)
+def search_type(request: Request) -> Response:
+    # parameters from the request itself, as ``read`` takes them (FastAPI's dependency solving costs)
+    resource_type = request.path_params["resource_type"]
+    view = presentation_of(request)
     _not_an_operation(resource_type)
     bundle = _interactions(request).search(resource_type, query_parameters(request), fhir_base(request), view.strict)
     return head_response(request, render(bundle, 200, view))
