@@ -5,6 +5,7 @@ Tampering is done the way an intruder with database access would: SQL straight o
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -18,12 +19,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import Column, MetaData, Table, insert, select, text
+from sqlalchemy import Column, Connection, MetaData, Table, insert, select, text
 
 from fhir_bridge import Settings, cli, create_app
 from fhir_bridge.audit.chain import ChainKey, ChainKeyMismatch
 from fhir_bridge.audit.commit import GroupCommit
-from fhir_bridge.audit.log import AuditEntry, AuditLog, now_us
+from fhir_bridge.audit.log import CHECKPOINT_EVERY, AuditEntry, AuditLog, now_us
 from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.services import Services
@@ -374,3 +375,84 @@ def test_two_processes_writing_at_once_keep_one_linear_chain(trail: AuditLog, da
         assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
     assert _ids(trail) == list(range(1, 401))
     assert trail.verify().intact
+
+
+# SQLite: records committed on the event loop (audit.commit.LoopCommit) --------------------------------
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def _record_all(trail: AuditLog, groups: list[list[AuditEntry]]) -> list[BaseException | None]:
+    async def record() -> list[BaseException | None]:
+        return await asyncio.gather(*(trail.record_async(group) for group in groups), return_exceptions=True)
+
+    return asyncio.run(record())
+
+
+@on_sqlite
+def test_records_of_requests_answered_in_one_turn_of_the_loop_share_one_commit(trail: AuditLog) -> None:
+    before, threads = _batches_written(), set(threading.enumerate())
+    assert _record_all(trail, [[entry(n)] for n in range(20)] + [[entry(20), entry(21)]]) == [None] * 21
+    assert _batches_written() - before == 1
+    assert not set(threading.enumerate()) - threads  # committed on the loop: no writer thread was needed
+    assert _ids(trail) == list(range(1, 23)) and trail.verify().intact
+
+
+@on_sqlite
+def test_the_loop_does_not_wait_for_a_lock_another_process_holds(trail: AuditLog) -> None:
+    """While another writer holds the trail's file, the loop keeps serving: the records wait on the
+    writer thread, and are written, in one chain, once the lock is free."""
+
+    async def scenario(blocker: Connection) -> int:
+        ticks = 0
+        recording = asyncio.gather(*(trail.record_async([entry(n)]) for n in range(5)))
+        for _ in range(20):  # the loop is free: other requests would be served meanwhile
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not recording.done()  # none answered before its record is durable
+        blocker.rollback()
+        await recording
+        return ticks
+
+    with trail.engines.writer.connect() as blocker:
+        blocker.begin()
+        blocker.execute(select(AUDIT_CHAIN).with_for_update())
+        assert asyncio.run(scenario(blocker)) == 20
+    assert _ids(trail) == list(range(1, 6)) and trail.verify().intact
+
+
+@on_sqlite
+def test_a_record_the_loop_cannot_write_fails_its_own_request_only(trail: AuditLog) -> None:
+    _refuse_path(trail, "/refused")
+    results = _record_all(trail, [[entry(n, path="/refused" if n == 1 else None)] for n in range(3)])
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], Exception) and "refused" in str(results[1])
+    assert len(_ids(trail)) == 2 and trail.verify().intact
+
+
+@on_sqlite
+def test_a_record_waiting_for_its_turn_is_written_when_the_client_goes_away(trail: AuditLog) -> None:
+    async def scenario() -> None:
+        trail.expect()  # another request in progress: the loop waits for its record before it commits
+        waiting = asyncio.create_task(trail.record_async([entry(1)]))
+        await asyncio.sleep(0)
+        waiting.cancel()  # the client went away while its record waited for the commit
+        await asyncio.sleep(0.1)
+        trail.withdraw()
+
+    asyncio.run(scenario())
+    assert _ids(trail) == [1] and trail.verify().intact
+
+
+@on_sqlite
+def test_commits_on_the_loop_are_checkpointed_by_a_thread_so_the_wal_stays_bounded(
+    trail: AuditLog, database_url: str
+) -> None:
+    async def one_by_one() -> None:
+        for n in range(4 * CHECKPOINT_EVERY):
+            await trail.record_async([entry(n)])
+
+    asyncio.run(one_by_one())
+    wal = Path(trail.engines.writer.url.database + "-wal")  # type: ignore[operator]
+    per_commit = 5 * 4096  # the record, its three index entries and the head: a page each
+    assert wal.stat().st_size < 2 * CHECKPOINT_EVERY * per_commit  # unchecked, it would hold every commit
+    assert len(_ids(trail)) == 4 * CHECKPOINT_EVERY and trail.verify().intact

@@ -12,6 +12,14 @@ starts: while requests that announced records have not handed them over, the wri
 them (at most ``delay`` seconds) before it commits, and under many clients one commit serves many.
 With one client nothing is announced beyond the batch in hand, and nothing waits.
 
+Where a commit never waits (SQLite in WAL mode: no sync at commit, and a write lock that is free
+unless another process holds it), handing each record to the writer thread and back cost more CPU
+than the commit itself (GIL hand-offs under many clients). ``LoopCommit`` commits on the event loop
+instead, with the same rule for batching: the records of requests answered in the same turn of the
+loop, or within ``delay`` while announced records are on their way, go in one commit. A batch it
+cannot write at once (another process holds the lock, the head moved, an error) goes to the writer
+thread, which waits for the lock and writes it as before.
+
 A batch that fails is retried one request at a time, so only the requests whose own records
 cannot be written fail (as when each request wrote its own transaction). A request cancelled while
 it waits (the client went away) still has its records written: the trail does not depend on the
@@ -20,12 +28,16 @@ client staying connected.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -60,11 +72,12 @@ class GroupCommit(Generic[T]):
         with self._lock:
             self._expected += 1
 
-    def withdraw(self) -> None:
-        """An announced request that will not submit after all (the writer stops waiting for it)."""
+    def withdraw(self, *, wake: bool = True) -> None:
+        """An announced request that will not submit after all (the writer stops waiting for it).
+        ``wake=False``: its records went another way (``LoopCommit``), the writer need not look again."""
         with self._lock:
             self._expected -= 1
-            if self._thread is not None:
+            if wake and self._thread is not None:
                 self._queue.put(_WAKE)
 
     @property
@@ -149,6 +162,75 @@ class GroupCommit(Generic[T]):
             return
         for (_, future), wanted in zip(batch, waiting, strict=True):
             _settle(future, wanted, None)
+
+
+@dataclass
+class _Turn(Generic[T]):
+    """The records waiting on one event loop for its next commit, and what each request waits on."""
+
+    waiting: list[tuple[Sequence[T], asyncio.Future[Future[None] | None]]] = field(default_factory=list)
+    flush: asyncio.Handle | asyncio.TimerHandle | None = None
+
+
+class LoopCommit(Generic[T]):
+    """Group commit on the event loop: ``write_now`` commits a batch at once or answers False (it
+    would have to wait), and then ``fallback``'s writer thread writes it. Shares ``fallback``'s count
+    of announced requests. One turn per running loop (a test's client runs its own)."""
+
+    def __init__(
+        self, write_now: Callable[[Sequence[T]], bool], fallback: GroupCommit[T], *, delay: float = 0.002
+    ) -> None:
+        self._write_now = write_now
+        self._fallback = fallback
+        self._delay = delay
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turn[T]] = weakref.WeakKeyDictionary()
+
+    async def submit(self, items: Sequence[T], *, announced: bool = False) -> None:
+        """Return once ``items`` are committed (one transaction); raises what kept them from it."""
+        loop = asyncio.get_running_loop()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = _Turn()
+        if announced:
+            self._fallback.withdraw(wake=False)
+        settled: asyncio.Future[Future[None] | None] = loop.create_future()
+        turn.waiting.append((items, settled))
+        if self._fallback.expected <= 0:  # no announced record is on its way: commit in this turn
+            if turn.flush is None or isinstance(turn.flush, asyncio.TimerHandle):
+                if turn.flush is not None:
+                    turn.flush.cancel()
+                turn.flush = loop.call_soon(self._flush, turn)
+        elif turn.flush is None:  # wait (at most ``delay``) for them
+            turn.flush = loop.call_later(self._delay, self._flush, turn)
+        handed = await asyncio.shield(settled)  # cancelled (client gone): the record is written all the same
+        if handed is not None:
+            await asyncio.wrap_future(handed)
+
+    def _flush(self, turn: _Turn[T]) -> None:
+        waiting, turn.waiting, turn.flush = turn.waiting, [], None
+        if not waiting:
+            return
+        try:
+            written = self._write_now([item for items, _ in waiting for item in items])
+        except Exception as error:  # the writer thread tries again, one request at a time
+            log.debug("a batch of audit writes on the event loop failed (%s): handed over", type(error).__name__)
+            written = False
+        for items, settled in waiting:
+            settled.set_result(None if written else self._fallback.submit(items))
+
+    def close(self) -> None:
+        """Hand what waits for a turn that will not come (its loop stopped) to the writer thread."""
+        for turn in list(self._turns.values()):
+            waiting, turn.waiting = turn.waiting, []
+            for items, settled in waiting:
+                handed = self._fallback.submit(items)
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for it any more
+                    settled.get_loop().call_soon_threadsafe(_hand_over, settled, handed)
+
+
+def _hand_over(settled: asyncio.Future[Future[None] | None], handed: Future[None]) -> None:
+    if not settled.done():
+        settled.set_result(handed)
 
 
 def _settle(future: Future[None], wanted: bool, error: BaseException | None) -> None:

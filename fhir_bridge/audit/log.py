@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -15,12 +18,13 @@ from sqlalchemy import Connection, Row, String, delete, func, insert, select, te
 from sqlalchemy.exc import IntegrityError
 
 from fhir_bridge.audit.chain import PURGE_PATH, ChainKey, ChainKeyMismatch, Checkpoint, Head, Report, verify
-from fhir_bridge.audit.commit import GroupCommit
+from fhir_bridge.audit.commit import GroupCommit, LoopCommit
 from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.metrics import AUDIT_WRITE
 from fhir_bridge.store.database import Engines, ensure_tables
 
+log = logging.getLogger("fhir_bridge.audit")
 AUDIT_TABLES = (AUDIT,)  # the trail's tables, for what moves a whole database (``store.copy``)
 
 # Search parameters whose values can name a person directly: kept in the trail only as keyed hashes,
@@ -232,34 +236,86 @@ _MOVE_HEAD = text(
     f"WHERE id = {CHAIN_HEAD_ID} AND last_id = :expected AND key_id = :key_id"
 )
 _MOVE_HEAD_SQLITE = str(_MOVE_HEAD)  # the same text, run on the sqlite3 driver (named parameters alike)
+_HEAD_SQLITE = f"SELECT start_id, last_id, last_hash, key_id FROM audit_chain WHERE id = {CHAIN_HEAD_ID}"
 _INSERT_SQLITE = f"INSERT INTO audit_event ({', '.join(_ARRAY_TYPES)}) VALUES ({', '.join('?' * len(_ARRAY_TYPES))})"
 VERIFY_PAGE = 2000  # records read per query while verifying
 
 
 def _sqlite_transaction(
-    engines: Engines, guard: str, guard_parameters: dict[str, Any], insert_rows: str, rows: list[tuple[Any, ...]]
+    driver: sqlite3.Connection,
+    guard: str,
+    guard_parameters: dict[str, Any],
+    insert_rows: str,
+    rows: list[tuple[Any, ...]],
 ) -> bool:
     """``guard`` (an UPDATE), and if it changed one row ``insert_rows``, in one write transaction on
-    the sqlite3 driver itself (the pool's connection, autocommit off: it issues BEGIN/COMMIT)."""
-    raw = engines.writer.raw_connection()
+    the sqlite3 driver itself (a pool's connection, autocommit off: it issues BEGIN/COMMIT)."""
+    cursor = driver.cursor()
+    cursor.execute("BEGIN IMMEDIATE")
     try:
-        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            if cursor.execute(guard, guard_parameters).rowcount != 1:
-                cursor.execute("ROLLBACK")
-                return False
-            cursor.executemany(insert_rows, rows)
-            cursor.execute("COMMIT")
-        except BaseException:
-            if raw.driver_connection.in_transaction:  # type: ignore[union-attr]
-                cursor.execute("ROLLBACK")
-            raise
-        finally:
-            cursor.close()
-        return True
+        if cursor.execute(guard, guard_parameters).rowcount != 1:
+            cursor.execute("ROLLBACK")
+            return False
+        cursor.executemany(insert_rows, rows)
+        cursor.execute("COMMIT")
+    except BaseException:
+        if driver.in_transaction:
+            cursor.execute("ROLLBACK")
+        raise
     finally:
-        raw.close()
+        cursor.close()
+    return True
+
+
+# SQLite, commits on the event loop: they never wait for the lock (another process holding it, the
+# batch goes to the writer thread, which waits) and never copy the WAL into the database (an fsync):
+# a thread checkpoints after this many of them. RESTART, not PASSIVE: under steady commits a passive
+# checkpoint never catches up with the last frame, and the WAL is only rewound after one that does;
+# while RESTART holds writers back, the loop's batches go to the writer thread.
+CHECKPOINT_EVERY = 200
+
+
+class _LoopConnection:
+    """The connection that commits on the event loop (``AuditLog._append_now``), and its checkpoints."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+        self.lock = threading.Lock()  # one loop commits at a time (each test client runs a loop of its own)
+        self._raw: Any = None
+        self._commits = 0
+        self._checkpointing = threading.Lock()
+
+    def driver(self) -> sqlite3.Connection:
+        if self._raw is None:
+            raw = self.engines.writer.raw_connection()  # set up as every connection (WAL, synchronous)
+            raw.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+            raw.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+            self._raw = raw
+        return self._raw.driver_connection
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and self._checkpointing.acquire(blocking=False):
+            self._commits = 0
+            threading.Thread(target=self._checkpoint, name="audit-checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        try:
+            raw = self.engines.writer.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(RESTART)")  # type: ignore[union-attr]
+            finally:
+                raw.close()
+        except Exception as error:  # the next one copies what this one could not
+            log.warning("checkpointing the audit trail's WAL failed: %s", type(error).__name__)
+        finally:
+            self._checkpointing.release()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._raw is not None:
+                self._raw.invalidate()  # closed, not pooled: its PRAGMAs are this use's only
+                self._raw = None
 
 
 class AuditLog:
@@ -279,6 +335,11 @@ class AuditLog:
         self._start_chain()
         self._head: Head | None = None  # PostgreSQL: the head after this process's last batch
         self._writer: GroupCommit[AuditEntry] = GroupCommit(self._append, name="audit-writer")
+        self._loop: _LoopConnection | None = None  # SQLite: commits on the event loop (``audit.commit``)
+        self._on_loop: LoopCommit[AuditEntry] | None = None
+        if engines.dialect == "sqlite":
+            self._loop = _LoopConnection(engines)
+            self._on_loop = LoopCommit(self._append_now, self._writer)
 
     # writing -----------------------------------------------------------------------------------------
     def submit(self, entries: Sequence[AuditEntry], *, announced: bool = False) -> Future[None]:
@@ -305,11 +366,18 @@ class AuditLog:
         self.submit([entry]).result()
 
     async def record_async(self, entries: Sequence[AuditEntry], *, announced: bool = False) -> None:
-        """Write records from the event loop: waits for the commit without holding a worker thread."""
-        await asyncio.wrap_future(self.submit(entries, announced=announced))
+        """Write records from the event loop: waits for the commit without holding a worker thread
+        (on SQLite the loop commits them itself)."""
+        if self._on_loop is not None:
+            await self._on_loop.submit(entries, announced=announced)
+        else:
+            await asyncio.wrap_future(self.submit(entries, announced=announced))
 
     def close(self) -> None:
         """Write what is queued and stop the writer thread (later records are written by their caller)."""
+        if self._on_loop is not None and self._loop is not None:
+            self._on_loop.close()
+            self._loop.close()
         self._writer.close()
 
     def _start_chain(self) -> None:
@@ -367,6 +435,30 @@ class AuditLog:
             self._head = None  # the head is unknown until read again
             raise
 
+    def _append_now(self, entries: Sequence[AuditEntry]) -> bool:
+        """SQLite, on the event loop: the batch committed here and now if that needs no wait (no other
+        process holds the write lock, the head is still where this process saw it); else False, and
+        nothing is written (the writer thread then writes it)."""
+        loop = self._loop
+        if loop is None or not loop.lock.acquire(blocking=False):
+            return False
+        try:
+            started = time.perf_counter()
+            driver = loop.driver()
+            known = self._head or Head(*driver.execute(_HEAD_SQLITE).fetchone())  # checked by the guard
+            rows, moved = self._chained_rows(known, entries)
+            guard = {"last_id": moved.last_id, "last_hash": moved.last_hash, "expected": known.last_id}
+            guard["key_id"] = self.key.id
+            values = [tuple(row[name] for name in _ARRAY_TYPES) for row in rows]
+            if not _sqlite_transaction(driver, _MOVE_HEAD_SQLITE, guard, _INSERT_SQLITE, values):
+                return False
+            AUDIT_WRITE.observe(time.perf_counter() - started)
+            self._head = moved
+            loop.committed()
+            return True
+        finally:
+            loop.lock.release()
+
     def _chained_rows(self, head: Head, entries: Sequence[AuditEntry]) -> tuple[list[dict[str, Any]], Head]:
         last_id, last_hash = head.last_id, head.last_hash
         rows = []
@@ -405,8 +497,13 @@ class AuditLog:
                     return False
         else:
             values = [tuple(row[name] for name in _ARRAY_TYPES) for row in rows]
-            if not _sqlite_transaction(self.engines, _MOVE_HEAD_SQLITE, expected, _INSERT_SQLITE, values):
-                return False
+            raw = self.engines.writer.raw_connection()
+            try:
+                driver = raw.driver_connection
+                if not _sqlite_transaction(driver, _MOVE_HEAD_SQLITE, expected, _INSERT_SQLITE, values):  # type: ignore[arg-type]
+                    return False
+            finally:
+                raw.close()
         self._head = moved
         return True
 
