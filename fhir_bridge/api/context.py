@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def services(request: Request) -> Services:
@@ -50,6 +57,15 @@ def bound_origin(settings: Settings, scope: Scope) -> str:
 
 def fhir_base(request: Request) -> str:
     return base_url(settings(request), request.scope)
+
+
+async def read_by_id(request: Request, read: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``read`` (one read by id) where it costs least: on the event loop where the store's reads
+    never wait (SQLite), else on a worker thread. Handing a read to a thread and back cost more CPU
+    than the read itself (GIL hand-offs under many clients); searches always run on a thread."""
+    if services(request).store.reads_never_wait:
+        return read(*args, **kwargs)
+    return await run_in_threadpool(read, *args, **kwargs)
 
 
 async def read_body(request: Request) -> bytes:

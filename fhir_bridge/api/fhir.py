@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from fhir_bridge.api.access import annotate, audit_bundle_entries, audit_search, require
-from fhir_bridge.api.context import fhir_base, query_parameters, read_body, services
+from fhir_bridge.api.context import fhir_base, query_parameters, read_body, read_by_id, services
 from fhir_bridge.api.media_types import essence
 from fhir_bridge.api.rendering import (
     Presentation,
@@ -24,6 +24,7 @@ from fhir_bridge.api.rendering import (
     require_json_body,
     version_headers,
 )
+from fhir_bridge.api.routing import request_alone
 from fhir_bridge.errors import FhirError
 from fhir_bridge.interactions.patching import PATCH_FORMATS, Patch, patch_of
 from fhir_bridge.interactions.service import FhirInteractions
@@ -176,6 +177,7 @@ def history_system(request: Request, view: Presentation = Depends(presentation))
 @router.get(
     "/{resource_type}", summary="search", responses=FHIR_RESPONSES, openapi_extra=path_parameters("resource_type")
 )
+@request_alone
 def search_type(request: Request) -> Response:
     # parameters from the request itself, as ``read`` takes them (FastAPI's dependency solving costs)
     resource_type = request.path_params["resource_type"]
@@ -265,13 +267,14 @@ def conditional_delete(resource_type: str, request: Request, view: Presentation 
     responses=FHIR_RESPONSES,
     openapi_extra=path_parameters("resource_type", "resource_id"),
 )
-def read(request: Request) -> Response:
-    # The busiest route takes its parameters from the request itself: FastAPI's dependency solving
-    # and validation of two plain strings cost a third of a read's CPU (see ``path_parameters``).
+@request_alone
+async def read(request: Request) -> Response:
+    # The busiest route takes its parameters from the request itself, and is served as it is
+    # (``api.routing.PlainRoute``): FastAPI's request handler cost a third of a read's CPU.
     resource_type, resource_id = request.path_params["resource_type"], request.path_params["resource_id"]
     view = presentation_of(request)
     _not_an_operation(resource_id)
-    stored = _interactions(request).read(resource_type, resource_id)
+    stored = await read_by_id(request, _interactions(request).read, resource_type, resource_id)
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):
         return Response(status_code=304, headers=headers)
@@ -364,10 +367,10 @@ def search_compartment(
     summary="vread",
     responses=FHIR_RESPONSES,
 )
-def vread(
+async def vread(
     resource_type: str, resource_id: str, version_id: str, request: Request, view: Presentation = Depends(presentation)
 ) -> Response:
-    stored = _interactions(request).vread(resource_type, resource_id, version_id)
+    stored = await read_by_id(request, _interactions(request).vread, resource_type, resource_id, version_id)
     headers = version_headers(stored)
     if _not_modified(request, headers, stored.last_updated):
         return Response(status_code=304, headers=headers)

@@ -495,6 +495,12 @@ class Store:
             plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), values).scalar_one()
         return int(plan[0]["Plan"]["Plan Rows"])
 
+    @property
+    def reads_never_wait(self) -> bool:
+        """Whether a read by id can run on the event loop: SQLite in WAL mode reads a few pages of a
+        local file and never waits for a lock; PostgreSQL's reads are network round trips."""
+        return self.engines.dialect == "sqlite"
+
     def read(self, res_type: str, res_id: str) -> StoredVersion | None:
         row = self._first(_SELECT_CURRENT, {"res_type": res_type, "res_id": res_id})
         return _current(row) if row else None
