@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, FromClause, Select, distinct, func, select
 
 from fhir_bridge.search.compartments import in_compartment
 from fhir_bridge.search.criteria import Plan, criterion_plan
 from fhir_bridge.search.paging import keyset_position, page_statement
-from fhir_bridge.search.planner import clause_conditions
+from fhir_bridge.search.planner import clause_conditions, index_driven
 from fhir_bridge.search.query import Criterion, SearchQuery
 from fhir_bridge.search.shapes import ShapeCache, parametrize, placeholders
-from fhir_bridge.store.schema import VERSION, version_valid
+from fhir_bridge.store.schema import VERSION, VERSION_COLUMNS, version_valid
 
 # The statements of the searches compiled last, by shape (``search.shapes``).
 SEARCH_SHAPES = ShapeCache(512)
@@ -50,10 +50,46 @@ def _statement(
     after: tuple[tuple[Any, ...], int] | None,
     plans: list[Plan | None] | None,
 ) -> Select[Any]:
+    driven = index_driven(query, at_seq, plans or ())
+    if driven is not None and (counting or not query.sort):
+        return _index_statement(driven, query, counting, at_seq, limit, after)
     conditions = search_conditions(query, at_seq, plans)
     if counting:
         return select(func.count()).select_from(VERSION).where(*conditions)
     return page_statement(query, conditions, at_seq, after, limit)
+
+
+def _index_statement(
+    driven: tuple[FromClause, list[ColumnElement[bool]]],
+    query: SearchQuery,
+    counting: bool,
+    at_seq: int,
+    limit: int,
+    after: tuple[tuple[Any, ...], int] | None,
+) -> Select[Any]:
+    """A search decided on the index tables alone (``planner.index_driven``): the matching pks are
+    the driving rows' (each other clause checked on them), counted as they are, or cut to the page
+    in pk order (the order of a search without ``_sort``) before any version row is read; then the
+    versions of the page's pks only. The cost of a page follows the matches of the index tables'
+    intersection, never one version probe per match."""
+    table, conditions = driven
+    pk = table.c.res_pk
+    if counting:
+        return select(func.count(distinct(pk))).where(*conditions)
+    if after is not None:
+        conditions = [*conditions, pk > after[1]]
+    page = select(pk).where(*conditions).distinct().order_by(pk).limit(limit)
+    return (
+        select(*VERSION_COLUMNS)
+        .where(
+            VERSION.c.res_pk.in_(page),
+            version_valid(at_seq),
+            VERSION.c.deleted.is_(False),
+            VERSION.c.res_type == query.resource_type,
+        )
+        .order_by(VERSION.c.res_pk)
+        .limit(limit)
+    )
 
 
 def _shape(query: SearchQuery, counting: bool) -> tuple[Any, ...]:
