@@ -130,7 +130,11 @@ def test_index_driven_searches_answer_what_the_version_driven_statement_answers(
 
 def test_sorted_and_row_parameter_searches_stay_version_driven(store):
     seq = store.last_seq()
-    for search in ("_id=s1&modality=CT", "_lastUpdated=gt2020-01-01&modality=CT", "_has:Observation:part-of:status=final"):
+    for search in (
+        "_id=s1&modality=CT",
+        "_lastUpdated=gt2020-01-01&modality=CT",
+        "_has:Observation:part-of:status=final",
+    ):
         assert index_driven(_query(search, seq), seq) is None, search
     query = _query("modality=CT", seq)
     assert index_driven(query, seq) is not None

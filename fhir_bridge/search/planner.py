@@ -198,13 +198,14 @@ def index_driven(
         table, conditions = rows
     else:
         return None
+    # The other clauses as pk sets (``res_pk IN (SELECT ...)``), not correlated probes: PostgreSQL plans
+    # either as a semi-join, while SQLite probed each candidate through the value index (every row of
+    # the code, per candidate) and now builds each set once.
     for clause in ordered[1:]:
         if isinstance(clause, DateRange):
-            conditions.append(_range_condition(clause, table, query.resource_type, at_seq, driving=False))
+            conditions.append(_range_condition(clause, table, query.resource_type, at_seq, driving=True))
         else:
             conditions.append(
-                clause_condition(
-                    clause, table, query.resource_type, at_seq, driving=False, plan=plan_of.get(id(clause))
-                )
+                clause_condition(clause, table, query.resource_type, at_seq, driving=True, plan=plan_of.get(id(clause)))
             )
     return table, conditions
