@@ -7,6 +7,7 @@ and re-creations, and with resources that hold several values of one parameter."
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from fhir_bridge.search.batches import BatchScope, resource_batch
 from fhir_bridge.search.compiler import compile_search, search_conditions
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.search.paging import keyset_position, page_statement
 from fhir_bridge.search.planner import index_driven
 from fhir_bridge.search.query import SearchQuery, parse_search
+from fhir_bridge.search.runner import count_distinct_targets, search_page
 from fhir_bridge.store.database import create_engines
 from fhir_bridge.store.migration import prepare_schema
 from fhir_bridge.store.schema import VERSION
@@ -141,3 +144,42 @@ def test_sorted_and_row_parameter_searches_stay_version_driven(store):
     query.sort = parse_search("ImagingStudy", [("_sort", "started")]).sort
     statement, _ = compile_search(query)
     assert "driving_" not in str(statement)  # a sorted page is cut after its sort values: from the versions
+
+
+def test_callers_that_add_conditions_or_columns_get_the_version_driven_statement(store):
+    """Bulk export's filtered batches add their own conditions (``_since``) to a search's page, and the
+    distinct-target count swaps its columns: an index-driven page, cut before those conditions, would
+    come up short, and its columns are not the version table's."""
+    rng = random.Random(9)
+    with store.write() as session:
+        for index in range(40):
+            session.put(_study(index, rng), "PUT")
+    with store.write() as session:  # a later commit: these 10 are "since" the first one
+        for index in range(40, 50):
+            session.put(_study(index, rng), "PUT")
+    seq = store.last_seq()
+    since = store.rows(select(func.max(VERSION.c.last_updated)).where(VERSION.c.res_id == "s39"))[0][0]
+    search = "modality=CT"
+    wanted = {
+        row[-1]
+        for row in store.rows(
+            page_statement(_query(search, seq), search_conditions(_query(search, seq), seq), seq, None, 1000)
+        )
+        if row[4] > since
+    }
+    assert wanted  # some of the last 10 studies are CT
+    found: set[int] = set()
+    with store.engines.reader.connect() as connection:
+        after = 0
+        while True:
+            batch = resource_batch(
+                connection, BatchScope(seq, since=since), "ImagingStudy", after, 2, [_query(search, seq)]
+            )
+            found |= {pk for pk, _ in batch}
+            if len(batch) < 2:
+                break
+            after = batch[-1][0]
+    assert found == wanted
+    studies = [v for v, _ in search_page(store, _query(search, seq, count=1000))]
+    subjects = {json.loads(v.content)["subject"]["reference"] for v in studies if v.content}
+    assert count_distinct_targets(store, _query(search, seq), "patient", "Patient") == len(subjects)

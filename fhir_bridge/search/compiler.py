@@ -49,8 +49,9 @@ def _statement(
     limit: int,
     after: tuple[tuple[Any, ...], int] | None,
     plans: list[Plan | None] | None,
+    on_versions: bool = False,
 ) -> Select[Any]:
-    driven = index_driven(query, at_seq, plans or ())
+    driven = None if on_versions else index_driven(query, at_seq, plans or ())
     if driven is not None and (counting or not query.sort):
         return _index_statement(driven, query, counting, at_seq, limit, after)
     conditions = search_conditions(query, at_seq, plans)
@@ -92,16 +93,23 @@ def _index_statement(
     )
 
 
-def _shape(query: SearchQuery, counting: bool) -> tuple[Any, ...]:
+def _shape(query: SearchQuery, counting: bool, on_versions: bool) -> tuple[Any, ...]:
     """What of ``query`` besides its plan the statement is built from."""
     clauses = tuple((c.parameter.code, c.modifier) for c in query.clauses if isinstance(c, Criterion))
     sort = tuple((key.name, key.descending) for key in query.sort)
-    return query.resource_type, query.types, clauses, sort, counting
+    return query.resource_type, query.types, clauses, sort, counting, on_versions
 
 
-def compile_search(query: SearchQuery, *, counting: bool = False, limit: int | None = None) -> Compiled:
+def compile_search(
+    query: SearchQuery, *, counting: bool = False, limit: int | None = None, on_versions: bool = False
+) -> Compiled:
     """One SELECT over the versions current at ``query.at_seq`` (or its COUNT), at most ``limit`` rows
     (a page and one more by default), and the values to run it with.
+
+    A search decided on the index tables alone is driven by them (``_index_statement``); with
+    ``on_versions`` it is not: the statement selects from the version table with every condition on
+    its rows, for callers that add conditions or swap columns of their own (a page cut before their
+    conditions would come up short).
 
     The searches whose every clause is planned (``criteria.criterion_plan``) share the statement of
     their shape (``SEARCH_SHAPES``): the search's values are bound when it runs. Chains, ``_has``,
@@ -119,11 +127,11 @@ def compile_search(query: SearchQuery, *, counting: bool = False, limit: int | N
         except TypeError:  # a cursor's sort value of another kind: not shared
             pass
         else:
-            key = (_shape(query, counting), shape)
+            key = (_shape(query, counting, on_versions), shape)
             statement = SEARCH_SHAPES.get(key)
             if statement is None:
                 seq, bound_rows, bound_after, bound_plans = placeholders(plan)
-                statement = _statement(query, counting, seq, bound_rows, bound_after, list(bound_plans))
+                statement = _statement(query, counting, seq, bound_rows, bound_after, list(bound_plans), on_versions)
                 SEARCH_SHAPES.put(key, statement)
             return statement, values
-    return _statement(query, counting, at_seq, rows or 0, after, plans), {}
+    return _statement(query, counting, at_seq, rows or 0, after, plans, on_versions), {}
