@@ -68,7 +68,7 @@ def resource_batch(
     merged: dict[int, str] = {}
     for query in filters:
         query.at_seq, query.after, query.count = scope.at_seq, {"pk": after_pk}, limit
-        statement, values = compile_search(query, limit=limit)
+        statement, values = compile_search(query, limit=limit, on_versions=True)
         statement = statement.with_only_columns(*columns).where(*conditions)
         merged.update((pk, content) for pk, content in connection.execute(statement, values))
     return sorted(merged.items())[:limit]

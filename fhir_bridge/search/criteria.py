@@ -95,17 +95,42 @@ def criterion_condition(
     if parameter.code in ROW_PARAMETERS:
         return _last_updated(criterion, versions)
     table = INDEX_TABLES[parameter.type]
-    scope = index_scope(table, parameter.code, resource_type, at_seq)
     if criterion.modifier == "missing":
         assert plan is not None and isinstance(plan[0], Missing)
-        has_any = pk.in_(select(table.c.res_pk).where(*scope))
+        has_any = pk.in_(select(table.c.res_pk).where(*index_scope(table, parameter.code, resource_type, at_seq)))
         return not_(has_any) if plan[0].missing else has_any
+    conditions = _matching_rows(criterion, table, resource_type, at_seq, plan)
+    if criterion.modifier == "not":
+        return pk.not_in(select(table.c.res_pk).where(*conditions))
+    if not driving:  # checked per candidate through the res_pk index
+        return exists().where(table.c.res_pk == pk, *conditions)
+    return pk.in_(select(table.c.res_pk).where(*conditions))
+
+
+def _matching_rows(
+    criterion: Criterion, table: FromClause, resource_type: str | None, at_seq: int, plan: Plan | None
+) -> list[ColumnElement[bool]]:
+    """What an index row of ``table`` (the parameter type's table or an alias) must meet to match
+    ``criterion`` (without ``:not``/``:missing``, which are about the whole set of a resource's rows)."""
+    parameter = criterion.parameter
+    scope = index_scope(table, parameter.code, resource_type, at_seq)
     if plan is None:
         matches = PARAMETER_TYPES[parameter.type].matches(table, criterion, [v for v in criterion.values if v != ""])
     else:
         matches = PLANNED_TYPES[parameter.type].terms_matches(table, plan)
-    if criterion.modifier == "not":
-        return pk.not_in(select(table.c.res_pk).where(*scope, matches))
-    if not driving:  # checked per candidate through the res_pk index
-        return exists().where(table.c.res_pk == pk, *scope, matches)
-    return pk.in_(select(table.c.res_pk).where(*scope, matches))
+    return [*scope, matches]
+
+
+def criterion_rows(
+    criterion: Criterion, resource_type: str | None, at_seq: int, plan: Plan | None = None
+) -> tuple[FromClause, list[ColumnElement[bool]]] | None:
+    """The index rows whose resources match ``criterion`` (an alias of its type's table, and the
+    conditions on it), when a match is one of them: None for ``_id``, ``_lastUpdated``, ``:not``,
+    ``:missing`` and a criterion without a value, which no index row stands for."""
+    if plan is None:
+        plan = criterion_plan(criterion)
+    parameter = criterion.parameter
+    if plan == () or parameter.code in ROW_PARAMETERS or criterion.modifier in ("not", "missing"):
+        return None
+    table = INDEX_TABLES[parameter.type].alias(f"driving_{parameter.type}")
+    return table, _matching_rows(criterion, table, resource_type, at_seq, plan)

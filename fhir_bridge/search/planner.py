@@ -20,7 +20,7 @@ from typing import TypeGuard
 from sqlalchemy import ColumnElement, FromClause, exists, func, select
 
 from fhir_bridge.search.chains import clause_condition
-from fhir_bridge.search.criteria import Plan, index_scope
+from fhir_bridge.search.criteria import Plan, criterion_rows, index_scope
 from fhir_bridge.search.parameter_types.date import date_condition, searched_range
 from fhir_bridge.search.query import Chain, Clause, Criterion, ReverseChain, SearchQuery
 from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, split_prefix
@@ -102,7 +102,7 @@ def selectivity(clause: Clause | DateRange) -> int:
     return _SELECTIVITY.get(clause.parameter.type, 6)
 
 
-def _low_bounds(group: DateRange, resource_type: str) -> list[ColumnElement[bool]]:
+def _low_bounds(group: DateRange, resource_type: str, table: FromClause = DATE) -> list[ColumnElement[bool]]:
     """``low >= A - width`` for each lower bound on ``high``: turns "high >= A AND low <= B", which an
     index answers by scanning everything below B, into a range of ``low`` from A - width to B."""
     parameter = group.criteria[0].parameter
@@ -116,18 +116,26 @@ def _low_bounds(group: DateRange, resource_type: str) -> list[ColumnElement[bool
     for criterion in group.criteria:
         prefix, search_low, search_high = searched_range(criterion.values[0], parameter.code)
         if prefix in ("ge", "gt"):
-            bounds.append(DATE.c.low >= (search_low if prefix == "ge" else search_high) - width)
+            bounds.append(table.c.low >= (search_low if prefix == "ge" else search_high) - width)
     return bounds
+
+
+def _range_rows(
+    group: DateRange, table: FromClause, resource_type: str | None, at_seq: int
+) -> list[ColumnElement[bool]]:
+    """What a row of ``table`` (``idx_date`` or an alias) must meet to be in the range."""
+    parameter = group.criteria[0].parameter.code
+    conditions = index_scope(table, parameter, resource_type, at_seq)
+    conditions += [date_condition(table.c.low, table.c.high, c.values[0], parameter) for c in group.criteria]
+    if resource_type and group.bounded:
+        conditions += _low_bounds(group, resource_type, table)
+    return conditions
 
 
 def _range_condition(
     group: DateRange, versions: FromClause, resource_type: str | None, at_seq: int, driving: bool
 ) -> ColumnElement[bool]:
-    parameter = group.criteria[0].parameter.code
-    conditions = index_scope(DATE, parameter, resource_type, at_seq)
-    conditions += [date_condition(DATE.c.low, DATE.c.high, c.values[0], parameter) for c in group.criteria]
-    if resource_type and group.bounded:
-        conditions += _low_bounds(group, resource_type)
+    conditions = _range_rows(group, DATE, resource_type, at_seq)
     if driving:
         return versions.c.res_pk.in_(select(DATE.c.res_pk).where(*conditions))
     return exists().where(DATE.c.res_pk == versions.c.res_pk, *conditions)
@@ -138,7 +146,7 @@ def clause_conditions(query: SearchQuery, at_seq: int, plans: Sequence[Plan | No
 
     ``plans``: per clause of the query, its plan with placeholders (``search.shapes``) or None."""
     plan_of = {id(clause): plan for clause, plan in zip(query.clauses, plans, strict=False)}
-    ordered = sorted(merge_date_ranges(query.clauses), key=selectivity)
+    ordered = _ordered(query)
     conditions = []
     for index, clause in enumerate(ordered):
         if isinstance(clause, DateRange):
@@ -149,3 +157,55 @@ def clause_conditions(query: SearchQuery, at_seq: int, plans: Sequence[Plan | No
                 clause_condition(clause, VERSION, query.resource_type, at_seq, driving=index == 0, plan=plan)
             )
     return conditions
+
+
+def _ordered(query: SearchQuery) -> list[Clause | DateRange]:
+    return sorted(merge_date_ranges(query.clauses), key=selectivity)
+
+
+def index_driven(
+    query: SearchQuery, at_seq: int, plans: Sequence[Plan | None] = ()
+) -> tuple[FromClause, list[ColumnElement[bool]]] | None:
+    """The matches of ``query`` as rows of its driving clause's index table, when every clause can be
+    decided from the index tables alone: (an alias of the driving table, the conditions on its rows,
+    the other clauses' included, each checked on the row's ``res_pk``). None otherwise.
+
+    An index row valid at ``at_seq`` belongs to the version of its resource current then, which is
+    not deleted (a delete or an update ends the rows of the version it replaces, an erasure removes
+    them), so the rows' distinct ``res_pk`` are the matching resources: intersecting the clauses'
+    pk sets needs no version row, and the page (``compiler``) reads the versions of its own rows only.
+    Needs one resource type and clauses on ``res_pk`` alone: criteria on indexed parameters and
+    chains (not ``_id``, ``_lastUpdated``, ``_has``), driven by a criterion that an index row stands
+    for (``criteria.criterion_rows``) or a date range.
+    """
+    if not query.resource_type or query.compartment is not None or not query.clauses:
+        return None
+    plan_of = {id(clause): plan for clause, plan in zip(query.clauses, plans, strict=False)}
+    ordered = _ordered(query)
+    for clause in ordered:
+        if isinstance(clause, ReverseChain) or (
+            isinstance(clause, Criterion) and clause.parameter.code in ("_id", "_lastUpdated")
+        ):
+            return None
+    first = ordered[0]
+    if isinstance(first, DateRange):
+        table: FromClause = DATE.alias("driving_date")
+        conditions = _range_rows(first, table, query.resource_type, at_seq)
+    elif isinstance(first, Criterion):
+        rows = criterion_rows(first, query.resource_type, at_seq, plan_of.get(id(first)))
+        if rows is None:
+            return None
+        table, conditions = rows
+    else:
+        return None
+    # The other clauses as pk sets (``res_pk IN (SELECT ...)``), not correlated probes: PostgreSQL plans
+    # either as a semi-join, while SQLite probed each candidate through the value index (every row of
+    # the code, per candidate) and now builds each set once.
+    for clause in ordered[1:]:
+        if isinstance(clause, DateRange):
+            conditions.append(_range_condition(clause, table, query.resource_type, at_seq, driving=True))
+        else:
+            conditions.append(
+                clause_condition(clause, table, query.resource_type, at_seq, driving=True, plan=plan_of.get(id(clause)))
+            )
+    return table, conditions

@@ -59,7 +59,7 @@ def count_matches(store: Store, query: SearchQuery) -> int:
     if query.at_seq is None:
         query.at_seq = store.last_seq()
     if query.total == "estimate":  # search.html#total: an estimate is acceptable
-        statement, values = compile_search(query, counting=True)
+        statement, values = compile_search(query, counting=True, on_versions=True)
         estimate = store.estimate_rows(statement.with_only_columns(VERSION.c.res_pk), values)
         if estimate is not None:
             return estimate
@@ -98,7 +98,7 @@ def count_distinct_targets(store: Store, query: SearchQuery, parameter: str, tar
     two criteria are met by different studies). Federated search publishes counts resting on it.
     """
     assert query.resource_type is not None and query.at_seq is not None
-    counting, values = compile_search(query, counting=True)
+    counting, values = compile_search(query, counting=True, on_versions=True)
     matching = counting.with_only_columns(VERSION.c.res_pk)
     target = REFERENCE.alias("target")
     statement = select(func.count(distinct(target.c.target_id))).where(
