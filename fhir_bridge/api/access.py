@@ -187,8 +187,9 @@ class _Trail:
     async def run(self, receive: Receive, send: Send) -> None:
         async def audited_send(message: Message) -> None:
             if message["type"] == "http.response.start" and not self.written:
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
-                await self._write(message["status"], headers.get("location") or headers.get("content-location"))
+                named = {k.lower(): v for k, v in message.get("headers", []) if k.lower() in _LOCATIONS}
+                location = named.get(b"location") or named.get(b"content-location")
+                await self._write(message["status"], location.decode("latin-1") if location else None)
             await send(message)
 
         try:
@@ -454,6 +455,9 @@ def _reference(location: str) -> str | None:
     if len(parts) >= 2 and parts[-2][:1].isupper():
         return f"{parts[-2]}/{parts[-1]}"
     return None
+
+
+_LOCATIONS = (b"location", b"content-location")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -65,6 +65,9 @@ TOKEN_REQUEST_BYTES = 16 * 1024
 PATH_LIMITS = {"/auth/token": TOKEN_REQUEST_BYTES}  # by the end of the path (the FHIR base may be anywhere)
 
 
+_BODILESS = frozenset({"GET", "HEAD"})  # requests whose bodies no route reads: unguarded when they declare none
+
+
 class BodyLimitError(FhirError):
     """Raised by the wrapped ``receive``: the body is too large (413) or stalled (408)."""
 
@@ -138,6 +141,9 @@ class BodyLimitMiddleware:
         declared = headers.get(b"content-length", b"").strip()
         if declared.isdigit() and int(declared) > limit:
             await self._answer(too_large(limit, content_type), scope, receive, send)
+            return
+        if scope["method"] in _BODILESS and not declared and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body (RFC 9112 6.3), and no route of these reads one
             return
         await _Guard(self.app, self.limits.idle_timeout_s, limit, content_type).run(scope, receive, send)
 
