@@ -1,11 +1,14 @@
-"""Counts and value lists of the store, from the search index tables, as of one commit.
+"""Counts and value lists of the store, as of one commit.
 
-Everything here is a GROUP BY / COUNT(DISTINCT) over index rows (``idx_token``, ``idx_reference``,
-``idx_string``, ``idx_date``) and version rows, never a read of resource JSON, so a description of a
-store of millions of resources costs a handful of indexed queries. Every query is pinned to one
-sequence number with the same validity rule search uses (``seq_from <= S < seq_to``), so the
-numbers of one answer agree with each other however many writes happen meanwhile, and the answer
-can be cached on that number.
+Everything here is a GROUP BY / COUNT(DISTINCT), never a read of resource JSON. The ImagingStudies'
+values come from the facts the write path keeps for the current studies (``study_fact``: one narrow
+row per study and value, with the study's subject, see ``store/tables.py``), so a count over all
+studies reads one table and joins nothing to find a study's subject. Those facts describe the newest
+commit only: every answer reads them in one snapshot with the commit clock (``Store.reading(snapshot=True)``)
+and pins what it reads of the search index (Patients' genders and birth dates, Conditions, Devices'
+manufacturers: ``idx_*`` rows with the validity rule search uses, ``seq_from <= S < seq_to``) to
+that clock's seq, so the numbers of one answer agree with each other however many writes happen
+meanwhile, and the answer can be cached on that number.
 
 Imaging facts follow the FHIR R4 search parameters: ``ImagingStudy.series.modality`` (``modality``),
 ``ImagingStudy.series.bodySite`` (``bodysite``), ``ImagingStudy.subject`` (``subject``),
@@ -17,9 +20,9 @@ over the segments of SEG and RTSTRUCT instances (``mapping/annotation.py``): ``s
 segmented structure), ``segmentation-method`` (manual, semiautomatic, automatic) and ``segment``
 (a study with at least one segment is annotated).
 
-These are aggregates that no FHIR interaction needs. They are composed here over the search index's
-row sets (``search.index_rows``: the rows of one parameter valid at one seq, the search's token
-matcher) and run on one of the store's read connections; this module never names a table.
+These are aggregates that no FHIR interaction needs. They are composed here over the row sets of
+``search.index_rows`` (the studies' facts; the rows of one parameter valid at one seq; the search's
+token matcher) and run on one of the store's read connections; this module never names a table.
 """
 
 from __future__ import annotations
