@@ -4,7 +4,8 @@ Meant for after a crash, a kill or a storm of concurrent writes: every version c
 every resource row names its current version, every index row belongs to a version that exists
 (and every version has exactly the index rows its content gives), every local reference of a
 current resource resolves, every ImagingStudy agrees with itself, and the per-type counts the write
-path keeps (``resource_count``) are the current resources of each type. It reads through one
+path keeps (``resource_count``) are the current resources of each type, and the current studies' facts
+it keeps (``study_fact``) are those their current contents give. It reads through one
 snapshot, so it may run while a server is still writing.
 """
 
@@ -21,13 +22,15 @@ from sqlalchemy import create_engine, select, text
 
 from fhir_bridge.search.index import index_entries
 from fhir_bridge.store.database import create_engines
-from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, RESOURCE_COUNT, VERSION
+from fhir_bridge.store.store import STUDY, study_facts
+from fhir_bridge.store.tables import CLOCK, INDEX_TABLES, RESOURCE, RESOURCE_COUNT, STUDY_FACTS, VERSION
 from fhir_bridge.store.versions import format_instant
 
 _BOOKKEEPING = {"id", "res_pk", "res_type", "seq_from", "seq_to"}  # index columns that are not the value
 _VERSIONED = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})/_history/(\d+)$")
 _LITERAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 MAX_REPORTED = 30
+_FACT_COLUMNS = [STUDY_FACTS.c[name] for name in ("res_pk", "param", "system", "code", "subject", "started")]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ def assert_store_consistent(database_url: str, *, references: bool = True) -> Co
                 connection = connection.execution_options(isolation_level="REPEATABLE READ")
             clock = connection.execute(select(CLOCK.c.seq, CLOCK.c.last_updated)).all()
             kept_counts = dict(connection.execute(select(RESOURCE_COUNT.c.res_type, RESOURCE_COUNT.c.current)).all())
+            kept_facts = Counter(tuple(row) for row in connection.execute(select(*_FACT_COLUMNS)).all())
             resources = connection.execute(
                 select(
                     RESOURCE.c.pk,
@@ -178,8 +182,9 @@ def assert_store_consistent(database_url: str, *, references: bool = True) -> Co
                 target = current.get((m[1], m[2]))
                 if target is None or target[0]:
                     problems.append(f"{res_type}/{res_id} refers to {reference}, which does not exist")
-        if res_type == "ImagingStudy":
+        if res_type == STUDY:
             problems.extend(f"ImagingStudy/{res_id}: {p}" for p in imaging_study_problems(resource))
+    problems.extend(_study_fact_problems(resources, kept_facts))
 
     for res_type in sorted(set(counts) | set(kept_counts)):
         if kept_counts.get(res_type, 0) != counts[res_type]:
@@ -188,6 +193,45 @@ def assert_store_consistent(database_url: str, *, references: bool = True) -> Co
             )
     assert not problems, f"{len(problems)} inconsistencies in the store:\n" + "\n".join(problems[:MAX_REPORTED])
     return counts
+
+
+def assert_study_facts_kept(database_url: str) -> None:
+    """Fail unless the studies' facts the write path keeps (``study_fact``) are those the current
+    ImagingStudies' contents give (what ``assert_store_consistent`` checks of them, alone)."""
+    engines = create_engines(database_url)
+    try:
+        with engines.reader.connect() as connection:
+            if engines.dialect == "postgresql":
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            kept_facts = Counter(tuple(row) for row in connection.execute(select(*_FACT_COLUMNS)).all())
+            resources = connection.execute(
+                select(RESOURCE.c.pk, RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.deleted, RESOURCE.c.content)
+            ).all()
+    finally:
+        engines.dispose()
+    problems = _study_fact_problems([(pk, t, i, None, None, None, d, c) for pk, t, i, d, c in resources], kept_facts)
+    assert not problems, "\n".join(problems[:MAX_REPORTED])
+
+
+def _study_fact_problems(resources: Any, kept_facts: Counter[tuple]) -> list[str]:
+    """``study_fact`` against the current ImagingStudies (``resources``: rows of pk, res_type, res_id,
+    version, seq, last_updated, deleted, content)."""
+    problems: list[str] = []
+    current_studies = set()
+    for pk, res_type, res_id, _version, _seq, _last_updated, deleted, content in resources:
+        if res_type != STUDY or deleted or content is None:
+            continue
+        current_studies.add(pk)
+        facts = Counter(
+            (pk, *(fact[c.name] for c in _FACT_COLUMNS[1:]))
+            for fact in study_facts(index_entries(orjson.loads(content)))
+        )
+        if facts != Counter({key: n for key, n in kept_facts.items() if key[0] == pk}):
+            problems.append(f"ImagingStudy/{res_id}: its study_fact rows differ from its content")
+    strays = {key[0] for key in kept_facts if key[0] not in current_studies}
+    if strays:
+        problems.append(f"study_fact rows of {len(strays)} resources that are not current ImagingStudies")
+    return problems
 
 
 def _content_problems(v: _Version) -> list[str]:

@@ -1,11 +1,14 @@
-"""Counts and value lists of the store, from the search index tables, as of one commit.
+"""Counts and value lists of the store, as of one commit.
 
-Everything here is a GROUP BY / COUNT(DISTINCT) over index rows (``idx_token``, ``idx_reference``,
-``idx_string``, ``idx_date``) and version rows, never a read of resource JSON, so a description of a
-store of millions of resources costs a handful of indexed queries. Every query is pinned to one
-sequence number with the same validity rule search uses (``seq_from <= S < seq_to``), so the
-numbers of one answer agree with each other however many writes happen meanwhile, and the answer
-can be cached on that number.
+Everything here is a GROUP BY / COUNT(DISTINCT), never a read of resource JSON. The ImagingStudies'
+values come from the facts the write path keeps for the current studies (``study_fact``: one narrow
+row per study and value, with the study's subject, see ``store/tables.py``), so a count over all
+studies reads one table and joins nothing to find a study's subject. Those facts describe the newest
+commit only: every answer reads them in one snapshot with the commit clock (``Store.reading(snapshot=True)``)
+and pins what it reads of the search index (Patients' genders and birth dates, Conditions, Devices'
+manufacturers: ``idx_*`` rows with the validity rule search uses, ``seq_from <= S < seq_to``) to
+that clock's seq, so the numbers of one answer agree with each other however many writes happen
+meanwhile, and the answer can be cached on that number.
 
 Imaging facts follow the FHIR R4 search parameters: ``ImagingStudy.series.modality`` (``modality``),
 ``ImagingStudy.series.bodySite`` (``bodysite``), ``ImagingStudy.subject`` (``subject``),
@@ -17,9 +20,9 @@ over the segments of SEG and RTSTRUCT instances (``mapping/annotation.py``): ``s
 segmented structure), ``segmentation-method`` (manual, semiautomatic, automatic) and ``segment``
 (a study with at least one segment is annotated).
 
-These are aggregates that no FHIR interaction needs. They are composed here over the search index's
-row sets (``search.index_rows``: the rows of one parameter valid at one seq, the search's token
-matcher) and run on one of the store's read connections; this module never names a table.
+These are aggregates that no FHIR interaction needs. They are composed here over the row sets of
+``search.index_rows`` (the studies' facts; the rows of one parameter valid at one seq; the search's
+token matcher) and run on one of the store's read connections; this module never names a table.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, distinct, func, 
 
 from fhir_bridge.search.index_rows import (
     Rows,
-    current_versions,
     index_rows,
     resource_rows,
+    study_fact_rows,
     token_rows,
 )
 from fhir_bridge.search.parameter_types.token import token_any
@@ -90,38 +93,29 @@ class StoreStatistics:
 
 
 # building blocks ----------------------------------------------------------------------------------
-def _subject_rows(seq: int) -> Rows:
-    """The subject links (to Patients) of ImagingStudies at ``seq``."""
-    return index_rows("reference", "ImagingStudy", "subject", seq, "study_subject", target_type="Patient")
-
-
-def _study_subject(subject: Rows, study_pk: Any) -> ColumnElement[bool]:
-    """``subject`` (from ``_subject_rows``) is the Patient of the study ``study_pk``."""
-    return and_(subject.c.res_pk == study_pk, *subject.scope)
+def _study_rows(name: str = "study") -> Rows:
+    """The current ImagingStudies, one row per study and subject (``subject``: the Patient id; NULL
+    when the study names none; ``started``: its earliest start)."""
+    return study_fact_rows("subject", name)
 
 
 def _studies(seq: int, criteria: Sequence[Criterion] = ()) -> Select[Any]:
     """ImagingStudies current at ``seq`` (pk, subject Patient id) that meet every criterion."""
-    studies, subject = current_versions("ImagingStudy", seq), _subject_rows(seq)
-    joined = studies.table.outerjoin(subject.table, _study_subject(subject, studies.c.res_pk))
+    studies = _study_rows()
     conditions = list(studies.scope)
     for dimension, values in criteria:
         if dimension in ("sex", "condition"):
-            conditions.append(subject.c.target_id.in_(_subjects_with(dimension, values, seq)))
+            conditions.append(studies.c.subject.in_(_subjects_with(dimension, values, seq)))
         else:
             conditions.append(studies.c.res_pk.in_(_studies_with(dimension, values, seq)))
-    return (
-        select(studies.c.res_pk.label("pk"), subject.c.target_id.label("subject"))
-        .select_from(joined)
-        .where(*conditions)
-    )
+    return select(studies.c.res_pk.label("pk"), studies.c.subject).select_from(studies.table).where(*conditions)
 
 
 def _studies_with(dimension: str, values: Sequence[str], seq: int) -> Select[Any]:
     """pks of the ImagingStudies with one of ``values`` of a study-level dimension."""
     if dimension in _TOKEN_PARAMS:
-        token = token_rows("ImagingStudy", _TOKEN_PARAMS[dimension], seq, "study_token", values)
-        return select(token.c.res_pk).where(*token.scope)
+        token = study_fact_rows(_TOKEN_PARAMS[dimension], "study_token")
+        return select(token.c.res_pk).where(*token.scope, token_any(token.c.system, token.c.code, values))
     performer, device, name = _manufacturer_rows(seq)
     names = [indexed_text(v) for v in values]
     return (
@@ -150,8 +144,9 @@ def _subjects_with(dimension: str, values: Sequence[str], seq: int) -> Select[An
 
 
 def _manufacturer_rows(seq: int) -> tuple[Rows, Rows, Rows]:
-    """Series performers of ImagingStudies that are Devices, the Devices, and their manufacturers."""
-    performer = index_rows("reference", "ImagingStudy", "performer", seq, "performer", target_type="Device")
+    """The Devices the current studies' series name as performers (``code``: the Device id), the
+    Devices, and their manufacturers."""
+    performer = study_fact_rows("performer", "performer")
     device = resource_rows("Device", "device")
     name = index_rows("string", "Device", "manufacturer", seq, "maker")
     return performer, device, name
@@ -159,7 +154,7 @@ def _manufacturer_rows(seq: int) -> tuple[Rows, Rows, Rows]:
 
 def _maker_join(left: Any, performer: Rows, device: Rows, name: Rows) -> Any:
     """``left`` (holding ``performer``) -> the performing Device -> its manufacturer string."""
-    return left.join(device.table, and_(*device.scope, device.c.res_id == performer.c.target_id)).join(
+    return left.join(device.table, and_(*device.scope, device.c.res_id == performer.c.code)).join(
         name.table, and_(name.c.res_pk == device.c.pk, *name.scope)
     )
 
@@ -178,50 +173,42 @@ def _strata_statement(dimension: str, seq: int, matching: Select[Any] | None = N
     """(system, code, subjects, studies) per value of ``dimension``, among the studies whose pk is in
     ``matching`` (all current studies when None).
 
-    The dimension's own index rows drive the query (an index range scan), each joined to its
-    study's subject: no pass over the version table.
+    Study-level values are the studies' facts, each row with its study's subject: one range of one
+    narrow table, no join. Subject-level values (sex, condition) join the studies' subjects to the
+    Patients' index rows at ``seq``.
     """
-    subject = _subject_rows(seq)
     keys: tuple[Any, ...]
     groups: tuple[Any, ...]
     if dimension in _TOKEN_PARAMS:
-        token = token_rows("ImagingStudy", _TOKEN_PARAMS[dimension], seq, "stratum", coded=True)
-        study_pk = token.c.res_pk
-        source = token.table.outerjoin(subject.table, _study_subject(subject, study_pk))
-        where = list(token.scope)
-        keys, groups = (token.c.system, token.c.code), (token.c.system, token.c.code)
+        facts = study_fact_rows(_TOKEN_PARAMS[dimension], "stratum")
+        source, where = facts.table, [*facts.scope, facts.c.code.is_not(None)]
+        keys = groups = (facts.c.system, facts.c.code)
     elif dimension == "manufacturer":
-        performer, device, name = _manufacturer_rows(seq)
-        study_pk = performer.c.res_pk
-        source = _maker_join(performer.table, performer, device, name).outerjoin(
-            subject.table, _study_subject(subject, study_pk)
-        )
-        where = list(performer.scope)
+        facts, device, name = _manufacturer_rows(seq)
+        source, where = _maker_join(facts.table, facts, device, name), list(facts.scope)
         # one spelling (the first in sort order) per case- and accent-insensitive name
         keys, groups = (literal(None).label("system"), func.min(name.c.exact)), (name.c.value,)
     elif dimension == "sex":
-        patient, gender = (
-            resource_rows("Patient", "patient"),
-            token_rows("Patient", "gender", seq, "gender", coded=True),
-        )
-        study_pk = subject.c.res_pk
-        source = subject.table.join(patient.table, and_(*patient.scope, patient.c.res_id == subject.c.target_id)).join(
+        facts = _study_rows()
+        patient = resource_rows("Patient", "patient")
+        gender = token_rows("Patient", "gender", seq, "gender", coded=True)
+        source = facts.table.join(patient.table, and_(*patient.scope, patient.c.res_id == facts.c.subject)).join(
             gender.table, and_(gender.c.res_pk == patient.c.pk, *gender.scope)
         )
-        where = [_study_subject(subject, study_pk)]
-        keys, groups = (gender.c.system, gender.c.code), (gender.c.system, gender.c.code)
+        where = list(facts.scope)
+        keys = groups = (gender.c.system, gender.c.code)
     else:  # condition
+        facts = _study_rows()
         condition_subject, code = _condition_rows(seq)
-        study_pk = subject.c.res_pk
-        source = subject.table.join(
+        source = facts.table.join(
             condition_subject.table,
-            and_(condition_subject.c.target_id == subject.c.target_id, *condition_subject.scope),
+            and_(condition_subject.c.target_id == facts.c.subject, *condition_subject.scope),
         ).join(code.table, _condition_code_join(condition_subject, code))
-        where = [_study_subject(subject, study_pk)]
-        keys, groups = (code.c.system, code.c.code), (code.c.system, code.c.code)
+        where = list(facts.scope)
+        keys = groups = (code.c.system, code.c.code)
     if matching is not None:
-        where.append(study_pk.in_(matching))
-    counts = (func.count(distinct(subject.c.target_id)), func.count(distinct(study_pk)))
+        where.append(facts.c.res_pk.in_(matching))
+    counts = (func.count(distinct(facts.c.subject)), func.count(distinct(facts.c.res_pk)))
     return select(*keys, *counts).select_from(source).where(*where).group_by(*groups)
 
 
@@ -241,7 +228,7 @@ class Statistics:
 
     def counts(self, criteria: Sequence[Criterion], stratify: str | None = None) -> tuple[int, int, list[Stratum]]:
         """(subjects, studies) meeting ``criteria``, and with ``stratify`` the same per value of that dimension."""
-        with self.store.reading() as connection:
+        with self.store.reading(snapshot=True) as connection:
             seq, _, current = self._clock(connection)
             if criteria:
                 studies = _studies(seq, criteria).subquery("studies")
@@ -263,7 +250,7 @@ class Statistics:
 
     def collect(self) -> StoreStatistics:
         """Everything the catalogue description needs, as of the newest commit."""
-        with self.store.reading() as connection:
+        with self.store.reading(snapshot=True) as connection:
             seq, modified, current = self._clock(connection)
             by_value = {
                 dimension: {
@@ -293,20 +280,20 @@ class Statistics:
     @staticmethod
     def _subjects(connection: Connection, seq: int) -> int:
         """Distinct subjects of all current ImagingStudies."""
-        subject = _subject_rows(seq)
+        studies = _study_rows()
         subjects: int = connection.execute(
-            select(func.count(distinct(subject.c.target_id))).where(_study_subject(subject, subject.c.res_pk))
+            select(func.count(distinct(studies.c.subject))).where(*studies.scope)
         ).scalar_one()
         return subjects
 
     @staticmethod
     def _annotated(connection: Connection, seq: int) -> tuple[int, int]:
         """(distinct subjects, studies) of the ImagingStudies with at least one segment."""
-        segment, subject = index_rows("reference", "ImagingStudy", "segment", seq, "segment"), _subject_rows(seq)
+        segment = study_fact_rows("segment", "segment")
         subjects, studies = connection.execute(
-            select(func.count(distinct(subject.c.target_id)), func.count(distinct(segment.c.res_pk)))
-            .select_from(segment.table.outerjoin(subject.table, _study_subject(subject, segment.c.res_pk)))
-            .where(*segment.scope)
+            select(func.count(distinct(segment.c.subject)), func.count(distinct(segment.c.res_pk))).where(
+                *segment.scope
+            )
         ).one()
         return subjects, studies
 
@@ -335,12 +322,11 @@ class Statistics:
     def _ages(connection: Connection, seq: int) -> dict[int, int]:
         """Patients by age at their first imaging study (birth dates taken at the middle of their
         period: pseudonymised birth dates are a year, or a month)."""
-        started, subject = index_rows("date", "ImagingStudy", "started", seq, "started"), _subject_rows(seq)
+        studies = _study_rows()
         first = (
-            select(subject.c.target_id.label("subject"), func.min(started.c.low).label("first"))
-            .select_from(started.table.join(subject.table, _study_subject(subject, started.c.res_pk)))
-            .where(*started.scope)
-            .group_by(subject.c.target_id)
+            select(studies.c.subject, func.min(studies.c.started).label("first"))
+            .where(*studies.scope, studies.c.subject.is_not(None), studies.c.started.is_not(None))
+            .group_by(studies.c.subject)
             .subquery("first_study")
         )
         patient, born = resource_rows("Patient", "patient"), index_rows("date", "Patient", "birthdate", seq, "born")

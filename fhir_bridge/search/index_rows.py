@@ -6,7 +6,8 @@ validity rule and the token matcher, it asks for ``Rows``: a FROM item with the 
 make it "the rows of this parameter of this type, valid at this seq", and composes joins and
 aggregates over them. The columns are those of the parameter type's index table: ``res_pk`` and
 ``token``: system, code, text; ``reference``: target_type, target_id, url; ``string``: value
-(normalised), exact; ``date``: low, high (microseconds).
+(normalised), exact; ``date``: low, high (microseconds). Counts over all ImagingStudies read
+their facts (``study_fact_rows``), a narrow copy of their current index rows with each study's subject.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause
 
 from fhir_bridge.search.parameter_types.token import token_any
-from fhir_bridge.store.schema import INDEX_TABLES, RESOURCE, VERSION, index_valid, version_valid
+from fhir_bridge.store.schema import INDEX_TABLES, RESOURCE, STUDY_FACTS, VERSION, index_valid, version_valid
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,12 @@ def resource_rows(resource_type: str, name: str | None) -> Rows:
 def current_versions(resource_type: str, at_seq: int) -> Rows:
     """The versions of ``resource_type`` current and not deleted at ``at_seq`` (``res_pk``, ``res_id``...)."""
     return Rows(VERSION, (VERSION.c.res_type == resource_type, VERSION.c.deleted.is_(False), version_valid(at_seq)))
+
+
+def study_fact_rows(parameter: str, name: str | None) -> Rows:
+    """The current ImagingStudies' facts of one kind (``store.schema.STUDY_FACTS``): ``subject`` (one
+    row per study: ``subject``, ``started``), a token parameter (``system``, ``code``), ``performer``
+    (``code``: the Device id) or ``segment``; every row has ``res_pk`` and ``subject``. Current at the
+    newest commit only: read them with the clock, in one snapshot."""
+    table = _named(STUDY_FACTS, name)
+    return Rows(table, (table.c.param == parameter,))

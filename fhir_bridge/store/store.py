@@ -48,6 +48,7 @@ from fhir_bridge.store.tables import (
     REFERENCE,
     RESOURCE,
     RESOURCE_COUNT,
+    STUDY_FACTS,
     TOKEN,
     URI,
     VERSION,
@@ -133,6 +134,35 @@ def _count_changes(connection: Connection, changes: Mapping[str, int]) -> None:
             )
 
 
+STUDY = "ImagingStudy"  # the type whose facts ``study_fact`` keeps
+_STUDY_VALUES = frozenset({"modality", "bodysite", "segmentation", "segmentation-method"})  # its token parameters kept
+
+
+def study_facts(entries: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The ``study_fact`` rows (all but ``res_pk``) of an ImagingStudy whose index entries are
+    ``entries`` (see ``tables.STUDY_FACTS``): a projection of its index rows, one row per value and
+    subject."""
+    references, tokens = entries.get("reference", []), entries.get("token", [])
+    subjects = list(
+        dict.fromkeys(e["target_id"] for e in references if e["param"] == "subject" and e["target_type"] == "Patient")
+    ) or [None]
+    started = min((e["low"] for e in entries.get("date", []) if e["param"] == "started"), default=None)
+    values: dict[tuple[str, str | None, str | None], int | None] = {("subject", None, None): started}
+    for entry in tokens:
+        if entry["param"] in _STUDY_VALUES:
+            values.setdefault((entry["param"], entry["system"], entry["code"]), None)
+    for entry in references:
+        if entry["param"] == "performer" and entry["target_type"] == "Device":
+            values.setdefault(("performer", None, entry["target_id"]), None)
+        elif entry["param"] == "segment":
+            values.setdefault(("segment", None, None), None)
+    return [
+        {"param": param, "system": system, "code": code, "subject": subject, "started": first}
+        for subject in subjects
+        for (param, system, code), first in values.items()
+    ]
+
+
 def _current(row: Sequence[Any]) -> StoredVersion:
     res_type, res_id, version, seq, last_updated, deleted, content, pk = row
     return StoredVersion(res_type, res_id, version, seq, last_updated, bool(deleted), content, "", pk)
@@ -200,6 +230,7 @@ class WriteSession:
         self.now: int = max(time.time_ns() // 1000, clock.last_updated + 1)
         self._pending: dict[str, list[dict[str, Any]]] = {name: [] for name in INDEX_TABLES}
         self._versions: list[dict[str, Any]] = []
+        self._facts: list[dict[str, Any]] = []  # study_fact rows to insert at the next flush
         # resource rows to insert at the next flush, each with the version and index rows waiting for its pk
         self._new_rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         self._written: dict[tuple[str, str], StoredVersion] = {}
@@ -258,7 +289,8 @@ class WriteSession:
         values = {"version": version, "seq": seq, "last_updated": self.now, "deleted": False, "content": content}
         pk = self._upsert_current(res_type, res_id, previous, values)
         waiting = self._new_rows[-1][1] if pk is None else []  # rows that get the pk when it is known
-        for kind, entries in self._indexer(resource).items():
+        indexed = self._indexer(resource)
+        for kind, entries in indexed.items():
             for entry in entries:
                 entry["res_pk"] = pk
                 entry["seq_from"] = seq
@@ -267,6 +299,11 @@ class WriteSession:
                 waiting.append(entry)
                 if kind == "reference" and entry["target_id"] and entry["url"] is None and entry["target_type"]:
                     self._references.setdefault((entry["target_type"], entry["target_id"]), f"{res_type}/{res_id}")
+        if res_type == STUDY:
+            for fact in study_facts(indexed):
+                fact["res_pk"] = pk
+                self._facts.append(fact)
+                waiting.append(fact)
         version_row = {"res_type": res_type, "res_id": res_id, "res_pk": pk, "method": method, **values}
         self._versions.append(version_row)
         waiting.append(version_row)
@@ -313,6 +350,8 @@ class WriteSession:
             self.connection.execute(
                 update(table).where(table.c.res_pk == previous.pk, table.c.seq_to.is_(None)).values(seq_to=seq)
             )
+        if res_type == STUDY:  # its current facts go with its current index rows (``put`` adds the new ones)
+            self.connection.execute(delete(STUDY_FACTS).where(STUDY_FACTS.c.res_pk == previous.pk))
         return previous.pk
 
     def _insert_new_rows(self) -> None:
@@ -338,6 +377,9 @@ class WriteSession:
         if self._versions:
             insert_many(self.connection, VERSION, self._versions)
             self._versions.clear()
+        if self._facts:
+            insert_many(self.connection, STUDY_FACTS, self._facts)
+            self._facts.clear()
 
     def _check_references(self) -> None:
         """Refuse dangling local references (as HAPI FHIR's JPA server does by default)."""
@@ -448,9 +490,15 @@ class Store:
             self._statistics.release()
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection for reads (several statements, e.g. the catalogue's aggregates at one seq)."""
+    def reading(self, snapshot: bool = False) -> Iterator[Connection]:
+        """A connection for reads (several statements, e.g. the catalogue's aggregates at one seq).
+
+        ``snapshot``: every statement sees the same commit (PostgreSQL: REPEATABLE READ; SQLite's
+        read transaction always does), for reads of what is kept as of the newest commit only
+        (``resource_count``, ``study_fact``) together with the clock."""
         with self.engines.reader.connect() as connection:
+            if snapshot and self.engines.dialect == "postgresql":
+                connection = connection.execution_options(isolation_level="REPEATABLE READ")
             yield connection
 
     def rows(self, statement: Executable, parameters: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
@@ -669,6 +717,7 @@ class Store:
                 _count_changes(connection, {res_type: -n for res_type, n in current})
                 for table in INDEX_TABLES.values():
                     erased.index_rows += connection.execute(delete(table).where(table.c.res_pk.in_(pks))).rowcount
+                connection.execute(delete(STUDY_FACTS).where(STUDY_FACTS.c.res_pk.in_(pks)))
                 erased.versions += connection.execute(delete(VERSION).where(VERSION.c.res_pk.in_(pks))).rowcount
                 erased.resources += connection.execute(delete(RESOURCE).where(RESOURCE.c.pk.in_(pks))).rowcount
             now = max(time.time_ns() // 1000, clock.last_updated + 1)

@@ -209,6 +209,37 @@ RESOURCE_COUNT = Table(
     Column("current", BigInteger, nullable=False),
 )
 
+# The current ImagingStudies' facts the catalogue aggregates over (``catalogue/statistics.py``), one
+# row per study and value: a ``subject`` row per study (``started``: the earliest start it indexes) and
+# a row per value of its ``modality``, ``bodysite``, ``segmentation`` and ``segmentation-method``
+# tokens, per Device its series name as ``performer`` (``code``: the Device's id) and one ``segment``
+# row when it has segments; every row carries the study's subject (the Patient id its ``subject``
+# reference names; NULL when none). They are the study's current index rows (``seq_to IS NULL``) in a
+# narrow table of their own, kept by the write path in the transaction that moves the commit clock
+# (and by erasure): a count over all studies reads this table, not the store-wide index tables, and
+# needs no join from a study's values to its subject. Read with the clock in one snapshot, it is
+# exact as of that commit; it holds nothing of older commits (a count pinned to one uses the index).
+STUDY_FACTS = Table(
+    "study_fact",
+    SQLModel.metadata,
+    Column("res_pk", BigInteger, nullable=False),
+    Column("param", String(64), nullable=False),
+    Column("system", Text),
+    Column("code", Text),
+    Column("subject", Text),
+    Column("started", BigInteger),
+)
+Index("ix_study_fact_pk", STUDY_FACTS.c.res_pk)
+Index(
+    "ix_study_fact_value",
+    STUDY_FACTS.c.param,
+    STUDY_FACTS.c.code,
+    STUDY_FACTS.c.system,
+    STUDY_FACTS.c.subject,
+    postgresql_include=["res_pk"],
+)
+Index("ix_study_fact_subject", STUDY_FACTS.c.param, STUDY_FACTS.c.subject, STUDY_FACTS.c.started)
+
 INDEX_TABLES: dict[str, Table] = {
     "token": TOKEN,
     "string": STRING,
