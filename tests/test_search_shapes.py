@@ -29,13 +29,14 @@ def _ids(client, query: str, resource_type: str = "Patient") -> list[str]:
 
 @pytest.fixture
 def patients(client):
-    for pid, system, value, gender, born in [
-        ("a", "s", "1", "male", "2001"),
-        ("b", "s", "2", "female", "2008"),
-        ("c", "t", "1", "male", "2015"),
+    for pid, system, value, gender, born, family, source in [
+        ("a", "s", "1", "male", "2001", "Smith", "http://x.org/src/one"),
+        ("b", "s", "2", "female", "2008", "Smythe", "http://x.org/src/two"),
+        ("c", "t", "1", "male", "2015", "O_Brien%", "http://y.org/src"),
     ]:
         patient = {"resourceType": "Patient", "id": pid, "gender": gender, "birthDate": born}
         patient["identifier"] = [{"system": system, "value": value}]
+        patient["name"], patient["meta"] = [{"family": family}], {"source": source}
         assert client.put(f"/fhir/Patient/{pid}", json=patient).status_code == 201
         study = {"resourceType": "ImagingStudy", "id": f"study-{pid}", "status": "available"}
         study["subject"] = {"reference": f"Patient/{pid}"}
@@ -57,6 +58,88 @@ def test_searches_differing_in_values_share_one_statement(first, second):
     (statement, values), (other, other_values) = _compiled("Patient", first), _compiled("Patient", second, 8)
     assert statement is other
     assert values != other_values
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("family=a", "family=Bob"),
+        ("family=a,b", "family=c,O_Brien%"),
+        ("family:exact=A", "family:exact=Bob"),
+        ("family:contains=a", "family:contains=b_%"),
+        ("identifier=s|1&family=a", "identifier=t|2&family=zz"),
+        ("_source=http://x", "_source=http://y"),
+        ("_source:below=http://x", "_source:below=http://y/z"),
+        ("_source:above=http://x/y", "_source:above=http://z"),
+    ],
+)
+def test_string_and_uri_searches_differing_in_values_share_one_statement(first, second):
+    (statement, values), (other, other_values) = _compiled("Patient", first), _compiled("Patient", second, 8)
+    assert statement is other
+    assert values != other_values
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("family=a", "family:exact=a"),
+        ("family=a", "family:contains=a"),
+        ("family:exact=a", "family:contains=a"),
+        ("family=a", "family=a,b"),
+        ("_source=http://x", "_source:below=http://x"),
+        ("_source:below=http://x", "_source:above=http://x"),
+    ],
+)
+def test_string_and_uri_searches_of_different_matches_do_not_share(first, second):
+    assert _compiled("Patient", first)[0] is not _compiled("Patient", second)[0]
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "first", "second", "shared"),
+    [
+        ("Observation", "value-quantity=gt5", "value-quantity=gt7.25", True),
+        ("Observation", "value-quantity=5", "value-quantity=eq1e2", True),
+        ("Observation", "value-quantity=ap5", "value-quantity=ap100", True),
+        ("Observation", "value-quantity=5|http://unitsofmeasure.org|mg", "value-quantity=7|urn:u|g", True),
+        ("Observation", "value-quantity=5||mg", "value-quantity=lt7||g", False),  # prefix
+        ("Observation", "value-quantity=5||mg", "value-quantity=7||g", True),
+        ("Observation", "value-quantity=5||mg", "value-quantity=5|urn:u|mg", False),  # a system or not
+        ("Observation", "value-quantity=5", "value-quantity=5||mg", False),  # a unit or not
+        ("RiskAssessment", "probability=gt0.5", "probability=gt0.25", True),
+        ("RiskAssessment", "probability=gt0.5", "probability=ge0.5", False),
+        ("RiskAssessment", "probability=0.5,0.7", "probability=0.1,0.2", True),
+    ],
+)
+def test_number_and_quantity_searches_share_by_prefix_and_unit(resource_type, first, second, shared):
+    assert (_compiled(resource_type, first)[0] is _compiled(resource_type, second)[0]) == shared
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("value-quantity=5", ["mg5"]),
+        ("value-quantity=5.0", ["mg5"]),
+        ("value-quantity=7.25", ["g7"]),
+        ("value-quantity=7.2", []),
+        ("value-quantity=gt5", ["g7", "kg100"]),
+        ("value-quantity=ge5", ["g7", "kg100", "mg5"]),
+        ("value-quantity=lt7.25", ["mg5"]),
+        ("value-quantity=ne5", ["g7", "kg100"]),
+        ("value-quantity=ap100", ["kg100"]),
+        ("value-quantity=ap7", ["g7"]),
+        ("value-quantity=ge1||mg", ["mg5"]),
+        ("value-quantity=ge1|http://unitsofmeasure.org|g", ["g7"]),
+        ("value-quantity=ge1|urn:other|g", []),
+        ("value-quantity=5,100", ["kg100", "mg5"]),
+        ("value-quantity=le5||mg,gt50||kg", ["kg100", "mg5"]),
+    ],
+)
+def test_quantity_searches_of_a_shared_shape_return_their_own_matches(client, query, expected):
+    for oid, value, unit in (("mg5", 5, "mg"), ("g7", 7.25, "g"), ("kg100", 100, "kg")):
+        observation = {"resourceType": "Observation", "id": oid, "status": "final", "code": {"text": "x"}}
+        observation["valueQuantity"] = {"value": value, "system": "http://unitsofmeasure.org", "code": unit}
+        assert client.put(f"/fhir/Observation/{oid}", json=observation).status_code == 201
+    assert _ids(client, query, "Observation") == expected
 
 
 def test_reference_searches_differing_in_values_share_one_statement():
@@ -86,8 +169,8 @@ def test_searches_of_different_shapes_do_not_share(first, second):
 
 
 def test_searches_on_types_whose_sql_holds_their_values_are_not_shared():
-    # strings, numbers and quantities compile their values into the SQL: each search gets its own statement
-    for resource_type, search in (("Patient", "name=a"), ("Observation", "value-quantity=gt5")):
+    # composites compile their values into the SQL: each search gets its own statement
+    for resource_type, search in (("Observation", "code-value-quantity=http://loinc.org|718-7$gt5"),):
         statement, values = _compiled(resource_type, search)
         assert values == {} and statement is not _compiled(resource_type, search)[0]
     statement, values = _compiled("ImagingStudy", "patient.gender=male")  # a chain
@@ -251,6 +334,26 @@ def test_page_cursors_share_the_statement_of_their_shape():
         ("identifier=s|1,s|2&birthdate=le2008", ["a", "b"]),
         ("_lastUpdated=gt2020-01-01", ["a", "b", "c"]),
         ("_lastUpdated=lt2020-01-01", []),
+        ("family=smi", ["a"]),
+        ("family=sm", ["a", "b"]),
+        ("family=o_b", ["c"]),
+        ("family=o%", []),
+        ("family=x", []),
+        ("family=smy,o_", ["b", "c"]),
+        ("family:exact=Smith", ["a"]),
+        ("family:exact=smith", []),
+        ("family:contains=_b", ["c"]),
+        ("family:contains=yth", ["b"]),
+        ("family:contains=%", ["c"]),
+        ("family:contains=m", ["a", "b"]),
+        ("_source=http://x.org/src/one", ["a"]),
+        ("_source=http://x.org/src", []),
+        ("_source:below=http://x.org/src", ["a", "b"]),
+        ("_source:below=http://y.org", ["c"]),
+        ("_source:below=http://x.org/src/one", ["a"]),
+        ("_source:above=http://x.org/src/two/more", ["b"]),
+        ("_source:above=http://y.org/src/x", ["c"]),
+        ("_source:above=http://z.org", []),
     ],
 )
 def test_each_search_of_a_shared_shape_returns_its_own_matches(patients, query, expected):

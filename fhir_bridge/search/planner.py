@@ -21,9 +21,9 @@ from sqlalchemy import ColumnElement, FromClause, exists, func, select
 
 from fhir_bridge.search.chains import clause_condition
 from fhir_bridge.search.criteria import Plan, criterion_plan, criterion_rows, index_scope
-from fhir_bridge.search.parameter_types.date import DateTerm, Prefix, searched_range, term_condition
+from fhir_bridge.search.parameter_types.date import DateTerm, searched_range, term_condition
 from fhir_bridge.search.query import Chain, Clause, Criterion, ReverseChain, SearchQuery
-from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, split_prefix
+from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, Prefix, split_prefix
 from fhir_bridge.store.schema import DATE, DATE_WIDTH, VERSION
 
 # How many rows a clause of each kind is expected to match, lowest first.

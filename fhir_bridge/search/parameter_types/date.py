@@ -7,7 +7,6 @@ too, and each prefix compares the two ranges as R4 search.html#date says.
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from sqlalchemy import ColumnElement, FromClause, and_, not_, or_
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.parameter_types.protocol import Entry
 from fhir_bridge.search.query import Criterion
-from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, date_range, split_prefix
+from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, Prefix, date_range, split_prefix
 from fhir_bridge.spec.fhirpath import Item
 from fhir_bridge.spec.registry import SearchParameter
 
@@ -85,20 +84,6 @@ def compare_ranges(prefix: str, low: Any, high: Any, search_low: Any, search_hig
         "ap": lambda: and_(low <= search_high, high >= search_low),  # overlap of the widened range
     }
     return comparisons[prefix]()
-
-
-class Prefix(enum.Enum):
-    """A searched date value's prefix: structure of its plan (``search.shapes``), as it decides the SQL."""
-
-    EQ = "eq"
-    NE = "ne"
-    GT = "gt"
-    LT = "lt"
-    GE = "ge"
-    LE = "le"
-    SA = "sa"
-    EB = "eb"
-    AP = "ap"
 
 
 @dataclass(frozen=True)
