@@ -24,6 +24,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from fhir_bridge import Settings, create_app
+from fhir_bridge.search.index import index_entries
+from fhir_bridge.store.database import create_engines
+from fhir_bridge.store.migration import prepare_schema
+from fhir_bridge.store.store import Store
 from tests.fhir_json import check_response
 
 POSTGRES_URL = os.environ.get("FHIR_BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -78,6 +82,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     with admin.begin() as connection:
         connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A store on ``database_url`` with the search index and no reference checks, without the app."""
+    engines = create_engines(database_url)
+    prepare_schema(engines)
+    yield Store(engines, indexer=index_entries, enforce_references=False)
+    engines.dispose()
 
 
 @pytest.fixture

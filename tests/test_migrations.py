@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from fhir_bridge import Settings, create_app
@@ -17,7 +18,7 @@ from fhir_bridge.cli import main
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.services import Services
 from fhir_bridge.store.database import create_engines
-from fhir_bridge.store.migration import head, prepare_schema, schema_differences
+from fhir_bridge.store.migration import _config, head, prepare_schema, schema_differences
 from fhir_bridge.store.schema import STORE_METADATA
 
 RELEASE = Path(__file__).parent / "data" / "release-0.1"
@@ -162,3 +163,41 @@ def test_serve_on_a_previous_release_store_stops_with_one_line(tmp_path):
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if "cannot start" in line or "Traceback" in line]
     assert len(lines) == 1 and "fhir-bridge db upgrade" in lines[0], done.stderr
+
+
+def _token_value_index(database_url: str) -> tuple[list[str], list[str], object]:
+    """(key columns, included columns, an identity of the built index) of ``ix_idx_token_value``."""
+    engines = create_engines(database_url)
+    with engines.reader.connect() as connection:
+        index = next(i for i in inspect(connection).get_indexes("idx_token") if i["name"] == "ix_idx_token_value")
+        if engines.dialect == "postgresql":
+            built = connection.exec_driver_sql("SELECT 'ix_idx_token_value'::regclass::oid").scalar()
+        else:
+            built = connection.exec_driver_sql(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'ix_idx_token_value'"
+            ).scalar()
+    engines.dispose()
+    return list(index["column_names"]), list(index["dialect_options"].get("postgresql_include") or []), built
+
+
+def test_the_token_value_index_is_keyed_by_resource_after_an_upgrade_and_rebuilt_once(database_url):
+    load_previous_release(database_url)
+    assert main(["db", "upgrade", "--database-url", database_url]) == 0
+    key, included, built = _token_value_index(database_url)
+    assert key == ["res_type", "param", "code", "res_pk"]
+    assert included == (["system", "seq_from", "seq_to"] if database_url.startswith("postgresql") else [])
+    # r0005 run again on a store whose index is already keyed so leaves it as it is
+    engines = create_engines(database_url)
+    with engines.writer.begin() as connection:
+        command.stamp(_config(connection), "r0004")
+    engines.dispose()
+    assert main(["db", "upgrade", "--database-url", database_url]) == 0
+    assert _token_value_index(database_url) == (key, included, built)
+    # and the searches by code and system still find what the old release stored
+    expected = json.loads((RELEASE / "expected.json").read_text(encoding="utf-8"))
+    app = create_app(Settings(database_url=database_url))
+    with TestClient(app) as http:
+        dialect = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+        found = http.get("/fhir/Condition", params={"code": "254637007"}).json()["entry"]
+        assert [entry["resource"]["id"] for entry in found] == [expected[dialect]["condition"]]
+    app.state.services.close()

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from fhir_bridge.search.batches import BatchScope, resource_batch
 from fhir_bridge.search.compiler import compile_search, search_conditions
-from fhir_bridge.search.index import index_entries
 from fhir_bridge.search.paging import keyset_position, page_statement
 from fhir_bridge.search.planner import index_driven
 from fhir_bridge.search.query import SearchQuery, parse_search
 from fhir_bridge.search.runner import count_distinct_targets, search_page
-from fhir_bridge.store.database import create_engines
-from fhir_bridge.store.migration import prepare_schema
 from fhir_bridge.store.schema import VERSION
 from fhir_bridge.store.store import Store
 
@@ -49,14 +44,6 @@ def _study(index: int, rng: random.Random) -> dict[str, Any]:
             for n, modality in enumerate(modalities)
         ],
     }
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    engines = create_engines(database_url)
-    prepare_schema(engines)
-    yield Store(engines, indexer=index_entries, enforce_references=False)
-    engines.dispose()
 
 
 SEARCHES = [

@@ -131,3 +131,18 @@ def test_each_test_gets_its_own_database(database_url, tmp_path):
         else:
             assert (tmp_path / "store.db").exists()
     engines.dispose()
+
+
+def test_postgresql_plans_every_statement_with_its_values(database_url):
+    """A search's plan depends on its values (a month's index range, a page): PostgreSQL must not
+    switch a statement that psycopg prepared after a few runs to one plan for any values."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's plan cache")
+    engines = create_engines(database_url)
+    try:
+        with engines.reader.connect() as first, engines.writer.connect() as second:  # two of the pool's
+            for connection in (first, second):
+                connection.rollback()  # also after a transaction was rolled back
+                assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    finally:
+        engines.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, FromClause, Select, distinct, func, select
 from fhir_bridge.search.compartments import in_compartment
 from fhir_bridge.search.criteria import Plan, criterion_plan
 from fhir_bridge.search.paging import keyset_position, page_statement
-from fhir_bridge.search.planner import clause_conditions, index_driven
+from fhir_bridge.search.planner import clause_conditions, clause_order, index_driven
 from fhir_bridge.search.query import Criterion, SearchQuery
 from fhir_bridge.search.shapes import ShapeCache, parametrize, placeholders
 from fhir_bridge.store.schema import VERSION, VERSION_COLUMNS, version_valid
@@ -94,10 +94,11 @@ def _index_statement(
 
 
 def _shape(query: SearchQuery, counting: bool, on_versions: bool) -> tuple[Any, ...]:
-    """What of ``query`` besides its plan the statement is built from."""
+    """What of ``query`` besides its plan the statement is built from (the planner's order of the
+    clauses included: it depends on values, ``planner.clause_order``)."""
     clauses = tuple((c.parameter.code, c.modifier) for c in query.clauses if isinstance(c, Criterion))
     sort = tuple((key.name, key.descending) for key in query.sort)
-    return query.resource_type, query.types, clauses, sort, counting, on_versions
+    return query.resource_type, query.types, clauses, clause_order(query), sort, counting, on_versions
 
 
 def compile_search(

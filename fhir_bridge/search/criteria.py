@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, exists, not_, or_, select, true
 
 from fhir_bridge.search.parameter_types import PARAMETER_TYPES, PLANNED_TYPES
-from fhir_bridge.search.parameter_types.date import date_condition
+from fhir_bridge.search.parameter_types.date import DateTerm, term_condition
+from fhir_bridge.search.parameter_types.date import terms as date_terms
 from fhir_bridge.search.query import Criterion
 from fhir_bridge.store.schema import INDEX_TABLES, index_valid
 
@@ -56,18 +57,18 @@ def criterion_plan(criterion: Criterion) -> Plan | None:
         return ()
     if parameter.code == "_id":
         return (Ids(criterion.values),)
-    if parameter.code in ROW_PARAMETERS:
-        return None
+    if parameter.code == "_lastUpdated":
+        return date_terms(criterion, criterion.values)  # every value, as before (an empty one is an error)
     if criterion.modifier == "missing":
         return (Missing(values[-1].lower() == "true"),)
     planned = PLANNED_TYPES.get(parameter.type)
     return planned.terms(criterion, values) if planned else None
 
 
-def _last_updated(criterion: Criterion, versions: FromClause) -> ColumnElement[bool]:
+def _last_updated(versions: FromClause, terms: Plan) -> ColumnElement[bool]:
     """``_lastUpdated`` is a column of the version row."""
     column = versions.c.last_updated
-    return or_(*(date_condition(column, column, value, "_lastUpdated") for value in criterion.values))
+    return or_(*(term_condition(column, column, term) for term in terms if isinstance(term, DateTerm)))
 
 
 def criterion_condition(
@@ -93,7 +94,8 @@ def criterion_condition(
         condition = versions.c.res_id.in_(plan[0].ids)
         return not_(condition) if criterion.modifier == "not" else condition
     if parameter.code in ROW_PARAMETERS:
-        return _last_updated(criterion, versions)
+        assert plan is not None
+        return _last_updated(versions, plan)
     table = INDEX_TABLES[parameter.type]
     if criterion.modifier == "missing":
         assert plan is not None and isinstance(plan[0], Missing)

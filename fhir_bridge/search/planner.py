@@ -13,17 +13,17 @@ instead of a scan of everything before April.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from sqlalchemy import ColumnElement, FromClause, exists, func, select
 
 from fhir_bridge.search.chains import clause_condition
-from fhir_bridge.search.criteria import Plan, criterion_rows, index_scope
-from fhir_bridge.search.parameter_types.date import date_condition, searched_range
+from fhir_bridge.search.criteria import Plan, criterion_plan, criterion_rows, index_scope
+from fhir_bridge.search.parameter_types.date import DateTerm, searched_range, term_condition
 from fhir_bridge.search.query import Chain, Clause, Criterion, ReverseChain, SearchQuery
-from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, split_prefix
+from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, Prefix, split_prefix
 from fhir_bridge.store.schema import DATE, DATE_WIDTH, VERSION
 
 # How many rows a clause of each kind is expected to match, lowest first.
@@ -102,7 +102,20 @@ def selectivity(clause: Clause | DateRange) -> int:
     return _SELECTIVITY.get(clause.parameter.type, 6)
 
 
-def _low_bounds(group: DateRange, resource_type: str, table: FromClause = DATE) -> list[ColumnElement[bool]]:
+PlanOf = Mapping[int, Plan | None]  # the plan of each clause (by ``id``), its values maybe placeholders
+
+
+def _terms(group: DateRange, plan_of: PlanOf) -> list[DateTerm]:
+    """The one term of each criterion of ``group`` (mergeable: one value each), from its plan."""
+    terms = []
+    for criterion in group.criteria:
+        plan = plan_of.get(id(criterion)) or criterion_plan(criterion)
+        assert plan is not None and len(plan) == 1 and isinstance(plan[0], DateTerm)
+        terms.append(plan[0])
+    return terms
+
+
+def _low_bounds(group: DateRange, resource_type: str, table: FromClause, plan_of: PlanOf) -> list[ColumnElement[bool]]:
     """``low >= A - width`` for each lower bound on ``high``: turns "high >= A AND low <= B", which an
     index answers by scanning everything below B, into a range of ``low`` from A - width to B."""
     parameter = group.criteria[0].parameter
@@ -113,29 +126,28 @@ def _low_bounds(group: DateRange, resource_type: str, table: FromClause = DATE) 
         0,
     )
     bounds = []
-    for criterion in group.criteria:
-        prefix, search_low, search_high = searched_range(criterion.values[0], parameter.code)
-        if prefix in ("ge", "gt"):
-            bounds.append(table.c.low >= (search_low if prefix == "ge" else search_high) - width)
+    for term in _terms(group, plan_of):
+        if term.prefix in (Prefix.GE, Prefix.GT):
+            bounds.append(table.c.low >= (term.low if term.prefix is Prefix.GE else term.high) - width)
     return bounds
 
 
 def _range_rows(
-    group: DateRange, table: FromClause, resource_type: str | None, at_seq: int
+    group: DateRange, table: FromClause, resource_type: str | None, at_seq: int, plan_of: PlanOf
 ) -> list[ColumnElement[bool]]:
     """What a row of ``table`` (``idx_date`` or an alias) must meet to be in the range."""
     parameter = group.criteria[0].parameter.code
     conditions = index_scope(table, parameter, resource_type, at_seq)
-    conditions += [date_condition(table.c.low, table.c.high, c.values[0], parameter) for c in group.criteria]
+    conditions += [term_condition(table.c.low, table.c.high, term) for term in _terms(group, plan_of)]
     if resource_type and group.bounded:
-        conditions += _low_bounds(group, resource_type, table)
+        conditions += _low_bounds(group, resource_type, table, plan_of)
     return conditions
 
 
 def _range_condition(
-    group: DateRange, versions: FromClause, resource_type: str | None, at_seq: int, driving: bool
+    group: DateRange, versions: FromClause, resource_type: str | None, at_seq: int, driving: bool, plan_of: PlanOf
 ) -> ColumnElement[bool]:
-    conditions = _range_rows(group, DATE, resource_type, at_seq)
+    conditions = _range_rows(group, DATE, resource_type, at_seq, plan_of)
     if driving:
         return versions.c.res_pk.in_(select(DATE.c.res_pk).where(*conditions))
     return exists().where(DATE.c.res_pk == versions.c.res_pk, *conditions)
@@ -150,7 +162,7 @@ def clause_conditions(query: SearchQuery, at_seq: int, plans: Sequence[Plan | No
     conditions = []
     for index, clause in enumerate(ordered):
         if isinstance(clause, DateRange):
-            conditions.append(_range_condition(clause, VERSION, query.resource_type, at_seq, index == 0))
+            conditions.append(_range_condition(clause, VERSION, query.resource_type, at_seq, index == 0, plan_of))
         else:
             plan = plan_of.get(id(clause))
             conditions.append(
@@ -161,6 +173,21 @@ def clause_conditions(query: SearchQuery, at_seq: int, plans: Sequence[Plan | No
 
 def _ordered(query: SearchQuery) -> list[Clause | DateRange]:
     return sorted(merge_date_ranges(query.clauses), key=selectivity)
+
+
+def clause_order(query: SearchQuery) -> tuple[Any, ...]:
+    """The order the planner applies the query's clauses in, as their positions in ``query.clauses``
+    (a merged date range as the tuple of its criteria's positions).
+
+    Part of a compiled search's shape (``compiler.compile_search``): the order is decided partly
+    from values (a date range's span, whether a value is empty), so searches that share a statement
+    must share their order too. Any two searches with the same plan shape and the same order build
+    the same SQL."""
+    position = {id(clause): index for index, clause in enumerate(query.clauses)}
+    return tuple(
+        tuple(position[id(c)] for c in clause.criteria) if isinstance(clause, DateRange) else position[id(clause)]
+        for clause in _ordered(query)
+    )
 
 
 def index_driven(
@@ -190,7 +217,7 @@ def index_driven(
     first = ordered[0]
     if isinstance(first, DateRange):
         table: FromClause = DATE.alias("driving_date")
-        conditions = _range_rows(first, table, query.resource_type, at_seq)
+        conditions = _range_rows(first, table, query.resource_type, at_seq, plan_of)
     elif isinstance(first, Criterion):
         rows = criterion_rows(first, query.resource_type, at_seq, plan_of.get(id(first)))
         if rows is None:
@@ -203,7 +230,7 @@ def index_driven(
     # the code, per candidate) and now builds each set once.
     for clause in ordered[1:]:
         if isinstance(clause, DateRange):
-            conditions.append(_range_condition(clause, table, query.resource_type, at_seq, driving=True))
+            conditions.append(_range_condition(clause, table, query.resource_type, at_seq, True, plan_of))
         else:
             conditions.append(
                 clause_condition(clause, table, query.resource_type, at_seq, driving=True, plan=plan_of.get(id(clause)))

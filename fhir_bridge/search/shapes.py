@@ -8,7 +8,7 @@ statement of the first one is kept (``ShapeCache``) and the others run it with t
 What decides the shape is written down as a plan of the search's values (``search.compiler``): a
 tree of tuples and frozen dataclasses whose leaves are either *values* (``str``, ``int``, ``float``:
 bound, they never change the SQL) or *structure* (``None``, ``bool``, the dataclasses' classes and
-the tuples' lengths: they do). ``parametrize`` splits a plan into its shape (the key) and its values
+the tuples' lengths and enum members: they do). ``parametrize`` splits a plan into its shape (the key) and its values
 (the statement's parameters); ``placeholders`` gives the plan with each value replaced by a named
 placeholder, from which the shared statement is built. The code that builds SQL from a plan never inspects a
 value (a placeholder cannot be compared or tested for truth), so a statement built from one plan
@@ -18,6 +18,7 @@ is the statement of every plan of its shape.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -29,7 +30,7 @@ _VALUES = (str, int, float)
 
 def _walk(plan: Any, params: dict[str, Any], bind: bool) -> tuple[Any, Any]:
     """(shape, plan with placeholders when ``bind``) of ``plan``, its values added to ``params`` as p0, p1..."""
-    if plan is None or isinstance(plan, bool):
+    if plan is None or isinstance(plan, bool | enum.Enum):
         return plan, plan
     if isinstance(plan, _VALUES):
         name = f"p{len(params)}"

@@ -6,6 +6,7 @@ asked for always compare the same way.
 
 from __future__ import annotations
 
+import enum
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,21 @@ def normalize_string(text: str) -> str:
 def indexed_text(text: str) -> str:
     """``text`` as string and token:text search compare it: normalised, cut to the indexed length."""
     return normalize_string(text)[:MAX_INDEXED_STRING]
+
+
+class Prefix(enum.Enum):
+    """A searched number's, date's or quantity's prefix: structure of its plan (``search.shapes``),
+    as it decides the SQL."""
+
+    EQ = "eq"
+    NE = "ne"
+    GT = "gt"
+    LT = "lt"
+    GE = "ge"
+    LE = "le"
+    SA = "sa"
+    EB = "eb"
+    AP = "ap"
 
 
 def split_prefix(value: str) -> tuple[str, str]:

@@ -100,11 +100,16 @@ COVERED = ("res_pk", "seq_from", "seq_to")
 
 
 def _index_table(
-    name: str, *columns: Column, value_columns: tuple[str, ...], extra_indexes: tuple[Index, ...] = ()
+    name: str,
+    *columns: Column,
+    value_columns: tuple[str, ...],
+    extra_indexes: tuple[Index, ...] = (),
+    included: tuple[str, ...] = COVERED,
 ) -> Table:
     """An index table: one row per indexed value of one version, valid from ``seq_from``
     until ``seq_to`` (the seq of the version that replaced it; NULL while current), so that a
-    search can be answered as of any committed sequence number."""
+    search can be answered as of any committed sequence number. ``included``: the value index's
+    INCLUDE columns on PostgreSQL (``COVERED`` unless a key column is one of them)."""
     return Table(
         name,
         SQLModel.metadata,
@@ -115,7 +120,7 @@ def _index_table(
         Column("seq_from", BigInteger, nullable=False),
         Column("seq_to", BigInteger, nullable=True),
         *columns,
-        Index(f"ix_{name}_value", "res_type", "param", *value_columns, postgresql_include=list(COVERED)),
+        Index(f"ix_{name}_value", "res_type", "param", *value_columns, postgresql_include=list(included)),
         Index(f"ix_{name}_pk", "res_pk", "param", "seq_to"),
         *extra_indexes,
     )
@@ -128,7 +133,12 @@ TOKEN = _index_table(
     Column("text", Text),  # normalised display / CodeableConcept.text, for :text
     Column("type_system", Text),  # Identifier.type, for :of-type
     Column("type_code", Text),
-    value_columns=("code", "system"),
+    # keyed by res_pk after the code (system included, not in the key; migration r0005): the rows of
+    # one code come in pk order, so that an index-driven search (``search.planner.index_driven``)
+    # merges them with another clause's pks and stops at the page instead of hashing every row of
+    # the code; a system is checked on the index row (one code rarely lives in several systems)
+    value_columns=("code", "res_pk"),
+    included=("system", "seq_from", "seq_to"),
 )
 STRING = _index_table(
     "idx_string",

@@ -22,4 +22,12 @@ PARAMETER_TYPES: dict[str, ParameterType] = {
 }
 
 # The types whose values are planned (``search.shapes``): their searches share compiled statements.
-PLANNED_TYPES: dict[str, PlannedType] = {"token": token, "reference": reference}
+PLANNED_TYPES: dict[str, PlannedType] = {
+    "token": token,
+    "reference": reference,
+    "date": date,
+    "string": string,
+    "uri": uri,
+    "number": number,
+    "quantity": quantity,
+}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, not_, or_
@@ -16,7 +17,7 @@ from sqlalchemy import ColumnElement, FromClause, and_, not_, or_
 from fhir_bridge.errors import FhirError
 from fhir_bridge.search.parameter_types.protocol import Entry
 from fhir_bridge.search.query import Criterion
-from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, date_range, split_prefix
+from fhir_bridge.search.values import MAX_INSTANT, MIN_INSTANT, Prefix, date_range, split_prefix
 from fhir_bridge.spec.fhirpath import Item
 from fhir_bridge.spec.registry import SearchParameter
 
@@ -85,15 +86,42 @@ def compare_ranges(prefix: str, low: Any, high: Any, search_low: Any, search_hig
     return comparisons[prefix]()
 
 
+@dataclass(frozen=True)
+class DateTerm:
+    """One searched date value as a plan (``search.shapes``): its prefix decides the SQL, the range of
+    instants it searches (microseconds, inclusive; ``ap`` already widened) is bound."""
+
+    prefix: Prefix
+    low: int
+    high: int
+
+
+def date_term(value: str, parameter: str) -> DateTerm:
+    prefix, low, high = searched_range(value, parameter)
+    return DateTerm(Prefix(prefix), low, high)
+
+
+def term_condition(low: Any, high: Any, term: DateTerm) -> ColumnElement[bool]:
+    """One searched date value (as a term, its bounds maybe placeholders) on a pair of range columns."""
+    return compare_ranges(term.prefix.value, low, high, term.low, term.high)
+
+
 def date_condition(low: Any, high: Any, value: str, parameter: str) -> ColumnElement[bool]:
     """One searched date value on a pair of range columns (an index row's, or a version's lastUpdated)."""
-    prefix, search_low, search_high = searched_range(value, parameter)
-    return compare_ranges(prefix, low, high, search_low, search_high)
+    return term_condition(low, high, date_term(value, parameter))
+
+
+def terms(criterion: Criterion, values: Sequence[str]) -> tuple[DateTerm, ...]:
+    """The plan of ``values`` (``search.shapes``): one term per value, ORed."""
+    return tuple(date_term(value, criterion.parameter.code) for value in values)
+
+
+def terms_matches(table: FromClause, terms: tuple[DateTerm, ...]) -> ColumnElement[bool]:
+    return or_(*(term_condition(table.c.low, table.c.high, term) for term in terms))
 
 
 def matches(table: FromClause, criterion: Criterion, values: Sequence[str]) -> ColumnElement[bool]:
-    name = criterion.parameter.code
-    return or_(*(date_condition(table.c.low, table.c.high, value, name) for value in values))
+    return terms_matches(table, terms(criterion, values))
 
 
 def sort_column(table: FromClause, descending: bool) -> ColumnElement[Any]:

@@ -1,4 +1,9 @@
-"""Text comparisons in SQL that an index can answer: prefixes as ranges, LIKE with escaped input."""
+"""Text comparisons in SQL that an index can answer: prefixes as ranges, LIKE with escaped input.
+
+The values a comparison binds (a pattern, a prefix's range) are computed apart from the SQL that
+uses them, so that a search's plan (``search.shapes``) can hold them as values and its statement be
+built with placeholders.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +19,35 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def prefix_pattern(prefix: str) -> str:
+    """The LIKE pattern of the texts that start with ``prefix``."""
+    return escape_like(prefix) + "%"
+
+
+def contains_pattern(part: str) -> str:
+    """The LIKE pattern of the texts that contain ``part``."""
+    return f"%{escape_like(part)}%"
+
+
+def like(column: ColumnElement[Any], pattern: Any) -> ColumnElement[bool]:
+    """``column LIKE pattern`` for a pattern made by ``prefix_pattern``/``contains_pattern``."""
+    return column.like(pattern, escape="\\")
+
+
 def like_prefix(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
     """``column LIKE 'prefix%'``, for the columns whose prefix search need not use an index."""
-    return column.like(escape_like(prefix) + "%", escape="\\")
+    return like(column, prefix_pattern(prefix))
 
 
-def like_contains(column: ColumnElement[Any], part: str) -> ColumnElement[bool]:
-    return column.like(f"%{escape_like(part)}%", escape="\\")
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """[low, high) of the texts that start with ``prefix``, by code point."""
+    return prefix, prefix + _LAST_CODE_POINT
 
 
-def starts_with(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
-    """A prefix match as a range, which an index answers (a LIKE 'x%' filter may scan).
+def in_range(column: ColumnElement[Any], low: Any, high: Any) -> ColumnElement[bool]:
+    """``low <= column < high``: a prefix match as a range (``prefix_range``), which an index answers
+    (a LIKE 'x%' filter may scan).
 
     Comparison is by code point: SQLite's BINARY collation, and "C" for the column on PostgreSQL.
     """
-    return and_(column >= prefix, column < prefix + _LAST_CODE_POINT)
+    return and_(column >= low, column < high)

@@ -7,11 +7,13 @@ a Range gives its low and high ends with no single value.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, or_
 
-from fhir_bridge.search.parameter_types.number import number_condition
+from fhir_bridge.search.parameter_types.number import NumberTerm, number_term
+from fhir_bridge.search.parameter_types.number import term_condition as number_term_condition
 from fhir_bridge.search.parameter_types.protocol import Entry
 from fhir_bridge.search.query import Criterion
 from fhir_bridge.search.values import number_range
@@ -52,21 +54,49 @@ def entries(item: Item, parameter: SearchParameter | None = None) -> Iterator[En
         }
 
 
-def quantity_condition(value_column: Any, system: Any, code: Any, value: str, parameter: str) -> ColumnElement[bool]:
-    """``[prefix]number[|system|code]`` on value and unit columns (a quantity row's or a composite's)."""
+@dataclass(frozen=True)
+class QuantityTerm:
+    """One searched quantity as a plan (``search.shapes``): its number, and the unit's system and
+    code when given (whether each is given decides the SQL; their text is bound)."""
+
+    number: NumberTerm
+    system: str | None
+    unit: str | None
+
+
+def quantity_term(value: str, parameter: str) -> QuantityTerm:
+    """``[prefix]number[|system|code]`` as a term."""
     number, _, rest = value.partition("|")
     unit_system, _, unit = rest.partition("|") if "|" in rest else ("", "", rest)
-    conditions = [number_condition(value_column, number, parameter)]
-    if unit_system:
-        conditions.append(system == unit_system)
-    if unit:
-        conditions.append(code == unit)
+    return QuantityTerm(number_term(number, parameter), unit_system or None, unit or None)
+
+
+def term_condition(value_column: Any, system: Any, code: Any, term: QuantityTerm) -> ColumnElement[bool]:
+    """One searched quantity (as a term, its values maybe placeholders) on value and unit columns."""
+    conditions = [number_term_condition(value_column, term.number)]
+    if term.system is not None:
+        conditions.append(system == term.system)
+    if term.unit is not None:
+        conditions.append(code == term.unit)
     return and_(*conditions)
 
 
+def quantity_condition(value_column: Any, system: Any, code: Any, value: str, parameter: str) -> ColumnElement[bool]:
+    """``[prefix]number[|system|code]`` on value and unit columns (a quantity row's or a composite's)."""
+    return term_condition(value_column, system, code, quantity_term(value, parameter))
+
+
+def terms(criterion: Criterion, values: Sequence[str]) -> tuple[QuantityTerm, ...]:
+    """The plan of ``values`` (``search.shapes``): one term per value, ORed."""
+    return tuple(quantity_term(value, criterion.parameter.code) for value in values)
+
+
+def terms_matches(table: FromClause, terms: tuple[QuantityTerm, ...]) -> ColumnElement[bool]:
+    return or_(*(term_condition(table.c.value, table.c.system, table.c.code, term) for term in terms))
+
+
 def matches(table: FromClause, criterion: Criterion, values: Sequence[str]) -> ColumnElement[bool]:
-    name = criterion.parameter.code
-    return or_(*(quantity_condition(table.c.value, table.c.system, table.c.code, value, name) for value in values))
+    return terms_matches(table, terms(criterion, values))
 
 
 def sort_column(table: FromClause, descending: bool) -> ColumnElement[Any]:
