@@ -163,6 +163,15 @@ def study_facts(entries: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, A
     ]
 
 
+def _back_to_transactions(raw: Any) -> None:
+    """Leave autocommit before the connection goes back to the pool; one that cannot is not pooled
+    (a pooled connection in autocommit would run every later transaction statement by statement)."""
+    try:
+        raw.driver_connection.autocommit = False
+    except Exception:
+        raw.invalidate()
+
+
 def _current(row: Sequence[Any]) -> StoredVersion:
     res_type, res_id, version, seq, last_updated, deleted, content, pk = row
     return StoredVersion(res_type, res_id, version, seq, last_updated, bool(deleted), content, "", pk)
@@ -558,10 +567,15 @@ class Store:
 
         One statement needs no transaction of its own (it is atomic alone), and SQLAlchemy's work
         per execution (BEGIN, the statement, ROLLBACK, their events) was most of a read by id's CPU.
+        On PostgreSQL it runs in autocommit: psycopg would otherwise send a BEGIN before it and the
+        pool a ROLLBACK after it, two round trips of three (CPU 319 -> 184 us, wall 656 -> 371 us).
         """
         engine = self.engines.reader
         raw = engine.raw_connection()  # the pool's connection: set up (PRAGMAs), pinged, reset on return
+        alone = self.engines.dialect == "postgresql"
         try:
+            if alone:
+                raw.driver_connection.autocommit = True  # type: ignore[union-attr]
             cursor = raw.cursor()
             try:
                 sql, order = _select_sql(engine.dialect, statement)
@@ -570,6 +584,8 @@ class Store:
             finally:
                 cursor.close()
         finally:
+            if alone:
+                _back_to_transactions(raw)
             raw.close()
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredVersion | None:
