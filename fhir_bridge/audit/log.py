@@ -22,7 +22,7 @@ from fhir_bridge.audit.commit import GroupCommit, LoopCommit
 from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
 from fhir_bridge.errors import ConfigurationError
 from fhir_bridge.metrics import AUDIT_WRITE
-from fhir_bridge.store.database import Engines, ensure_tables
+from fhir_bridge.store.database import Engines, driver_connection, ensure_tables
 
 log = logging.getLogger("fhir_bridge.audit")
 AUDIT_TABLES = (AUDIT,)  # the trail's tables, for what moves a whole database (``store.copy``)
@@ -335,6 +335,8 @@ class AuditLog:
         self._start_chain()
         self._head: Head | None = None  # PostgreSQL: the head after this process's last batch
         self._writer: GroupCommit[AuditEntry] = GroupCommit(self._append, name="audit-writer")
+        # PostgreSQL: the batch's statement as the driver takes it (compiled once)
+        self._append_if_head_sql = str(_APPEND_IF_HEAD.compile(dialect=engines.writer.dialect))
         self._loop: _LoopConnection | None = None  # SQLite: commits on the event loop (``audit.commit``)
         self._on_loop: LoopCommit[AuditEntry] | None = None
         if engines.dialect == "sqlite":
@@ -490,10 +492,11 @@ class AuditLog:
         rows, moved = self._chained_rows(known, entries)
         expected = {"last_id": moved.last_id, "last_hash": moved.last_hash, "expected": known.last_id}
         expected["key_id"] = self.key.id
-        if self.engines.dialect == "postgresql":
+        if self.engines.dialect == "postgresql":  # one statement, atomic alone: no BEGIN/COMMIT round trips
             arrays = {name: [row[name] for row in rows] for name in _ARRAY_TYPES}
-            with self.engines.writer.begin() as connection:
-                if len(connection.execute(_APPEND_IF_HEAD, {**arrays, **expected}).all()) != len(rows):
+            with driver_connection(self.engines.writer) as driver, driver.cursor() as cursor:
+                cursor.execute(self._append_if_head_sql, {**arrays, **expected})
+                if len(cursor.fetchall()) != len(rows):
                     return False
         else:
             values = [tuple(row[name] for name in _ARRAY_TYPES) for row in rows]

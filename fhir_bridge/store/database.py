@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -116,6 +118,31 @@ def create_engines(database_url: str) -> Engines:
         dbapi_connection.commit()
 
     return Engines(reader=engine, writer=engine)
+
+
+@contextmanager
+def driver_connection(engine: Engine) -> Iterator[Any]:
+    """A pool connection's driver connection, for one statement that is atomic alone.
+
+    On PostgreSQL it runs in autocommit: psycopg would send a BEGIN before the statement and the
+    pool a ROLLBACK or COMMIT after it, two round trips of three. The connection leaves autocommit
+    before it goes back to the pool, or is not pooled (a pooled connection in autocommit would run
+    every later transaction statement by statement). SQLite's connections are in autocommit already
+    (``isolation_level`` None: BEGIN is issued explicitly).
+    """
+    raw = engine.raw_connection()  # the pool's connection: set up (PRAGMAs), pinged, reset on return
+    alone = engine.dialect.name == "postgresql"
+    try:
+        if alone:
+            raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+        yield raw.driver_connection
+    finally:
+        if alone:
+            try:
+                raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+            except Exception:
+                raw.invalidate()
+        raw.close()
 
 
 def lock_schema_setup(connection: Connection) -> None:
