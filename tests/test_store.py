@@ -133,11 +133,10 @@ def test_each_test_gets_its_own_database(database_url, tmp_path):
     engines.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # PostgreSQL's plan cache
 def test_postgresql_plans_every_statement_with_its_values(database_url):
     """A search's plan depends on its values (a month's index range, a page): PostgreSQL must not
     switch a statement that psycopg prepared after a few runs to one plan for any values."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's plan cache")
     engines = create_engines(database_url)
     try:
         with engines.reader.connect() as first, engines.writer.connect() as second:  # two of the pool's

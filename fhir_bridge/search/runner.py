@@ -14,6 +14,7 @@ from sqlalchemy import Select, distinct, func, select
 from fhir_bridge.search.compiler import compile_search
 from fhir_bridge.search.includes import include_statement
 from fhir_bridge.search.query import Include, SearchQuery
+from fhir_bridge.search.shapes import with_values
 from fhir_bridge.store.schema import REFERENCE, VERSION, VERSION_COLUMNS, index_valid
 from fhir_bridge.store.store import Store, StoredVersion, WriteSession
 
@@ -70,7 +71,7 @@ def count_matches(store: Store, query: SearchQuery) -> int:
 def explain_plan(store: Store, query: SearchQuery) -> tuple[str, list[str]]:
     """The SQL of ``query``'s first page and the database's plan for it."""
     statement, values = compile_search(query)
-    return store.explain(statement.params(values) if values else statement)
+    return store.explain(with_values(statement, values) if values else statement)
 
 
 def included(

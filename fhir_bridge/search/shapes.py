@@ -24,6 +24,9 @@ from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import Select, bindparam
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.sql.visitors import replacement_traverse
 
 _VALUES = (str, int, float)
 
@@ -92,3 +95,17 @@ class ShapeCache:
         with self._lock:
             self._statements.clear()
             self.hits = self.misses = 0
+
+
+def with_values(statement: Select[Any], values: dict[str, Any]) -> Select[Any]:
+    """``statement`` with ``values`` in its placeholders, each typed by its value where the SQL gave
+    it no type (a placeholder in arithmetic, e.g. a date bound minus a width): so that it can be
+    rendered with its values (``fhir-bridge explain``), which an untyped value cannot."""
+
+    def bound(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter) and element.key in values:
+            typed = None if isinstance(element.type, NullType) else element.type
+            return bindparam(element.key, values[element.key], type_=typed)
+        return None
+
+    return replacement_traverse(statement, {}, bound)  # type: ignore[return-value]
