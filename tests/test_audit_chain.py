@@ -447,12 +447,17 @@ def test_a_record_waiting_for_its_turn_is_written_when_the_client_goes_away(trai
 def test_commits_on_the_loop_are_checkpointed_by_a_thread_so_the_wal_stays_bounded(
     trail: AuditLog, database_url: str
 ) -> None:
+    commits = 8 * CHECKPOINT_EVERY
+
     async def one_by_one() -> None:
-        for n in range(4 * CHECKPOINT_EVERY):
+        for n in range(commits):
             await trail.record_async([entry(n)])
 
     asyncio.run(one_by_one())
     wal = Path(trail.engines.writer.url.database + "-wal")  # type: ignore[operator]
     per_commit = 5 * 4096  # the record, its three index entries and the head: a page each
-    assert wal.stat().st_size < 2 * CHECKPOINT_EVERY * per_commit  # unchecked, it would hold every commit
-    assert len(_ids(trail)) == 4 * CHECKPOINT_EVERY and trail.verify().intact
+    # Unchecked, the WAL would hold every commit (~34 MB); checkpointed, it is rewound after each
+    # checkpoint, and holds what was committed while the last one waited for its thread (~5 MB here,
+    # 8.8 MB once on a loaded CI machine)
+    assert wal.stat().st_size < commits * per_commit / 2
+    assert len(_ids(trail)) == commits and trail.verify().intact
