@@ -282,6 +282,11 @@ def test_two_associations_sending_overlapping_instances_end_with_the_exact_union
 
 
 # crash safety: a killed listener loses nothing it acknowledged and writes nothing twice ------------------
+# A terminated listener drains what it spooled (up to 30 s) and waits for its writer (up to 30 s more)
+# before it exits (``DimseListener.stop``): a test waits that long, not less, on a loaded machine.
+LISTENER_STOP_S = 75
+
+
 def _bridge_process(database_url: str, spool: Path, port: int) -> subprocess.Popen:
     environment = {
         **os.environ,
@@ -340,13 +345,13 @@ def test_a_killed_listener_writes_what_it_acknowledged_after_restart_and_only_on
             segment.write_bytes(kept)
         finally:
             process.terminate()
-            process.wait(30)
+            process.wait(LISTENER_STOP_S)
         process = _bridge_process(database_url, spool, port)
         try:
             _wait_until(lambda: not list(spool.glob("*.seg")))
         finally:
             process.terminate()
-            process.wait(30)
+            process.wait(LISTENER_STOP_S)
         assert studies(app) == {study["identifier"][0]["value"]: study}  # same version
         assert len(fhir_get(app, "/fhir/Provenance")["entry"]) == 1
     finally:
