@@ -185,11 +185,13 @@ def serve_unaudited(port: int) -> None:
 
     from fhir_bridge.api.access import AccessControl
     from fhir_bridge.api.app import create_app
+    from fhir_bridge.cli.serve import settle_heap
     from fhir_bridge.services import Services
     from fhir_bridge.settings import Settings
 
     app = create_app(services=Services.from_settings(Settings()))
     app.user_middleware = [m for m in app.user_middleware if m.cls is not AccessControl]
+    settle_heap()  # as ``serve`` does
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
 
 

@@ -87,3 +87,23 @@ def test_serve_refuses_a_number_of_workers_below_one(workers: str, capsys: pytes
         main(["serve", "--workers", workers])
     assert stopped.value.code == 2
     assert "is not a number of workers (1 or more)" in capsys.readouterr().err
+
+
+def test_a_serving_process_keeps_its_start_up_heap_out_of_garbage_collection(tmp_path: Path) -> None:
+    """``serve`` settles the heap once its app is built: full collections then skip the definitions and
+    tables loaded at start, and requests waiting for their audit commit do not set off collections."""
+    environment = dict(os.environ, FHIR_BRIDGE_DATABASE_URL=f"sqlite:///{tmp_path / 'heap.db'}")
+    probe = (
+        "import gc\n"
+        "from fhir_bridge.cli.serve import YOUNG_COLLECTION_THRESHOLD, worker_app\n"
+        "before = gc.get_freeze_count()\n"
+        "app = worker_app()\n"
+        "young = gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD\n"
+        "print(before, gc.get_freeze_count(), young, len(gc.get_objects()))\n"
+    )
+    printed = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=environment, capture_output=True, text=True, check=True
+    ).stdout.split()
+    before, frozen, threshold_set, tracked = int(printed[0]), int(printed[1]), printed[2], int(printed[3])
+    assert before == 0 and threshold_set == "True"
+    assert frozen > 10 * tracked  # nearly everything start-up built is frozen; little is left to collect
