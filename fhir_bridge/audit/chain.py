@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -73,8 +73,12 @@ class ChainKey:
 
     def link(self, previous: str, record: Mapping[str, Any]) -> str:
         """The hash of ``record`` (its ``HASHED_COLUMNS``) chained after a record whose hash is ``previous``."""
-        values = orjson.dumps([record[name] for name in HASHED_COLUMNS])
-        return hmac.new(self._key, previous.encode("ascii") + b"\n" + values, hashlib.sha256).hexdigest()
+        return self.link_values(previous, [record[name] for name in HASHED_COLUMNS])
+
+    def link_values(self, previous: str, values: Sequence[Any]) -> str:
+        """``link`` of a record given as its values in ``HASHED_COLUMNS`` order (as the writer holds it)."""
+        serialised = orjson.dumps(values)
+        return hmac.new(self._key, previous.encode("ascii") + b"\n" + serialised, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

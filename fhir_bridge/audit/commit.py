@@ -202,7 +202,9 @@ class LoopCommit(Generic[T]):
                 turn.flush = loop.call_soon(self._flush, turn)
         elif turn.flush is None:  # wait (at most ``delay``) for them
             turn.flush = loop.call_later(self._delay, self._flush, turn)
-        handed = await asyncio.shield(settled)  # cancelled (client gone): the record is written all the same
+        # Cancelled (the client went away), the request stops waiting, but its records stay in the turn
+        # and are written all the same: the turn settles only the futures still awaited.
+        handed = await settled
         if handed is not None:
             await asyncio.wrap_future(handed)
 
@@ -216,7 +218,9 @@ class LoopCommit(Generic[T]):
             log.debug("a batch of audit writes on the event loop failed (%s): handed over", type(error).__name__)
             written = False
         for items, settled in waiting:
-            settled.set_result(None if written else self._fallback.submit(items))
+            handed = None if written else self._fallback.submit(items)
+            if not settled.done():
+                settled.set_result(handed)
 
     def close(self) -> None:
         """Hand what waits for a turn that will not come (its loop stopped) to the writer thread."""

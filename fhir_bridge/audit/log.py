@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import re
 import sqlite3
 import threading
@@ -17,7 +18,16 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, Row, String, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from fhir_bridge.audit.chain import PURGE_PATH, ChainKey, ChainKeyMismatch, Checkpoint, Head, Report, verify
+from fhir_bridge.audit.chain import (
+    HASHED_COLUMNS,
+    PURGE_PATH,
+    ChainKey,
+    ChainKeyMismatch,
+    Checkpoint,
+    Head,
+    Report,
+    verify,
+)
 from fhir_bridge.audit.commit import GroupCommit, LoopCommit
 from fhir_bridge.audit.tables import AUDIT, AUDIT_CHAIN
 from fhir_bridge.errors import ConfigurationError
@@ -207,19 +217,30 @@ def admin_entry(command: str, action: str, operator: str, outcome: str, detail: 
 
 CHAIN_HEAD_ID = 1
 _ENTRY_FIELDS = tuple(field.name for field in fields(AuditEntry))
-_WIDTHS = {column.name: column.type.length for column in AUDIT.columns if isinstance(column.type, String)}
+_entry_values = operator.attrgetter(*_ENTRY_FIELDS)
+# The entry's text values that need checking before they are stored, by position: (position, width or 0).
+_TEXTS = tuple(
+    (position, column.type.length or 0)
+    for position, column in enumerate(AUDIT.c[name] for name in _ENTRY_FIELDS)
+    if isinstance(column.type, String)
+)
 
 
-def _storable(name: str, value: Any) -> Any:
-    """A value as the column holds it on every database: without NUL (PostgreSQL text cannot hold it),
-    cut to the column's width (PostgreSQL refuses longer; SQLite would keep them)."""
-    if not isinstance(value, str):
-        return value
-    value = value.replace("\x00", "\\0")
-    width = _WIDTHS.get(name)
-    return value[:width] if width else value
+def _storable(entry: AuditEntry) -> list[Any]:
+    """An entry's values (``_ENTRY_FIELDS`` order) as every database holds them: text without NUL
+    (PostgreSQL text cannot hold it) and cut to its column's width (PostgreSQL refuses longer text;
+    SQLite would keep it)."""
+    values = list(_entry_values(entry))
+    for position, width in _TEXTS:
+        value = values[position]
+        if value is not None and ("\x00" in value or (width and len(value) > width)):
+            value = value.replace("\x00", "\\0")
+            values[position] = value[:width] if width else value
+    return values
 
 
+_COLUMNS = tuple(column.name for column in AUDIT.columns)  # a row's values, in this order (the table's)
+assert ("id", *_ENTRY_FIELDS, "hash") == _COLUMNS and _COLUMNS[:-1] == HASHED_COLUMNS
 # PostgreSQL: a batch's rows as one array per column, inserted only if the head moves from where this
 # process left it (one fixed statement, prepared once, whatever the batch's size).
 _ARRAY_TYPES = {c.name: "bigint" if c.name in ("id", "recorded") else "integer" if c.name == "status" else "text"
@@ -451,8 +472,7 @@ class AuditLog:
             rows, moved = self._chained_rows(known, entries)
             guard = {"last_id": moved.last_id, "last_hash": moved.last_hash, "expected": known.last_id}
             guard["key_id"] = self.key.id
-            values = [tuple(row[name] for name in _ARRAY_TYPES) for row in rows]
-            if not _sqlite_transaction(driver, _MOVE_HEAD_SQLITE, guard, _INSERT_SQLITE, values):
+            if not _sqlite_transaction(driver, _MOVE_HEAD_SQLITE, guard, _INSERT_SQLITE, rows):
                 return False
             AUDIT_WRITE.observe(time.perf_counter() - started)
             self._head = moved
@@ -461,21 +481,22 @@ class AuditLog:
         finally:
             loop.lock.release()
 
-    def _chained_rows(self, head: Head, entries: Sequence[AuditEntry]) -> tuple[list[dict[str, Any]], Head]:
+    def _chained_rows(self, head: Head, entries: Sequence[AuditEntry]) -> tuple[list[tuple[Any, ...]], Head]:
+        """The rows of ``entries`` after ``head`` (values in ``_COLUMNS`` order), and the head after them."""
         last_id, last_hash = head.last_id, head.last_hash
         rows = []
+        link = self.key.link_values
         for entry in entries:
             last_id += 1
-            row: dict[str, Any] = {"id": last_id}
-            row.update((name, _storable(name, getattr(entry, name))) for name in _ENTRY_FIELDS)
-            last_hash = row["hash"] = self.key.link(last_hash, row)
-            rows.append(row)
+            values = [last_id, *_storable(entry)]  # HASHED_COLUMNS
+            last_hash = link(last_hash, values)
+            rows.append((*values, last_hash))
         return rows, Head(head.start_id, last_id, last_hash, head.key_id)
 
     def _append_in(self, connection: Connection, head: Head, entries: Sequence[AuditEntry]) -> None:
         """Insert ``entries`` after ``head`` (locked by the caller) and move the head past them."""
         rows, moved = self._chained_rows(head, entries)
-        connection.execute(self._insert, rows)
+        connection.execute(self._insert, [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
         connection.execute(
             update(AUDIT_CHAIN)
             .where(AUDIT_CHAIN.c.id == CHAIN_HEAD_ID)
@@ -493,17 +514,16 @@ class AuditLog:
         expected = {"last_id": moved.last_id, "last_hash": moved.last_hash, "expected": known.last_id}
         expected["key_id"] = self.key.id
         if self.engines.dialect == "postgresql":  # one statement, atomic alone: no BEGIN/COMMIT round trips
-            arrays = {name: [row[name] for row in rows] for name in _ARRAY_TYPES}
+            arrays = dict(zip(_COLUMNS, ([*column] for column in zip(*rows, strict=True)), strict=True))
             with driver_connection(self.engines.writer) as driver, driver.cursor() as cursor:
                 cursor.execute(self._append_if_head_sql, {**arrays, **expected})
                 if len(cursor.fetchall()) != len(rows):
                     return False
         else:
-            values = [tuple(row[name] for name in _ARRAY_TYPES) for row in rows]
             raw = self.engines.writer.raw_connection()
             try:
                 driver = raw.driver_connection
-                if not _sqlite_transaction(driver, _MOVE_HEAD_SQLITE, expected, _INSERT_SQLITE, values):  # type: ignore[arg-type]
+                if not _sqlite_transaction(driver, _MOVE_HEAD_SQLITE, expected, _INSERT_SQLITE, rows):  # type: ignore[arg-type]
                     return False
             finally:
                 raw.close()
