@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from fhir_bridge.services import Services
 from fhir_bridge.settings import Settings
+from fhir_bridge.store.database import driver_connection
 
 
 def test_reads_by_id_find_the_current_and_each_version(settings: Settings) -> None:
@@ -37,3 +40,29 @@ def test_a_read_by_id_in_autocommit_leaves_its_pooled_connection_transactional(s
         finally:
             for raw in held:
                 raw.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_reads_by_id_on_sqlite_share_a_spare_connection_that_sees_every_commit(settings: Settings) -> None:
+    """On SQLite a read by id runs on a connection kept out of the pool: it never holds a snapshot
+    between reads (each sees the last commit), and it is closed when the engines are disposed."""
+    with Services.from_settings(settings) as services:
+        created = services.interactions.create("Patient", {"resourceType": "Patient", "gender": "female"}).stored
+        assert created is not None
+        reader = services.store.engines.reader
+        for gender in ("male", "other", "unknown"):
+            changed = {"resourceType": "Patient", "id": created.res_id, "gender": gender}
+            services.interactions.update("Patient", created.res_id, changed, None)
+            current = services.store.read("Patient", created.res_id)
+            assert current is not None and f'"{gender}"' in current.content
+        pool = reader.pool
+        assert pool.checkedout() == 1  # type: ignore[attr-defined]  # one spare served every read
+        with pytest.raises(Exception, match="no such table"), driver_connection(reader) as driver:
+            driver.execute("SELECT 1 FROM no_such_table")
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]  # a failed statement's connection is not kept
+        with driver_connection(reader) as driver:
+            assert driver.execute("SELECT count(*) FROM resource").fetchone() == (1,)
+        assert pool.checkedout() == 1  # type: ignore[attr-defined]  # kept as the spare
+        services.store.engines.dispose()
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):  # the spare was closed with its pool
+            driver.execute("SELECT 1")
