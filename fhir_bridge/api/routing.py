@@ -96,7 +96,7 @@ class RouteIndex(BaseRoute):
     Starlette matches a request against every route in turn, each by a regex (and FastAPI's
     context bookkeeping): with 80 routes and the FHIR REST routes last, a FHIR read paid ~50 failed
     matches. Placed first in the app's routes, this one tries only the routes that could match the
-    request (same method, same number of segments, same literal first two segments), in their
+    request (same method, same number of segments, the same literal segments), in their
     order, and answers with the first full match; it answers "no match" otherwise, and the
     routes after it are tried as before (405 for a known path with another method, slash
     redirects, 404). Which route takes a request is unchanged; ``tests/test_route_index.py``
@@ -107,12 +107,12 @@ class RouteIndex(BaseRoute):
         self.entries = [_Entry.of(route) for route in routes]
         if any(entry is None for entry in self.entries):
             raise TypeError("RouteIndex covers Routes only: include routers with include_routes")
-        self.literals = [
-            {e.segments[i] for e in self.entries if e and len(e.segments) > i and e.segments[i] is not None}
-            for i in range(KEYED_SEGMENTS)
-        ]
         self.methods = {method for e in self.entries if e and e.methods for method in e.methods}
         self.longest = max((len(e.segments) for e in self.entries if e), default=0)
+        self.literals = [
+            {e.segments[i] for e in self.entries if e and len(e.segments) > i and e.segments[i] is not None}
+            for i in range(self.longest)
+        ]
         self.wildcards = any(e.any_length for e in self.entries if e)
         self.cache: dict[tuple[str, int, tuple[str | None, ...]], list[BaseRoute]] = {}
 
@@ -136,8 +136,7 @@ class RouteIndex(BaseRoute):
         if len(segments) > self.longest and not self.wildcards:
             return []
         keyed = tuple(
-            segments[i] if i < len(segments) and segments[i] in self.literals[i] else None
-            for i in range(KEYED_SEGMENTS)
+            segment if segment in literals else None for segment, literals in zip(segments, self.literals, strict=False)
         )
         key = (method if method in self.methods else "", min(len(segments), self.longest + 1), keyed)
         found = self.cache.get(key)
@@ -147,7 +146,6 @@ class RouteIndex(BaseRoute):
         return found
 
 
-KEYED_SEGMENTS = 2
 CHOSEN = "fhir_bridge.route_index.chosen"
 
 
@@ -172,11 +170,8 @@ class _Entry:
             return False
         if not self.any_length and len(self.segments) != length:
             return False
-        return all(
-            mine is None or mine == theirs
-            for mine, theirs in zip(self.segments[:KEYED_SEGMENTS], keyed, strict=False)
-            if not self.any_length
-        )
+        pairs = zip(self.segments, keyed, strict=False)
+        return self.any_length or all(mine is None or mine == theirs for mine, theirs in pairs)
 
 
 def index_routes(app: FastAPI) -> None:
