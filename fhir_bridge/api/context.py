@@ -80,8 +80,13 @@ def query_parameters(request: Request) -> list[tuple[str, str]]:
 
 def prefer(request: Request) -> dict[str, str]:
     """The Prefer header (RFC 7240), lower-cased: ``{"respond-async": "", "return": "minimal"}``."""
+    return preferences(request.headers.get("prefer", ""))
+
+
+def preferences(header: str) -> dict[str, str]:
+    """``prefer`` of the header's value."""
     found = {}
-    for item in request.headers.get("prefer", "").replace(";", ",").split(","):
+    for item in header.replace(";", ",").split(","):
         key, _, value = item.strip().partition("=")
         if key:
             found[key.strip().lower()] = value.strip().strip('"').lower()

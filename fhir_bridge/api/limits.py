@@ -136,14 +136,14 @@ class BodyLimitMiddleware:
             await self._answer(error, scope, receive, send)
             return
         headers = {name.lower(): value for name, value in scope.get("headers", ())}
-        content_type = headers.get(b"content-type", b"").decode("latin-1")
-        limit = self.limits.limit_for(content_type, scope.get("path", ""))
         declared = headers.get(b"content-length", b"").strip()
-        if declared.isdigit() and int(declared) > limit:
-            await self._answer(too_large(limit, content_type), scope, receive, send)
-            return
         if scope["method"] in _BODILESS and not declared and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # no body (RFC 9112 6.3), and no route of these reads one
+            return
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        limit = self.limits.limit_for(content_type, scope.get("path", ""))
+        if declared.isdigit() and int(declared) > limit:
+            await self._answer(too_large(limit, content_type), scope, receive, send)
             return
         await _Guard(self.app, self.limits.idle_timeout_s, limit, content_type).run(scope, receive, send)
 

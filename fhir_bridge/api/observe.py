@@ -9,9 +9,9 @@ can match a client's report to the log. The request is counted and timed by its 
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,7 +32,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         given = next((value for name, value in scope.get("headers", []) if name == HEADER), b"")
-        rid = given.decode("ascii") if _SANE.match(given) else uuid.uuid4().hex
+        rid = given.decode("ascii") if _SANE.match(given) else os.urandom(16).hex()  # as uuid4().hex, 1/4 the CPU
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import IO, Any
 
 import orjson
 from fastapi import Request, Response
 
-from fhir_bridge.api.context import prefer
+from fhir_bridge.api.context import preferences
 from fhir_bridge.api.media_types import essence
 from fhir_bridge.errors import FhirError, operation_outcome
 from fhir_bridge.interactions.writes import Outcome
@@ -43,7 +44,17 @@ async def presentation(request: Request) -> Presentation:
 
 def presentation_of(request: Request) -> Presentation:
     """Read ``_format``, ``Accept``, ``_pretty`` and ``Prefer``; 406 for formats other than JSON."""
-    wanted = request.query_params.get("_format")
+    if request.scope.get("query_string"):
+        query = request.query_params
+        wanted, pretty = query.get("_format"), query.get("_pretty", "false")
+    else:
+        wanted, pretty = None, "false"
+    headers = request.headers
+    return _presentation(wanted, pretty, headers.get("accept", ""), headers.get("prefer", ""))
+
+
+@lru_cache(maxsize=256)  # clients send few distinct combinations; a 406 is raised, never cached
+def _presentation(wanted: str | None, pretty: str, accept: str, prefer_header: str) -> Presentation:
     if wanted is not None:
         media_type = FORMAT_ALIASES.get(wanted.strip().lower())
         if media_type is None:
@@ -54,13 +65,13 @@ def presentation_of(request: Request) -> Presentation:
                 expression="_format",
             )
     else:
-        media_type = _negotiate(request.headers.get("accept", ""))
-    preferences = prefer(request)
+        media_type = _negotiate(accept)
+    preferred = preferences(prefer_header)
     return Presentation(
         media_type=media_type,
-        pretty=request.query_params.get("_pretty", "false").lower() == "true",
-        prefer_return=preferences.get("return", "representation"),
-        strict=preferences.get("handling") == "strict",
+        pretty=pretty.lower() == "true",
+        prefer_return=preferred.get("return", "representation"),
+        strict=preferred.get("handling") == "strict",
     )
 
 
