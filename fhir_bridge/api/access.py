@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -364,12 +365,10 @@ def classify(
     only the audit facts are.
     """
     fhir = settings.fhir_path.rstrip("/")
-    if path in PUBLIC_PATHS or path.rstrip("/") == f"{fhir}/metadata" or (path == "/" and fhir):
+    if path in PUBLIC_PATHS or path.rstrip("/") in _open_paths(fhir) or (path == "/" and fhir):
         return Classified(None)
     if path == "/metrics" and settings.metrics != "off":
         return Classified(None) if settings.metrics == "open" else Classified({METRICS}, "operation", None, None, path)
-    if any(path.rstrip("/") in (f"{fhir}{p}", p) for p in AUTH_PATHS):
-        return Classified(None)
     if path == UI or path.startswith(f"{UI}/"):
         return Classified(None)  # the web UI authenticates its session and audits each read itself (ui.viewer)
     if path.rstrip("/") == "/catalogue/counts":
@@ -387,6 +386,13 @@ def classify(
         segments = [s for s in path[len(fhir) :].split("/") if s]
         return _classify_fhir(method, segments, parameters, headers, path, authorising)
     return Classified(set(EVERYTHING), "operation", None, None, path)
+
+
+@lru_cache(maxsize=8)
+def _open_paths(fhir: str) -> frozenset[str]:
+    """Paths (without a trailing slash) that need no token: the CapabilityStatement and the
+    authorisation server's own, at the root and under the FHIR base."""
+    return frozenset({f"{fhir}/metadata", *AUTH_PATHS, *(f"{fhir}{p}" for p in AUTH_PATHS)})
 
 
 def _classify_fhir(
