@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import select
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from fhir_bridge.settings import Settings
 
 EXIT_FAILURES = 1  # something was not ingested or checked
 EXIT_CONFIGURATION = 2  # the command could not run at all
+WAKE_S = 1.0  # a listener's main thread looks for a SIGINT or SIGTERM at least this often
 
 DATABASE_HELP = "sqlite:///path.db (default ./fhir-bridge.db) or postgresql+psycopg://..."
 CONFIG_HELP = "TOML config file of settings (else FHIR_BRIDGE_CONFIG); environment and flags override it"
@@ -102,14 +103,38 @@ def run_listener(arguments: argparse.Namespace, build: Callable[[Services], Any]
 
 
 def run_until_stopped(listener: Any) -> None:
-    """Run a started listener (``stop()``) until SIGINT or SIGTERM."""
-    stopping = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stopping.set())
+    """Run a started listener (``stop()``) until SIGINT or SIGTERM.
+
+    Python runs a signal's handler only when the main thread runs, and the kernel hands a process's
+    signal to whichever of its threads does not block it, or to the main thread just before that
+    thread blocks. A main thread blocked without end (it waited on an ``Event`` the handler set)
+    then never ran the handler: the listener ignored that SIGTERM and ran on. So the signal also
+    writes to a socket the main thread waits on (``signal.set_wakeup_fd``: written by whichever
+    thread takes it), and the wait wakes every ``WAKE_S`` regardless. The handler takes no lock
+    (``Event.set`` does: it would wait forever for the lock were the main thread inside
+    ``Event.wait`` holding it when the handler runs there).
+    """
+    received: list[int] = []
+
+    def note(number: int, _frame: object) -> None:
+        received.append(number)
+
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     try:
-        stopping.wait()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, note)
+        while not received:
+            if select.select([reader], [], [], WAKE_S)[0]:
+                reader.recv(256)
     finally:
-        listener.stop()
+        try:
+            listener.stop()
+        finally:
+            signal.set_wakeup_fd(previous)
+            reader.close()
+            writer.close()
 
 
 def add_database(parser: argparse.ArgumentParser) -> None:
