@@ -26,6 +26,7 @@ from fhir_bridge.api import (
 )
 from fhir_bridge.api.access import AccessControl, annotate
 from fhir_bridge.api.observe import Observe
+from fhir_bridge.api.placement import SearchPlacement
 from fhir_bridge.api.rendering import error_response
 from fhir_bridge.api.routing import include_routes, index_routes
 from fhir_bridge.errors import ConfigurationError, FhirError
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         openapi_url="/openapi.json" if docs else None,  # app.openapi() still builds it (fhir-bridge openapi)
     )
     app.state.services = services
+    app.state.search_placement = SearchPlacement(on_the_loop=services.store.reads_never_wait)
     app.router.on_shutdown.append(services.close)
     services.bulk_exports.worker.resume_pending()  # export jobs a restart left pending
     # Routers whose paths could be taken for FHIR types (Patient/$export, /catalogue, /eucaim, .well-known,

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from fhir_bridge.api.access import annotate, audit_bundle_entries, audit_search, require
 from fhir_bridge.api.context import fhir_base, query_parameters, read_body, read_by_id, services
 from fhir_bridge.api.media_types import essence
+from fhir_bridge.api.placement import SearchPlacement
 from fhir_bridge.api.rendering import (
     Presentation,
     head_response,
@@ -178,12 +179,19 @@ def history_system(request: Request, view: Presentation = Depends(presentation))
     "/{resource_type}", summary="search", responses=FHIR_RESPONSES, openapi_extra=path_parameters("resource_type")
 )
 @request_alone
-def search_type(request: Request) -> Response:
-    # parameters from the request itself, as ``read`` takes them (FastAPI's dependency solving costs)
+async def search_type(request: Request) -> Response:
+    # parameters from the request itself, as ``read`` takes them (FastAPI's dependency solving costs);
+    # on the event loop or a thread, whichever costs least (``api.placement``)
     resource_type = request.path_params["resource_type"]
     view = presentation_of(request)
     _not_an_operation(resource_type)
-    bundle = _interactions(request).search(resource_type, query_parameters(request), fhir_base(request), view.strict)
+    interactions, base = _interactions(request), fhir_base(request)
+
+    def search(resource_type: str, parameters: list[tuple[str, str]]) -> dict[str, Any]:
+        return interactions.search(resource_type, parameters, base, view.strict)
+
+    placement: SearchPlacement = request.app.state.search_placement
+    bundle = await placement.run(search, resource_type, query_parameters(request))
     return head_response(request, render(bundle, 200, view))
 
 
